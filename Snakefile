@@ -1,0 +1,19 @@
+# polyfuse: Fusion-of-N vs Best-of-N, per task and language. All logic lives in polyfuse/;
+# the rules in workflow/rules/ only wire files to it.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/fuse.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        report_outputs(),
+    default_target: True

@@ -1,0 +1,45 @@
+"""Checks of a study config beyond its JSON Schema: every name it uses must exist.
+
+Run when the workflow is parsed, so an unknown task, language, model or scorer is
+rejected before any job starts or any model is loaded. Imports stay light here:
+no engine backend, pandas or plotting library is loaded.
+"""
+
+from __future__ import annotations
+
+from polyfuse.data import LOADERS
+from polyfuse.engines import BACKEND_MODULES
+from polyfuse.errors import PolyfuseError
+from polyfuse.fuse import FALLBACKS
+from polyfuse.languages import LANGUAGE_NAMES
+from polyfuse.select import MODEL_SCORERS, SCORERS
+from polyfuse.tasks import PROMPT_STYLES, TASK_KINDS, load_template
+
+
+def _known(value, known, where: str) -> None:
+    if value not in known:
+        raise PolyfuseError(f"{where}: unknown {value!r}; known: {', '.join(sorted(known))}")
+
+
+def check_config(config: dict) -> None:
+    models = config["models"]
+    for name, spec in models.items():
+        _known(spec["engine"], BACKEND_MODULES, f"models.{name}.engine")
+        _known(spec["prompt_style"], PROMPT_STYLES, f"models.{name}.prompt_style")
+    for name, task in config["tasks"].items():
+        _known(task["kind"], TASK_KINDS, f"tasks.{name}.kind")
+        _known(task["dataset"]["format"], LOADERS, f"tasks.{name}.dataset.format")
+        for lang in task["languages"]:
+            _known(lang, LANGUAGE_NAMES, f"tasks.{name}.languages")
+    study = config["study"]
+    for role in ("samplers", "fusors"):
+        for model in study[role]:
+            _known(model, models, f"study.{role}")
+    for selector in study["selectors"]:
+        _known(selector, set(SCORERS) - {"single", "oracle"}, "study.selectors")
+        if selector in MODEL_SCORERS:
+            _known(study.get("scorer_model"), models, f"study.scorer_model (needed by selector {selector!r})")
+    fusion = config["fusion"]
+    _known(fusion["fallback"], FALLBACKS, "fusion.fallback")
+    for fusor in study["fusors"]:
+        load_template(fusion["template"], "fusion", models[fusor]["prompt_style"])

@@ -1,0 +1,99 @@
+"""One engine interface; each backend is a small plug-in registered by name.
+
+An engine does two things:
+  ``generate(requests) -> generations`` (texts plus token counts and seconds), and
+  ``loglik(prompt, continuations) -> mean token log-probabilities``.
+Backends live in sibling modules and are imported only when a model asks for them,
+so a llama.cpp run never imports vLLM and the other way round.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, Sequence
+
+from polyfuse.errors import PolyfuseError
+
+# engine name -> module that registers it (imported lazily)
+BACKEND_MODULES = {"llamacpp": "polyfuse.engines.llamacpp"}
+ENGINES: dict[str, type["Engine"]] = {}
+
+Prompt = str | list[dict]  # a raw prompt, or chat messages [{role, content}, ...]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "stop": list(self.stop)}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: Prompt
+    params: SamplingParams
+    seed: int
+    n: int = 1
+
+
+@dataclass
+class Generation:
+    texts: list[str]
+    tokens_in: int
+    tokens_out: list[int]
+    seconds: float
+    finish_reasons: list[str] = field(default_factory=list)
+
+
+def register_engine(name: str):
+    def register(cls: type[Engine]) -> type[Engine]:
+        cls.engine_name = name
+        ENGINES[name] = cls
+        return cls
+
+    return register
+
+
+class Engine(ABC):
+    """A loaded model. Subclasses load lazily and count their model calls."""
+
+    engine_name = "abstract"
+
+    def __init__(self, model_name: str, spec: dict, threads: int = 1):
+        self.model_name = model_name
+        self.spec = spec
+        self.threads = threads
+        self.calls = 0  # model invocations, so tests and benchmarks can assert a cached re-run makes none
+
+    @abstractmethod
+    def identity(self) -> dict:
+        """What determines this model's outputs (weights, chat template): part of every cache key."""
+
+    @abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[Generation]:
+        """Yield one Generation per request, in order."""
+
+    @abstractmethod
+    def loglik(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
+        """Mean per-token log-probability of each continuation after `prompt`."""
+
+    def close(self) -> None:
+        """Free the model; engines that hold nothing need not override."""
+
+
+def create_engine(model_name: str, spec: dict, threads: int = 1) -> Engine:
+    engine = spec.get("engine")
+    if engine not in BACKEND_MODULES:
+        raise PolyfuseError(
+            f"model {model_name!r}: unknown engine {engine!r}; known: {', '.join(sorted(BACKEND_MODULES))}"
+        )
+    if engine not in ENGINES:
+        importlib.import_module(BACKEND_MODULES[engine])
+    return ENGINES[engine](model_name, spec, threads)
+

@@ -1,0 +1,183 @@
+"""llama.cpp in-process through llama-cpp-python: the embedded default engine.
+
+A model spec names its GGUF by ``path`` (a file), ``package`` (a pip-installed
+model package: the GGUF inside it, or the one its ``assemble()`` writes) or
+``hub`` (``{repo, filename}`` on the Hugging Face hub, for users with network).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from polyfuse.engines import Engine, Generation, GenerationRequest, Prompt, register_engine
+from polyfuse.errors import PolyfuseError
+from polyfuse.io import atomic_path, file_hash
+
+MODEL_CACHE = Path(os.environ.get("POLYFUSE_MODEL_CACHE", Path.home() / ".cache" / "polyfuse" / "models"))
+
+
+def resolve_gguf(model_name: str, spec: dict) -> Path:
+    if "path" in spec:
+        path = Path(spec["path"]).expanduser()
+        if not path.is_file():
+            raise PolyfuseError(f"model {model_name!r}: GGUF file not found: {path}")
+        return path
+    if "package" in spec:
+        return _gguf_from_package(model_name, spec["package"])
+    if "hub" in spec:
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError:
+            raise PolyfuseError(f"model {model_name!r}: models.*.hub needs the 'huggingface_hub' package") from None
+        return Path(hf_hub_download(repo_id=spec["hub"]["repo"], filename=spec["hub"]["filename"]))
+    raise PolyfuseError(f"model {model_name!r}: give one of 'path', 'package' or 'hub'")
+
+
+def _gguf_from_package(model_name: str, package: str) -> Path:
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise PolyfuseError(f"model {model_name!r}: package {package!r} is not installed (pip install it)")
+    # Locate a shipped GGUF without importing: some model packages import heavy plug-in hosts.
+    shipped = sorted(Path(found.submodule_search_locations[0]).glob("*.gguf"))
+    if shipped:
+        return shipped[0]
+    module = importlib.import_module(package)
+    if not hasattr(module, "assemble"):
+        raise PolyfuseError(f"model {model_name!r}: package {package!r} has neither a .gguf file nor assemble()")
+    target = MODEL_CACHE / getattr(module, "MODEL_NAME", f"{package}.gguf")
+    if not target.is_file():
+        # Assemble beside the target and rename, so concurrent jobs never read a partial file.
+        with atomic_path(target) as tmp:
+            module.assemble(tmp, overwrite=True)
+    return target
+
+
+@register_engine("llamacpp")
+class LlamaCppEngine(Engine):
+    def __init__(self, model_name: str, spec: dict, threads: int = 1):
+        super().__init__(model_name, spec, threads)
+        self.path = resolve_gguf(model_name, spec)
+        self._generator = None
+        self._scorer = None
+
+    def _load(self, logits_all: bool):
+        from llama_cpp import Llama
+
+        # With logits_all the host keeps an n_ctx x vocab float array (1 GiB for Gemma 3 at 1024).
+        n_ctx = self.spec.get("loglik_n_ctx", 1024) if logits_all else self.spec.get("n_ctx", 4096)
+        return Llama(
+            model_path=str(self.path),
+            n_ctx=int(n_ctx),
+            n_threads=self.threads,
+            n_batch=int(self.spec.get("n_batch", 512)),
+            logits_all=logits_all,
+            verbose=False,
+        )
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            self._generator = self._load(logits_all=False)
+        return self._generator
+
+    @property
+    def scorer(self):
+        # Log-likelihoods need logits at every position; a separate instance keeps generation lean.
+        if self._scorer is None:
+            self._scorer = self._load(logits_all=True)
+        return self._scorer
+
+    def identity(self) -> dict:
+        return {"engine": self.engine_name, "gguf": self.path.name, "sha256": file_hash(self.path)}
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[Generation]:
+        for request in requests:
+            yield self._generate_one(request)
+
+    def _generate_one(self, request: GenerationRequest) -> Generation:
+        params = request.params
+        texts, tokens_out, reasons = [], [], []
+        tokens_in = 0
+        start = time.perf_counter()
+        # llama.cpp returns one choice per call, so n samples are n seeded calls.
+        for offset in range(request.n):
+            kwargs = dict(
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=request.seed + offset,
+                stop=list(params.stop) or None,
+            )
+            self.calls += 1
+            if isinstance(request.prompt, str):
+                response = self.generator.create_completion(prompt=request.prompt, **kwargs)
+                text = response["choices"][0]["text"]
+            else:
+                response = self.generator.create_chat_completion(messages=request.prompt, **kwargs)
+                text = response["choices"][0]["message"]["content"] or ""
+            texts.append(text)
+            tokens_in = response["usage"]["prompt_tokens"]
+            tokens_out.append(response["usage"]["completion_tokens"])
+            reasons.append(response["choices"][0]["finish_reason"] or "stop")
+        return Generation(texts, tokens_in, tokens_out, time.perf_counter() - start, reasons)
+
+    def render(self, prompt: Prompt) -> str:
+        """The text the model sees: chat messages go through the GGUF's own chat template."""
+        if isinstance(prompt, str):
+            return prompt
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llm = self.scorer
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise PolyfuseError(f"model {self.model_name!r} has no chat template; set prompt_style: fewshot")
+        vocab = llm._model
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=vocab.token_get_text(vocab.token_eos()),
+            bos_token=vocab.token_get_text(vocab.token_bos()),
+            add_generation_prompt=True,
+        )
+        return formatter(messages=prompt).prompt
+
+    def loglik(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
+        llm = self.scorer
+        context = llm.tokenize(self.render(prompt).encode("utf-8"), add_bos=True, special=True)
+        room = llm.n_ctx() - len(context)
+        if room < 1:
+            raise PolyfuseError(
+                f"model {self.model_name!r}: a {len(context)}-token prompt leaves no room to score in "
+                f"loglik_n_ctx={llm.n_ctx()}; raise models.{self.model_name}.loglik_n_ctx"
+            )
+        scores = []
+        llm.reset()
+        llm.eval(context)  # the shared prefix is evaluated once per prompt
+        for continuation in continuations:
+            tokens = llm.tokenize(continuation.encode("utf-8"), add_bos=False, special=False)
+            if not tokens:
+                scores.append(float("-inf"))
+                continue
+            tokens = tokens[:room]
+            llm.n_tokens = len(context)  # rewind to the prefix; eval() drops the rest of the KV cache
+            self.calls += 1
+            llm.eval(tokens)
+            # logits at position p predict token p+1: the continuation is predicted from len(context)-1 on
+            logits = np.asarray(llm.scores[len(context) - 1 : len(context) + len(tokens) - 1], dtype=np.float64)
+            peak = logits.max(axis=1, keepdims=True)
+            log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
+            picked = logits[np.arange(len(tokens)), tokens]
+            scores.append(float(np.mean(picked - log_norm)))
+        return scores
+
+    def close(self) -> None:
+        for llm in (self._generator, self._scorer):
+            if llm is not None:
+                llm.close()
+        self._generator = self._scorer = None

@@ -1,0 +1,99 @@
+"""Streaming JSONL records, atomic file writes and content hashes.
+
+Every artifact of the workflow is JSONL with one record per item. Readers yield
+records one at a time and writers stream them to a temporary file that is renamed
+into place only when complete, so memory stays flat and nothing half-written is
+ever left under an output name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from polyfuse.errors import PolyfuseError
+
+
+def stable_json(obj: Any) -> str:
+    """Canonical JSON: sorted keys, no whitespace, so equal objects hash equally."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_hash(obj: Any, length: int = 16) -> str:
+    """Short hash of any JSON-serialisable object (prompts, params, templates)."""
+    return sha256_hex(stable_json(obj))[:length]
+
+
+def file_hash(path: str | os.PathLike, length: int = 16) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """Yield one record per non-blank line; a bad line raises naming file and line."""
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise PolyfuseError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise PolyfuseError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+            yield record
+
+
+def read_jsonl_progress(path: str | os.PathLike, desc: str) -> Iterator[dict]:
+    """read_jsonl with a progress bar; counts lines first so records are never all held."""
+    from tqdm import tqdm
+
+    with open(path, encoding="utf-8") as handle:
+        total = sum(1 for line in handle if line.strip())
+    return tqdm(read_jsonl(path), total=total, desc=desc, unit="item", mininterval=1.0)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path that replaces `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    """Stream records to `path` atomically; returns how many were written."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")

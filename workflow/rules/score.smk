@@ -1,0 +1,17 @@
+rule score:
+    input:
+        items_file="results/{task}/{lang}/items.jsonl",
+        outputs="results/{task}/{lang}/outputs/{model}/{method}.jsonl",
+    output:
+        scores="results/{task}/{lang}/scores/{model}/{method}.jsonl",
+        summary="results/{task}/{lang}/scores/{model}/{method}.summary.json",
+    params:
+        kind=lambda w: TASKS[w.task]["kind"],
+    log:
+        "results/logs/score/{task}/{lang}/{model}/{method}.log",
+    benchmark:
+        "results/benchmarks/score/{task}/{lang}/{model}/{method}.tsv"
+    conda:
+        "../../envs/score.yaml"
+    script:
+        "../scripts/score.py"
