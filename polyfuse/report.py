@@ -138,10 +138,12 @@ def plot_task(frame: pd.DataFrame, task: str, metric: str, path: Path) -> None:
             low = [rows["ci_low"].get(lang, np.nan) for lang in langs] + [np.nan]
             high = [rows["ci_high"].get(lang, np.nan) for lang in langs] + [np.nan]
             xs = np.arange(len(groups)) + (offset - (len(methods) - 1) / 2) * width
-            errors = np.array([np.subtract(means, low), np.subtract(high, means)])
-            bars = ax.bar(xs, means, width * 0.92, yerr=np.nan_to_num(errors), capsize=2.5, color=colours[method],
-                          edgecolor="#333333", linewidth=0.5, label=method, hatch="//" if method == "oracle" else None,
-                          error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
+            bars = ax.bar(xs, means, width * 0.92, color=colours[method], edgecolor="#333333", linewidth=0.5,
+                          label=method, hatch="//" if method == "oracle" else None)
+            has_ci = np.isfinite(low)  # the average over languages is drawn without an interval
+            ax.errorbar(xs[has_ci], np.asarray(means)[has_ci],
+                        yerr=[np.subtract(means, low)[has_ci], np.subtract(high, means)[has_ci]],
+                        fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2.5)
             ax.bar_label(bars, labels=[f"{m:.0f}" if np.isfinite(m) else "" for m in means], fontsize=7, padding=2)
         n_items = int(cells["n"].max()) if not cells.empty else 0
         ax.set_title(f"{task} · sampler {sampler} · {n_items} items per language", fontsize=10, loc="left")

@@ -1,0 +1,104 @@
+import json
+
+import pytest
+
+from polyfuse import data
+from polyfuse.errors import PolyfuseError
+from polyfuse.io import read_jsonl
+
+
+def test_wmt24pp_real_slice_loads_with_reference_field(shared):
+    items = list(data.load_items("wmt", "ja", {"format": "wmt24pp", "path": str(shared / "wmt24pp/en-ja_JP.jsonl")}, 5))
+    assert len(items) == 5
+    first = items[0]
+    assert first["task"] == "wmt" and first["lang"] == "ja"
+    assert first["input"].startswith("Siso's depictions")
+    assert first["reference"] == "大地と水をテーマにしたシソの作品展が新ギャラリーで開催"
+    assert first["origin"]["line"] == 1
+    assert len({item["id"] for item in items}) == 5
+
+
+def test_wmt24pp_accepts_the_hub_field_name_target(tmp_path):
+    path = tmp_path / "en-de_DE.jsonl"
+    path.write_text(json.dumps({"lp": "en-de_DE", "source": "Hello.", "target": "Hallo."}) + "\n")
+    (item,) = data.load_items("wmt", "de", {"format": "wmt24pp", "path": str(path)})
+    assert item["reference"] == "Hallo."
+
+
+def test_wmt24pp_rejects_a_file_for_another_language(shared):
+    with pytest.raises(PolyfuseError, match=r"en-de_DE.jsonl:1: language pair 'en-de_DE' does not translate into 'fr'"):
+        list(data.load_items("wmt", "fr", {"format": "wmt24pp", "path": str(shared / "wmt24pp/en-de_DE.jsonl")}))
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "ja", "sw", "zh"])
+def test_mgsm_real_slices_have_numeric_answers(shared, lang):
+    path = shared / "mgsm" / f"mgsm_{lang}.tsv"
+    if not path.exists():
+        pytest.skip(f"no MGSM slice for {lang}")
+    items = list(data.load_items("mgsm", lang, {"format": "mgsm", "path": str(path)}))
+    assert len(items) == 250
+    assert items[0]["reference"] == "18"  # Janet's ducks, in every language
+    assert all(float(item["reference"]) == int(float(item["reference"])) for item in items)
+
+
+def test_arena_formats_m_arenahard_and_arena_hard_auto(shared, tmp_path):
+    de = list(data.load_items("arena", "de", {"format": "arena", "path": str(shared / "m_arenahard/m_arenahard_v1_de.jsonl")}, 3))
+    assert de[0]["id"] == "328c149ed45a41c0b9d6f14659e63599"
+    assert de[0]["input"].startswith("Verwenden Sie die ABC-Notation")
+    assert de[0]["reference"] is None
+    turns = tmp_path / "question.jsonl"
+    turns.write_text(json.dumps({"question_id": 7, "turns": [{"content": "Write a haiku."}]}) + "\n")
+    (item,) = data.load_items("arena", "en", {"format": "arena", "path": str(turns)})
+    assert item["id"] == "7" and item["input"] == "Write a haiku."
+
+
+@pytest.mark.parametrize(
+    "fmt, text, message",
+    [
+        ("wmt24pp", '{"lp": "en-de_DE", "source": "a", "target": "b"}\n{"lp": "en-de_DE", "source": "x"}\n',
+         r"bad.txt:2: missing field 'target' or 'reference'"),
+        ("wmt24pp", '{"lp": "en-de_DE", "source": "a", "target": "b"}\n{not json\n', r"bad.txt:2: not valid JSON"),
+        ("mgsm", "What is 2+2?\t4\nno answer here\n", r"bad.txt:2: expected 'question<TAB>answer', got 1 field"),
+        ("mgsm", "What is 2+2?\tfour\n", r"bad.txt:1: answer 'four' is not a number"),
+        ("arena", '{"prompt": "hi"}\n', r"bad.txt:1: missing field 'question_id' or 'uid' or 'id'"),
+        ("arena", '{"id": 1, "turns": []}\n', r"bad.txt:1: missing field 'prompt' or 'turns\[0\].content'"),
+    ],
+)
+def test_malformed_lines_name_file_and_line(tmp_path, fmt, text, message):
+    path = tmp_path / "bad.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PolyfuseError, match=message) as caught:
+        list(data.load_items("t", "de", {"format": fmt, "path": str(path)}))
+    assert "\n" not in str(caught.value)
+
+
+def test_write_items_splits_few_shot_exemplars_and_leaves_nothing_on_error(tmp_path, shared):
+    dataset = {"format": "mgsm", "path": str(shared / "mgsm/mgsm_de.tsv")}
+    count = data.write_items(tmp_path / "items.jsonl", tmp_path / "shots.jsonl", "mgsm", "de", dataset, shots=2, max_items=3)
+    shots = list(read_jsonl(tmp_path / "shots.jsonl"))
+    items = list(read_jsonl(tmp_path / "items.jsonl"))
+    assert count == 3 and len(shots) == 2 and len(items) == 3
+    assert shots[0]["origin"]["line"] == 1 and items[0]["origin"]["line"] == 3
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("q1\t1\nq2\t2\nq3\tthree\n")
+    with pytest.raises(PolyfuseError, match="bad.tsv:3"):
+        data.write_items(tmp_path / "out.jsonl", tmp_path / "outshots.jsonl", "mgsm", "de", {"format": "mgsm", "path": str(bad)}, 1, None)
+    assert not (tmp_path / "out.jsonl").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_hub_dataset_downloads_then_uses_the_local_loader(monkeypatch, tmp_path, shared):
+    calls = []
+
+    def fake_download(repo_id, filename, repo_type, revision):
+        calls.append((repo_id, filename, repo_type))
+        return str(shared / "wmt24pp" / filename)
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    hub = {"repo": "google/wmt24pp", "filename": "en-{locale}.jsonl", "locales": {"de": "de_DE"}}
+    items = list(data.load_items("wmt", "de", {"format": "wmt24pp", "hub": hub}, 2))
+    assert calls == [("google/wmt24pp", "en-de_DE.jsonl", "dataset")]
+    assert len(items) == 2 and items[0]["reference"]
