@@ -16,6 +16,20 @@ from polyfuse.select import MODEL_SCORERS, SCORERS
 from polyfuse.tasks import PROMPT_STYLES, TASK_KINDS, load_template
 
 
+def check_schema(config: dict, schema_path: str) -> None:
+    """Validate against the JSON Schema, reporting the single most relevant error on one line."""
+    import jsonschema
+    import yaml
+
+    with open(schema_path, encoding="utf-8") as handle:
+        schema = yaml.safe_load(handle)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        key = ".".join(map(str, error.absolute_path)) or "(top level)"
+        expected = error.schema.get("description") if isinstance(error.schema, dict) else None
+        raise PolyfuseError(f"{key}: {error.message}" + (f" (expected: {expected})" if expected else ""))
+
+
 def _known(value, known, where: str) -> None:
     if value not in known:
         raise PolyfuseError(f"{where}: unknown {value!r}; known: {', '.join(sorted(known))}")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import os
 from pathlib import Path
 from typing import Callable, Iterator
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import write_jsonl
+from polyfuse.io import read_jsonl_numbered, write_jsonl
 from polyfuse.languages import base_code
 
 Loader = Callable[[Path, str], Iterator[dict]]
@@ -30,20 +29,6 @@ def loader(name: str) -> Callable[[Loader], Loader]:
     return register
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PolyfuseError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise PolyfuseError(f"{path}:{line_no}: expected a JSON object")
-            yield line_no, record
-
-
 def _field(record: dict, names: tuple[str, ...], path: Path, line_no: int) -> str:
     """The first present, non-empty field among `names`; else a one-line error."""
     for name in names:
@@ -56,7 +41,7 @@ def _field(record: dict, names: tuple[str, ...], path: Path, line_no: int) -> st
 @loader("wmt24pp")
 def load_wmt24pp(path: Path, lang: str) -> Iterator[dict]:
     """WMT24++ jsonl: ``lp``, ``source`` and ``target`` (slices may call it ``reference``)."""
-    for line_no, record in _json_lines(path):
+    for line_no, record in read_jsonl_numbered(path):
         source = _field(record, ("source",), path, line_no)
         reference = _field(record, ("target", "reference"), path, line_no)
         lp = record.get("lp", f"en-{lang}")
@@ -99,7 +84,7 @@ def load_mgsm(path: Path, lang: str) -> Iterator[dict]:
 @loader("arena")
 def load_arena(path: Path, lang: str) -> Iterator[dict]:
     """m-ArenaHard / arena-hard-auto jsonl: an id field and ``prompt`` or ``turns[0].content``."""
-    for line_no, record in _json_lines(path):
+    for line_no, record in read_jsonl_numbered(path):
         item_id = next((record[k] for k in ("question_id", "uid", "id") if record.get(k) is not None), None)
         if item_id is None:
             raise PolyfuseError(f"{path}:{line_no}: missing field 'question_id' or 'uid' or 'id'")

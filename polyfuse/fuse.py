@@ -17,7 +17,7 @@ from typing import Iterator
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_jsonl, write_jsonl
+from polyfuse.io import read_paired, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, generate_cached, prompt_hash
 from polyfuse.tasks import TaskKind, instruction_text, load_template
@@ -104,11 +104,7 @@ def fuse_pools(
         max_tokens=int(sampling["max_tokens"]),
         stop=FEWSHOT_STOP if style == "fewshot" else (),
     )
-    items = read_jsonl(items_path)
-    for pool in read_jsonl(pools_path):
-        item = next(items)
-        if item["id"] != pool["id"]:
-            raise PolyfuseError(f"{pools_path}: pool {pool['id']!r} does not match item {item['id']!r}")
+    for item, pool in read_paired(items_path, pools_path):
         texts = [candidate["text"].strip() for candidate in pool["candidates"]]
         order = shown_order(seed, item["id"], len(texts))
         prompt, template_hash = fusion_prompt(template_ref, style, kind, item, [texts[i] for i in order])

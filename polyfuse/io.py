@@ -41,8 +41,8 @@ def file_hash(path: str | os.PathLike, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield one record per non-blank line; a bad line raises naming file and line."""
+def read_jsonl_numbered(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, record) per non-blank line; a bad line raises naming file and line."""
     with open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -53,7 +53,26 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                 raise PolyfuseError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
             if not isinstance(record, dict):
                 raise PolyfuseError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
-            yield record
+            yield line_no, record
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    for _, record in read_jsonl_numbered(path):
+        yield record
+
+
+def read_paired(items_path: str | os.PathLike, path: str | os.PathLike) -> Iterator[tuple[dict, dict]]:
+    """Walk the items and a per-item artifact (pools, outputs) in step; they must list the same ids in order."""
+    records = read_jsonl(path)
+    for item in read_jsonl(items_path):
+        record = next(records, None)
+        if record is None or record["id"] != item["id"]:
+            found = None if record is None else record["id"]
+            raise PolyfuseError(f"{path}: expected a record for item {item['id']!r}, found {found!r}")
+        yield item, record
+    extra = next(records, None)
+    if extra is not None:
+        raise PolyfuseError(f"{path}: record {extra['id']!r} has no item in {items_path}")
 
 
 def read_jsonl_progress(path: str | os.PathLike, desc: str) -> Iterator[dict]:

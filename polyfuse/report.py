@@ -163,28 +163,30 @@ def plot_task(frame: pd.DataFrame, task: str, metric: str, path: Path) -> None:
     plt.close(fig)
 
 
-def run_report(scores, summaries, fusions, out_dir_tables, out_dir_figures, settings, expected) -> None:
+def run_report(scores, summaries, fusions, outputs: dict, settings: dict) -> None:
+    """Write the declared outputs: ``<task>_csv``, ``<task>_md``, ``<task>_figure``, ``parse`` and ``report``."""
     tasks = settings["tasks"]
     kinds = {task: spec["kind"] for task, spec in tasks.items()}
     frame = collect(scores, summaries, kinds, settings)
-    tables, figures = Path(out_dir_tables), Path(out_dir_figures)
     parse = fusion_parse_table(fusions)
+    report_dir = Path(outputs["report"]).parent
     sections = ["# polyfuse results\n"]
     for task in tasks:
         cells = frame[frame["task"] == task]
-        primary = task_kind(kinds[task]).metrics[0]
-        with atomic_path(tables / f"{task}.csv") as tmp:
+        metrics = task_kind(kinds[task]).metrics
+        with atomic_path(outputs[f"{task}_csv"]) as tmp:
             cells.to_csv(tmp, index=False, float_format="%.4f")
         text = "".join(f"\n### {task}: {metric}\n\n" + markdown_table(cells[cells["metric"] == metric], metric)
-                       for metric in task_kind(kinds[task]).metrics)
-        write_text(tables / f"{task}.md", text)
-        plot_task(cells[cells["metric"] == primary], task, primary, figures / f"{task}.png")
-        sections.append(f"## {task}\n{text}\n![{task}](figures/{task}.png)\n")
-    with atomic_path(tables / "fusion_parse.csv") as tmp:
+                       for metric in metrics)
+        write_text(outputs[f"{task}_md"], text)
+        figure = Path(outputs[f"{task}_figure"])
+        plot_task(cells[cells["metric"] == metrics[0]], task, metrics[0], figure)
+        sections.append(f"## {task}\n{text}\n![{task}]({figure.relative_to(report_dir)})\n")
+    with atomic_path(outputs["parse"]) as tmp:
         parse.to_csv(tmp, index=False, float_format="%.4f")
     if not parse.empty:
         rate = parse["parse_failures"].sum() / parse["n"].sum()
         sections.append(f"## Fusor parse failures\n\n{rate:.1%} of fused outputs had no parseable `[[ ]]` answer "
                         f"(fallback: {settings['fallback']}).\n\n" + parse.to_markdown(index=False) + "\n")
-    write_text(Path(expected["report"]), "\n".join(sections))
+    write_text(outputs["report"], "\n".join(sections))
     log.info("cells=%d tasks=%d", len(frame), len(tasks))

@@ -9,10 +9,10 @@ import logging
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_jsonl, write_json, write_jsonl
+from polyfuse.io import read_jsonl, read_paired, write_json, write_jsonl
 from polyfuse.languages import DECIMAL_COMMA
 from polyfuse.tasks import TaskKind
 
@@ -120,16 +120,6 @@ def corpus_scores(kind: TaskKind, lang: str, hypotheses: list[str], references: 
     return out
 
 
-def _joined(items_path: str, outputs_path: str) -> Iterator[tuple[dict, dict]]:
-    outputs = read_jsonl(outputs_path)
-    for item in read_jsonl(items_path):
-        output = next(outputs, None)
-        if output is None or output["id"] != item["id"]:
-            found = None if output is None else output["id"]
-            raise PolyfuseError(f"{outputs_path}: expected a record for item {item['id']!r}, found {found!r}")
-        yield item, output
-
-
 def score_records(kind: TaskKind, pairs: Iterable[tuple[dict, dict]], hypotheses: list, references: list):
     for item, output in pairs:
         hypotheses.append(output["output"])
@@ -147,7 +137,7 @@ def score_records(kind: TaskKind, pairs: Iterable[tuple[dict, dict]], hypotheses
 def run_score(items_path: str, outputs_path: str, scores_path: str, summary_path: str, kind: TaskKind) -> None:
     hypotheses: list[str] = []
     references: list[str] = []
-    count = write_jsonl(scores_path, score_records(kind, _joined(items_path, outputs_path), hypotheses, references))
+    count = write_jsonl(scores_path, score_records(kind, read_paired(items_path, outputs_path), hypotheses, references))
     lang = next(read_jsonl(items_path))["lang"]
     write_json(summary_path, {"items": count, "corpus": corpus_scores(kind, lang, hypotheses, references)})
     log.info("scored=%d", count)

@@ -14,7 +14,7 @@ from typing import Iterator
 from polyfuse.cache import OutputCache, cache_key
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_jsonl, write_jsonl
+from polyfuse.io import read_paired, write_jsonl
 from polyfuse.score import chrf, item_metric
 from polyfuse.tasks import TaskKind, task_prompt
 
@@ -112,11 +112,7 @@ def method_name(scorer: str) -> str:
 
 
 def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[dict]:
-    items = read_jsonl(items_path)
-    for pool in read_jsonl(pools_path):
-        item = next(items)
-        if item["id"] != pool["id"]:
-            raise PolyfuseError(f"{pools_path}: pool {pool['id']!r} does not match item {item['id']!r}")
+    for item, pool in read_paired(items_path, pools_path):
         texts = [candidate["text"].strip() for candidate in pool["candidates"]]
         scores = scorer.score(item, texts)
         chosen = best_index(scores)

@@ -128,8 +128,6 @@ def aggregate(smk) -> None:
         scores=list(smk.input.scores),
         summaries=list(smk.input.summaries),
         fusions=list(smk.input.fusions),
-        out_dir_tables=smk.params.tables,
-        out_dir_figures=smk.params.figures,
+        outputs=dict(smk.output),
         settings=smk.params.report,
-        expected=dict(smk.output),
     )

@@ -72,6 +72,6 @@ def test_run_select_writes_one_record_per_item_with_all_scores(tmp_path):
     assert record["method"] == "oracle" and record["chosen"] == 1
     assert record["output"] == CANDIDATES[1] and len(record["scores"]) == 4
     write_jsonl(items, [{**ITEM, "id": "other"}])
-    with pytest.raises(PolyfuseError, match="pool '1' does not match item 'other'"):
+    with pytest.raises(PolyfuseError, match="expected a record for item 'other', found '1'"):
         run_select(str(items), str(pools), str(tmp_path / "out2.jsonl"), make_scorer("oracle", TRANSLATION))
     assert not (tmp_path / "out2.jsonl").exists()

@@ -8,13 +8,15 @@ min_version("9.0")
 
 # Jobs import the polyfuse package from this checkout, whichever environment runs them.
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
-from polyfuse.config import check_config
+from polyfuse.config import check_config, check_schema
 from polyfuse.errors import PolyfuseError
 
-validate(config, "../schemas/config.schema.yaml")
+SCHEMA = os.path.join(workflow.current_basedir, "../schemas/config.schema.yaml")
 try:
+    check_schema(config, SCHEMA)  # one line naming the key, before Snakemake's own multi-line report
+    validate(config, SCHEMA)  # fills in the schema's defaults
     check_config(config)
 except PolyfuseError as exc:
     raise WorkflowError(f"config: {exc}") from None
@@ -42,10 +44,10 @@ wildcard_constraints:
     method=r"single|oracle|bon-[a-z_]+|fusion-[A-Za-z0-9_.-]+",
 
 
-def cells(pattern, **extra):
+def cells(pattern):
     """`pattern` for every (task, language, sampler) cell of the study."""
     return [
-        pattern.format(task=task, lang=lang, model=model, **extra)
+        pattern.format(task=task, lang=lang, model=model)
         for task, spec in TASKS.items()
         for lang in spec["languages"]
         for model in STUDY["samplers"]
@@ -53,11 +55,19 @@ def cells(pattern, **extra):
 
 
 def score_files(suffix):
-    return [path for method in METHODS for path in cells("results/{task}/{lang}/scores/{model}/{method}" + suffix, method=method)]
+    return [
+        path
+        for method in METHODS
+        for path in cells(f"results/{{task}}/{{lang}}/scores/{{model}}/{method}{suffix}")
+    ]
 
 
 def fusion_files():
-    return [path for fusor in STUDY["fusors"] for path in cells("results/{task}/{lang}/outputs/{model}/fusion-{fusor}.jsonl", fusor=fusor)]
+    return [
+        path
+        for fusor in STUDY["fusors"]
+        for path in cells(f"results/{{task}}/{{lang}}/outputs/{{model}}/fusion-{fusor}.jsonl")
+    ]
 
 
 def report_outputs():

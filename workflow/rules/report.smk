@@ -9,8 +9,6 @@ rule report:
         parse="results/tables/fusion_parse.csv",
         report="results/report.md",
     params:
-        tables="results/tables",
-        figures="results/figures",
         report=lambda w: {**config["report"], "tasks": TASKS, "fallback": config["fusion"]["fallback"]},
     log:
         "results/logs/report/report.log",
