@@ -1,7 +1,11 @@
 # polyfuse: Fusion-of-N vs Best-of-N, per task and language. All logic lives in polyfuse/;
 # the rules in workflow/rules/ only wire files to it.
 
-configfile: "config/config.yaml"
+# The default study, unless --configfile names another (Snakemake would merge the two).
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"
@@ -10,6 +14,8 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/fuse.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/judge.smk"
+include: "workflow/rules/comet.smk"
 include: "workflow/rules/report.smk"
 
 

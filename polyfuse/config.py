@@ -49,11 +49,26 @@ def check_config(config: dict) -> None:
     for role in ("samplers", "fusors"):
         for model in study[role]:
             _known(model, models, f"study.{role}")
+        for name, task in config["tasks"].items():
+            for model in task.get(role, []):
+                _known(model, models, f"tasks.{name}.{role}")
     for selector in study["selectors"]:
         _known(selector, set(SCORERS) - {"single", "oracle"}, "study.selectors")
         if selector in MODEL_SCORERS:
-            _known(study.get("scorer_model"), models, f"study.scorer_model (needed by selector {selector!r})")
+            _known(study["scorer_models"].get(selector), models, f"study.scorer_models.{selector}")
+    judge = config["judge"]
+    if any(task["kind"] == "chat" for task in config["tasks"].values()) or "llm_judge_pointwise" in study["selectors"]:
+        _known(judge.get("model"), models, "judge.model")
+        load_template(judge["template"], "judge", models[judge["model"]]["prompt_style"])
+        load_template(judge["pointwise_template"], "judge", models[judge["model"]]["prompt_style"])
+    for name, task in config["tasks"].items():
+        reference = task.get("reference", {})
+        if task["kind"] == "chat" and not reference:
+            raise PolyfuseError(f"tasks.{name}.reference: a chat task needs a reference system ({{model: ...}} or {{file: ...}})")
+        if "model" in reference:
+            _known(reference["model"], models, f"tasks.{name}.reference.model")
     fusion = config["fusion"]
     _known(fusion["fallback"], FALLBACKS, "fusion.fallback")
-    for fusor in study["fusors"]:
+    fusors = set(study["fusors"]).union(*(task.get("fusors", []) for task in config["tasks"].values()))
+    for fusor in fusors:
         load_template(fusion["template"], "fusion", models[fusor]["prompt_style"])

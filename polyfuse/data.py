@@ -103,6 +103,40 @@ def load_arena(path: Path, lang: str) -> Iterator[dict]:
         }
 
 
+@loader("geofactx")
+def load_geofactx(path: Path, lang: str) -> Iterator[dict]:
+    """GeoFact-X jsonl: ``question`` and ``answer_list`` (every accepted answer), plus topic metadata."""
+    for line_no, record in read_jsonl_numbered(path):
+        question = _field(record, ("question",), path, line_no)
+        answers = record.get("answer_list")
+        if not (isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)):
+            raise PolyfuseError(f"{path}:{line_no}: missing field 'answer_list' (a non-empty list of strings)")
+        yield {
+            "id": str(record.get("id", f"geofactx-{lang}-{line_no}")),
+            "input": question,
+            "reference": answers,
+            "origin": {"file": str(path), "line": line_no},
+            "meta": {k: record[k] for k in ("group_id", "topic", "region", "answer_type") if k in record},
+        }
+
+
+def load_answers(path: str | os.PathLike) -> dict[str, str]:
+    """A reference system's answers: polyfuse outputs (``id``, ``output``) or arena-hard model answers."""
+    answers = {}
+    for line_no, record in read_jsonl_numbered(Path(path)):
+        item_id = next((record[k] for k in ("id", "question_id", "uid") if record.get(k) is not None), None)
+        text = record.get("output") or record.get("answer") or record.get("response")
+        if text is None and record.get("choices"):
+            text = record["choices"][0]["turns"][0]["content"]
+        if text is None and record.get("messages"):
+            text = record["messages"][-1]["content"]
+            text = text.get("answer") if isinstance(text, dict) else text
+        if item_id is None or not isinstance(text, str):
+            raise PolyfuseError(f"{path}:{line_no}: an answer needs an id and 'output' (or arena-hard 'choices'/'messages')")
+        answers[str(item_id)] = text
+    return answers
+
+
 def resolve_dataset_file(dataset: dict, lang: str) -> Path:
     """The local file holding `lang` for a dataset spec; hub datasets are downloaded first."""
     if "files" in dataset:

@@ -20,14 +20,17 @@ from polyfuse.tasks import task_kind
 
 log = logging.getLogger(__name__)
 
-TABLE_COLUMNS = ["task", "kind", "lang", "sampler", "method", "metric", "n", "mean", "ci_low", "ci_high", "corpus"]
+# n counts the items a metric applied to; n_missing those it could not score (no letters to identify a
+# language in, an unparseable judge verdict, COMET unavailable): they are left out of the mean, never guessed.
+TABLE_COLUMNS = ["task", "kind", "lang", "sampler", "method", "metric", "n", "n_missing", "mean", "ci_low", "ci_high",
+                 "corpus"]
 
 
 def bootstrap_ci(values, resamples: int, confidence: float, seed: int) -> tuple[float, float]:
     """Percentile bootstrap over items."""
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
-        return float(values.mean()), float(values.mean())
+        return (float(values.mean()),) * 2 if len(values) else (float("nan"),) * 2
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
     tail = (1 - confidence) / 2 * 100
@@ -58,10 +61,12 @@ def collect(score_paths: list[str], summary_paths: list[str], kinds: dict, setti
             corpus[(first["task"], first["lang"], first["sampler"], first["method"], metric)] = result["score"]
     rows = []
     for key, cell in sorted(values.items()):
-        low, high = bootstrap_ci(cell, int(settings["bootstrap"]), float(settings["confidence"]), int(settings["seed"]))
+        scored = [value for value in cell if value is not None]
+        low, high = bootstrap_ci(scored, int(settings["bootstrap"]), float(settings["confidence"]), int(settings["seed"]))
         task, lang, sampler, method, metric = key
-        rows.append([task, kinds[task], lang, sampler, method, metric, len(cell), float(np.mean(cell)), low, high,
-                     corpus.get(key)])
+        mean = float(np.mean(scored)) if scored else float("nan")
+        rows.append([task, kinds[task], lang, sampler, method, metric, len(scored), len(cell) - len(scored), mean, low,
+                     high, corpus.get(key)])
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -82,6 +87,14 @@ def fusion_parse_table(fusion_paths: list[str]) -> pd.DataFrame:
                                        "missing", "unclosed", "empty"])
 
 
+def format_cell(row: pd.DataFrame) -> str:
+    if row.empty:
+        return ""
+    if row["n"].iloc[0] == 0:
+        return "unavailable"
+    return f"{row['mean'].iloc[0]:.1f} [{row['ci_low'].iloc[0]:.1f}, {row['ci_high'].iloc[0]:.1f}]"
+
+
 def markdown_table(frame: pd.DataFrame, metric: str) -> str:
     """Languages as rows, methods as columns, 'mean [low, high]' cells, plus the average row."""
     methods = sorted(frame["method"].unique(), key=method_rank)
@@ -91,9 +104,10 @@ def markdown_table(frame: pd.DataFrame, metric: str) -> str:
         cells = []
         for method in methods:
             row = frame[(frame["lang"] == lang) & (frame["method"] == method)]
-            cells.append("" if row.empty else f"{row['mean'].iloc[0]:.1f} [{row['ci_low'].iloc[0]:.1f}, {row['ci_high'].iloc[0]:.1f}]")
+            cells.append(format_cell(row))
         lines.append(f"| {lang} | " + " | ".join(cells) + " |")
-    averages = [f"{frame[frame['method'] == m]['mean'].mean():.1f}" for m in methods]
+    means = [frame[frame["method"] == m]["mean"].mean() for m in methods]
+    averages = [f"{mean:.1f}" if np.isfinite(mean) else "unavailable" for mean in means]
     lines.append("| **avg** | " + " | ".join(averages) + " |")
     return "\n".join(lines) + "\n"
 
@@ -155,12 +169,34 @@ def plot_task(frame: pd.DataFrame, task: str, metric: str, path: Path) -> None:
         ax.set_axisbelow(True)
         top = np.nanmax(cells["ci_high"].to_numpy(dtype=float)) if not cells.empty else 1.0
         ax.set_ylim(0, max(1.0, top * 1.15))
+        if metric == "winrate":
+            ax.axhline(50, color="#555555", linewidth=0.8, linestyle="--")  # parity with the reference system
     axes[0, 0].legend(ncol=min(len(methods), 5), fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.08))
     fig.suptitle(f"Fusion-of-N vs Best-of-N: {task} ({metric})", fontsize=12, x=0.01, ha="left")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
     plt.close(fig)
+
+
+def judge_parse_table(summary_paths: list[str]) -> pd.DataFrame:
+    """Unparseable judge verdicts per judged cell, from the judge rules' summaries."""
+    rows = []
+    for path in summary_paths:
+        summary = json.loads(Path(path).read_text(encoding="utf-8"))
+        if "verdicts" in summary:
+            rows.append({key: summary.get(key) for key in ("task", "lang", "sampler", "method", "judge", "verdicts")}
+                        | {"unparsed": summary["unparsed_verdicts"]})
+    return pd.DataFrame(rows, columns=["task", "lang", "sampler", "method", "judge", "verdicts", "unparsed"])
+
+
+def is_head_to_head(method: str) -> bool:
+    return " vs " in method
+
+
+JUDGE_CAVEAT = ("Win rates here come from the configured judge model. With a small judge (such as the "
+                "135M-parameter SmolLM2 of the default study) they test that the pipeline runs end to end; "
+                "they are not a measurement of answer quality.")
 
 
 def run_report(scores, summaries, fusions, outputs: dict, settings: dict) -> None:
@@ -173,14 +209,22 @@ def run_report(scores, summaries, fusions, outputs: dict, settings: dict) -> Non
     sections = ["# polyfuse results\n"]
     for task in tasks:
         cells = frame[frame["task"] == task]
-        metrics = task_kind(kinds[task]).metrics
+        kind = task_kind(kinds[task])
+        metrics = kind.metrics + tuple(m for m in kind.extra_metrics if (cells["metric"] == m).any())
+        head_to_head = cells[cells["method"].map(is_head_to_head)]
+        cells_by_method = cells[~cells["method"].map(is_head_to_head)]
         with atomic_path(outputs[f"{task}_csv"]) as tmp:
             cells.to_csv(tmp, index=False, float_format="%.4f")
-        text = "".join(f"\n### {task}: {metric}\n\n" + markdown_table(cells[cells["metric"] == metric], metric)
+        text = "".join(f"\n### {task}: {metric}\n\n" + markdown_table(cells_by_method[cells_by_method["metric"] == metric], metric)
                        for metric in metrics)
+        if not head_to_head.empty:
+            text += (f"\n### {task}: head-to-head (win rate of the first method, ties as half)\n\n"
+                     + markdown_table(head_to_head, "winrate"))
+        if metrics[0] == "winrate":
+            text += f"\n{JUDGE_CAVEAT} Win rates count ties as half; each item is judged in both orders.\n"
         write_text(outputs[f"{task}_md"], text)
         figure = Path(outputs[f"{task}_figure"])
-        plot_task(cells[cells["metric"] == metrics[0]], task, metrics[0], figure)
+        plot_task(cells_by_method[cells_by_method["metric"] == metrics[0]], task, metrics[0], figure)
         sections.append(f"## {task}\n{text}\n![{task}]({figure.relative_to(report_dir)})\n")
     with atomic_path(outputs["parse"]) as tmp:
         parse.to_csv(tmp, index=False, float_format="%.4f")
@@ -188,5 +232,10 @@ def run_report(scores, summaries, fusions, outputs: dict, settings: dict) -> Non
         rate = parse["parse_failures"].sum() / parse["n"].sum()
         sections.append(f"## Fusor parse failures\n\n{rate:.1%} of fused outputs had no parseable `[[ ]]` answer "
                         f"(fallback: {settings['fallback']}).\n\n" + parse.to_markdown(index=False) + "\n")
+    judged = judge_parse_table(summaries)
+    if not judged.empty:
+        rate = judged["unparsed"].sum() / max(1, judged["verdicts"].sum())
+        sections.append(f"## Judge verdicts that could not be parsed\n\n{rate:.1%} of {judged['verdicts'].sum()} verdicts "
+                        "(left out of the win rates, never guessed).\n\n" + judged.to_markdown(index=False) + "\n")
     write_text(outputs["report"], "\n".join(sections))
     log.info("cells=%d tasks=%d", len(frame), len(tasks))

@@ -7,6 +7,7 @@ generates three more per item and reuses the five already made.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Iterator
 
@@ -26,31 +27,58 @@ def prompt_hash(prompt: Prompt) -> str:
     return content_hash(prompt)
 
 
+def generate_many(
+    engine: Engine, cache: OutputCache, jobs: list[tuple[Prompt, SamplingParams, list[int]]]
+) -> list[list[dict]]:
+    """One candidate per seed of each (prompt, params, seeds) job, from the cache where possible.
+
+    All missing candidates go to the engine in one call, so batching engines (vLLM, a server
+    under concurrency) see them together; each is committed to the cache as it arrives.
+    """
+    identity = engine.identity()
+    results: list[list[dict | None]] = [[None] * len(seeds) for _, _, seeds in jobs]
+    missing = []
+    for j, (prompt, params, seeds) in enumerate(jobs):
+        for index, seed in enumerate(seeds):
+            key = cache_key(model=identity, prompt=prompt, params=params.as_dict(), seed=seed, index=index)
+            results[j][index] = cache.get(key)
+            if results[j][index] is None:
+                missing.append((j, index, key, GenerationRequest(prompt, params, seed)))
+    generations = engine.generate([request for *_, request in missing]) if missing else iter(())
+    for (j, index, key, request), generation in zip(missing, generations):
+        candidate = {
+            "text": generation.texts[0],
+            "model": engine.model_name,
+            "engine": engine.engine_name,
+            "params": request.params.as_dict(),
+            "seed": request.seed,
+            "tokens_in": generation.tokens_in,
+            "tokens_out": generation.tokens_out[0],
+            "seconds": round(generation.seconds, 4),
+            "finish_reason": generation.finish_reasons[0],
+        }
+        cache.put(key, candidate)
+        results[j][index] = candidate
+    return results
+
+
 def generate_cached(
     engine: Engine, cache: OutputCache, prompt: Prompt, params: SamplingParams, seeds: list[int]
 ) -> list[dict]:
-    """One candidate per seed, from the cache where possible; new ones are committed at once."""
+    return generate_many(engine, cache, [(prompt, params, seeds)])[0]
+
+
+def loglik_cached(engine: Engine, cache: OutputCache, prompt: Prompt, continuations: list[str]) -> list[float]:
+    """Mean token log-probabilities of the continuations, from the cache where possible."""
     identity = engine.identity()
-    candidates = []
-    for index, seed in enumerate(seeds):
-        key = cache_key(model=identity, prompt=prompt, params=params.as_dict(), seed=seed, index=index)
-        candidate = cache.get(key)
-        if candidate is None:
-            generation = next(engine.generate([GenerationRequest(prompt, params, seed)]))
-            candidate = {
-                "text": generation.texts[0],
-                "model": engine.model_name,
-                "engine": engine.engine_name,
-                "params": params.as_dict(),
-                "seed": seed,
-                "tokens_in": generation.tokens_in,
-                "tokens_out": generation.tokens_out[0],
-                "seconds": round(generation.seconds, 4),
-                "finish_reason": generation.finish_reasons[0],
-            }
-            cache.put(key, candidate)
-        candidates.append(candidate)
-    return candidates
+    keys = [cache_key(model=identity, prompt=prompt, loglik=text) for text in continuations]
+    values = [cache.get(key) for key in keys]
+    missing = [i for i, value in enumerate(values) if value is None]
+    if missing:
+        for i, value in zip(missing, engine.loglik(prompt, [continuations[i] for i in missing])):
+            cache.put(keys[i], value)
+            values[i] = value
+    return values
 
 
 def sample_pools(
@@ -71,18 +99,22 @@ def sample_pools(
         max_tokens=int(sampling["max_tokens"]),
         stop=stop_sequences(kind, style),
     )
-    for item in read_jsonl_progress(items_path, f"sample {engine.model_name}"):
-        prompt, template_hash = task_prompt(kind, item, style, shots)
-        seeds = [derive_seed(seed, item["id"], index) for index in range(n)]
-        yield {
-            "id": item["id"],
-            "task": item["task"],
-            "lang": item["lang"],
-            "prompt_hash": prompt_hash(prompt),
-            "template_hash": template_hash,
-            "sampler": engine.model_name,
-            "candidates": generate_cached(engine, cache, prompt, params, seeds),
-        }
+    items = iter(read_jsonl_progress(items_path, f"sample {engine.model_name}"))  # one iterator for all batches
+    # Items go to the engine a batch at a time: memory stays bounded and batching engines stay busy.
+    while batch := list(itertools.islice(items, engine.batch_items)):
+        prompts = [task_prompt(kind, item, style, shots) for item in batch]
+        jobs = [(prompt, params, [derive_seed(seed, item["id"], i) for i in range(n)])
+                for item, (prompt, _) in zip(batch, prompts)]
+        for item, (prompt, template_hash), candidates in zip(batch, prompts, generate_many(engine, cache, jobs)):
+            yield {
+                "id": item["id"],
+                "task": item["task"],
+                "lang": item["lang"],
+                "prompt_hash": prompt_hash(prompt),
+                "template_hash": template_hash,
+                "sampler": engine.model_name,
+                "candidates": candidates,
+            }
 
 
 def run_sample(items_path, shots_path, out_path, kind, engine, style, cache, n, sampling, seed) -> None:

@@ -90,13 +90,31 @@ def extract_answer(text: str, lang: str) -> float | None:
     return parse_number(numbers[0], lang) if numbers else None
 
 
+def answer_match(hypothesis: str, answers: list[str]) -> float:
+    """Short-answer accuracy: any accepted answer appears in the output (case- and width-insensitive)."""
+    text = unicodedata.normalize("NFKC", hypothesis).casefold()
+    return 100.0 if any(unicodedata.normalize("NFKC", a).casefold().strip() in text for a in answers if a.strip()) else 0.0
+
+
+def language_correct(hypothesis: str, lang: str) -> float | None:
+    """Is the output written in `lang`? py3langid's verdict; None when there are no letters to judge."""
+    if not any(ch.isalpha() for ch in hypothesis):
+        return None
+    import py3langid
+
+    detected, _ = py3langid.classify(hypothesis)
+    return 100.0 if detected == lang else 0.0
+
+
 def accuracy(hypothesis: str, reference: str, lang: str) -> float:
     predicted = extract_answer(hypothesis, lang)
     return 100.0 if predicted is not None and abs(predicted - float(reference)) < 1e-6 else 0.0
 
 
-def item_metric(kind: TaskKind, metric: str, hypothesis: str, item: dict) -> float:
-    """One item's score under `metric`, 0-100."""
+def item_metric(kind: TaskKind, metric: str, hypothesis: str, item: dict) -> float | None:
+    """One item's score under `metric`, 0-100; None where the metric does not apply to this output."""
+    if metric == "lang_correct":
+        return language_correct(hypothesis, item["lang"])
     reference = item.get("reference")
     if reference is None:
         raise PolyfuseError(f"item {item['id']!r}: metric {metric!r} needs a reference")
@@ -104,6 +122,8 @@ def item_metric(kind: TaskKind, metric: str, hypothesis: str, item: dict) -> flo
         return chrf(hypothesis, reference)
     if metric == "bleu":
         return bleu(hypothesis, reference, item["lang"])
+    if metric == "accuracy" and isinstance(reference, list):
+        return answer_match(hypothesis, reference)
     if metric == "accuracy":
         return accuracy(hypothesis, reference, item["lang"])
     raise PolyfuseError(f"task kind {kind.name!r} has no metric {metric!r}")

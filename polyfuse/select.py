@@ -11,17 +11,19 @@ import logging
 from abc import ABC, abstractmethod
 from typing import Iterator
 
-from polyfuse.cache import OutputCache, cache_key
+from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_paired, write_jsonl
+from polyfuse.sample import loglik_cached
 from polyfuse.score import chrf, item_metric
-from polyfuse.tasks import TaskKind, task_prompt
+from polyfuse.tasks import TaskKind, instruction_text, task_prompt
 
 log = logging.getLogger(__name__)
 
 SCORERS: dict[str, type["Scorer"]] = {}
-MODEL_SCORERS = {"loglik"}  # scorers that need a scorer model (the reward model and pointwise judge join later)
+MODEL_SCORERS = {"loglik", "llm_judge_pointwise"}  # scorers that run a generative model (study.scorer_models)
+TORCH_SCORERS = {"reward_model"}  # scorers that run in the torch environment (envs/comet.yaml)
 
 
 def register_scorer(name: str):
@@ -84,16 +86,35 @@ class LogLikelihood(Scorer):
 
     def score(self, item, texts):
         prompt, _ = task_prompt(self.kind, item, self.style, self.shots)
-        identity = self.engine.identity()
-        keys = [cache_key(model=identity, prompt=prompt, loglik=text) for text in texts]
-        cached = [self.cache.get(key) for key in keys]
-        missing = [i for i, value in enumerate(cached) if value is None]
-        if missing:
-            fresh = self.engine.loglik(prompt, [texts[i] for i in missing])
-            for i, value in zip(missing, fresh):
-                self.cache.put(keys[i], value)
-                cached[i] = value
-        return cached
+        return loglik_cached(self.engine, self.cache, prompt, texts)
+
+
+@register_scorer("llm_judge_pointwise")
+class PointwiseJudge(Scorer):
+    """An LLM judge rates each candidate 1-10; an unparseable rating scores None and is counted."""
+
+    def __init__(self, kind, judge, **context):
+        super().__init__(kind, **context)
+        self.judge = judge
+        self.engine = judge.engine
+        self.failures = 0
+
+    def score(self, item, texts):
+        ratings = [self.judge.rate(self.kind, item, text)[0] for text in texts]
+        self.failures += sum(rating is None for rating in ratings)
+        return ratings
+
+
+@register_scorer("reward_model")
+class RewardModelScorer(Scorer):
+    """A sequence-classification reward model's score of (instruction, candidate)."""
+
+    def __init__(self, kind, reward_model, **context):
+        super().__init__(kind, **context)
+        self.engine = self.reward_model = reward_model
+
+    def score(self, item, texts):
+        return self.reward_model.score(instruction_text(self.kind, item), texts)
 
 
 def make_scorer(name: str, kind: TaskKind, **context) -> Scorer:
@@ -102,9 +123,9 @@ def make_scorer(name: str, kind: TaskKind, **context) -> Scorer:
     return SCORERS[name](kind, **context)
 
 
-def best_index(scores: list[float]) -> int:
-    """argmax, lowest index on ties."""
-    return max(range(len(scores)), key=lambda i: (scores[i], -i))
+def best_index(scores: list[float | None]) -> int:
+    """argmax, lowest index on ties; a candidate the scorer could not score (None) ranks last."""
+    return max(range(len(scores)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
 
 
 def method_name(scorer: str) -> str:
@@ -133,4 +154,5 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[d
 def run_select(items_path: str, pools_path: str, out_path: str, scorer: Scorer) -> None:
     count = write_jsonl(out_path, select_pools(items_path, pools_path, scorer))
     engine = getattr(scorer, "engine", None)
-    log.info("selected=%d scorer=%s model_calls=%d", count, scorer.name, engine.calls if engine else 0)
+    log.info("selected=%d scorer=%s model_calls=%d scorer_failures=%d", count, scorer.name,
+             engine.calls if engine else 0, getattr(scorer, "failures", 0))

@@ -12,31 +12,38 @@ import sys
 import time
 
 from polyfuse import data, fuse, report, score
+from polyfuse import judge as judging
 from polyfuse import select as bon
 from polyfuse import sample as sampling
 from polyfuse.cache import OutputCache
 from polyfuse.engines import create_engine
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_jsonl
+from polyfuse.io import read_jsonl, write_jsonl
+from polyfuse.judge import Judge
 from polyfuse.tasks import task_kind
 
 log = logging.getLogger("polyfuse")
 
 
+def run_logged(rule: str, log_path: str | None, action) -> None:
+    """Run `action()` logging to `log_path`; a PolyfuseError becomes one line and exit status 1."""
+    handler = logging.FileHandler(log_path, mode="w", encoding="utf-8") if log_path else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    start = time.perf_counter()
+    try:
+        action()
+    except PolyfuseError as exc:
+        log.error("%s", exc)
+        print(f"polyfuse error in rule {rule}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    log.info("rule=%s seconds=%.2f", rule, time.perf_counter() - start)
+
+
 def step(func):
     @functools.wraps(func)
     def run(smk) -> None:
-        handler = logging.FileHandler(smk.log[0], mode="w", encoding="utf-8") if smk.log else logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-        start = time.perf_counter()
-        try:
-            func(smk)
-        except PolyfuseError as exc:
-            log.error("%s", exc)
-            print(f"polyfuse error in rule {smk.rule}: {exc}", file=sys.stderr)
-            sys.exit(1)
-        log.info("rule=%s seconds=%.2f", smk.rule, time.perf_counter() - start)
+        run_logged(smk.rule, smk.log[0] if smk.log else None, lambda: func(smk))
 
     return run
 
@@ -79,19 +86,39 @@ def sample(smk) -> None:
         )
 
 
+def _judge(smk, model: str, cache: OutputCache, template_key: str) -> Judge:
+    settings = smk.params.judge
+    style = smk.params.models[model]["prompt_style"]
+    return Judge.from_settings(_engine(smk, model), style, settings, cache, settings[template_key])
+
+
+@step
+def reference(smk) -> None:
+    spec = smk.params.reference
+    if "file" in spec:
+        records = judging.reference_from_file(smk.input.items_file, spec["file"].format(lang=smk.wildcards.lang))
+        write_jsonl(smk.output.reference, records)
+        return
+    model = spec["model"]
+    sampling_params = {"temperature": spec.get("temperature", 0.0), "top_p": 1.0, "max_tokens": smk.params.max_tokens}
+    with OutputCache(smk.params.cache) as cache:
+        pools = sampling.sample_pools(smk.input.items_file, smk.input.shots, task_kind(smk.params.kind),
+                                      _engine(smk, model), smk.params.models[model]["prompt_style"], cache, n=1,
+                                      sampling=sampling_params, seed=int(smk.params.seed))
+        log.info("references=%d", write_jsonl(smk.output.reference, judging.reference_from_pools(pools)))
+
+
 @step
 def select(smk) -> None:
     scorer_name = smk.wildcards.selector.removeprefix("bon-")
+    model = smk.params.scorer_model
     with OutputCache(smk.params.cache) as cache:
         context: dict = {}
-        if scorer_name in bon.MODEL_SCORERS:
-            model = smk.params.scorer_model
-            context = dict(
-                engine=_engine(smk, model),
-                style=smk.params.models[model]["prompt_style"],
-                shots=list(read_jsonl(smk.input.shots)),
-                cache=cache,
-            )
+        if scorer_name == "loglik":
+            context = dict(engine=_engine(smk, model), style=smk.params.models[model]["prompt_style"],
+                           shots=list(read_jsonl(smk.input.shots)), cache=cache)
+        elif scorer_name == "llm_judge_pointwise":
+            context = dict(judge=_judge(smk, model, cache, "pointwise_template"))
         scorer = bon.make_scorer(scorer_name, task_kind(smk.params.kind), **context)
         bon.run_select(smk.input.items_file, smk.input.pools, smk.output.outputs, scorer)
 
@@ -120,6 +147,15 @@ def fusion(smk) -> None:
 @step
 def score_outputs(smk) -> None:
     score.run_score(smk.input.items_file, smk.input.outputs, smk.output.scores, smk.output.summary, task_kind(smk.params.kind))
+
+
+@step
+def judge(smk) -> None:
+    """Win rates: a method against the reference system, or head-to-head against another method."""
+    with OutputCache(smk.params.cache) as cache:
+        judging.run_judge(smk.input.items_file, smk.input.outputs, smk.input.opponent, smk.output.scores,
+                          smk.output.summary, task_kind(smk.params.kind),
+                          _judge(smk, smk.params.judge["model"], cache, "template"), label=smk.params.label)
 
 
 @step

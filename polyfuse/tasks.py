@@ -27,13 +27,21 @@ PROMPT_STYLES = ("chat", "fewshot")
 class TaskKind:
     name: str
     metrics: tuple[str, ...]  # the first is the primary metric (oracle target, figures)
+
+    @property
+    def has_oracle(self) -> bool:
+        """Only metrics computed against a reference answer define a selection ceiling."""
+        return self.metrics[0] != "winrate"
     fewshot_stop: tuple[str, ...]  # base models continue the few-shot pattern; stop at the answer's end
     max_tokens: int
+    extra_metrics: tuple[str, ...] = ()  # scored by rules of their own (COMET in the torch environment)
 
 
 TASK_KINDS = {
-    "translation": TaskKind("translation", ("chrf", "bleu"), ("\n",), 128),
-    "math": TaskKind("math", ("accuracy",), ("\n",), 256),
+    "translation": TaskKind("translation", ("chrf", "bleu"), ("\n",), 128, extra_metrics=("comet",)),
+    "math": TaskKind("math", ("accuracy", "lang_correct"), ("\n",), 256),
+    "factqa": TaskKind("factqa", ("accuracy", "lang_correct"), ("\n",), 256),
+    "chat": TaskKind("chat", ("winrate",), ("\n###",), 384),  # judged against a reference system
 }
 
 

@@ -33,7 +33,7 @@ def test_identity_pins_the_weights(gemma, smol):
 
 
 def test_unknown_engine_and_missing_file_are_clear_errors(tmp_path):
-    with pytest.raises(PolyfuseError, match="model 'x': unknown engine 'tgi'; known: llamacpp"):
+    with pytest.raises(PolyfuseError, match="model .x.: unknown engine .tgi.; known: llamacpp, openai, vllm"):
         create_engine("x", {"engine": "tgi"})
     with pytest.raises(PolyfuseError, match="model 'y': GGUF file not found: .*nope.gguf"):
         create_engine("y", {"engine": "llamacpp", "path": str(tmp_path / "nope.gguf")})

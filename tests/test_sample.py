@@ -67,11 +67,14 @@ class CrashAfter:
     def identity(self):
         return self.engine.identity()
 
+    batch_items = 1
+
     def generate(self, requests):
-        if self.limit == 0:
-            raise KeyboardInterrupt("killed")
-        self.limit -= 1
-        return self.engine.generate(requests)
+        for generation in self.engine.generate(requests):
+            if self.limit == 0:
+                raise KeyboardInterrupt("killed")
+            self.limit -= 1
+            yield generation
 
 
 def test_killed_job_resumes_at_the_item_and_leaves_no_partial_output(files, gemma):

@@ -62,3 +62,27 @@ def test_japanese_bleu_uses_mecab_and_records_the_signature():
     assert "tok:13a" in corpus_scores(task_kind("translation"), "de", ["Hallo"], ["Hallo"])["bleu"]["signature"]
     assert "tok:zh" in corpus_scores(task_kind("translation"), "zh", ["你好"], ["你好"])["bleu"]["signature"]
     assert corpus_scores(task_kind("math"), "en", ["1"], ["1"]) == {}
+
+
+@pytest.mark.parametrize("text, lang, expected", [
+    ("Die Antwort ist achtzehn Dollar.", "de", 100.0),
+    ("The answer is eighteen dollars.", "de", 0.0),
+    ("答えは十八ドルです。", "ja", 100.0),
+    ("18", "en", None),
+])
+def test_language_correctness_uses_a_real_identifier(text, lang, expected):
+    from polyfuse.score import language_correct
+
+    assert language_correct(text, lang) == expected
+
+
+def test_geofactx_loader_and_short_answer_accuracy(shared):
+    from polyfuse.score import item_metric
+
+    items = list(data.load_items("geofactx", "ja", {"format": "geofactx", "path": str(shared / "geofactx/geofactx_test_ja.jsonl")}, 3))
+    assert items[0]["reference"][0] == "ギター" and items[0]["id"] == "geofactx-test-row7"
+    kind = task_kind("factqa")
+    assert item_metric(kind, "accuracy", "答えはスライドギターです。", items[0]) == 100.0
+    assert item_metric(kind, "accuracy", "答えはピアノです。", items[0]) == 0.0
+    assert item_metric(kind, "lang_correct", "答えはピアノです。", items[0]) == 100.0
+    assert item_metric(kind, "accuracy", "Answer: GUITAR", {**items[0], "reference": ["Guitar"]}) == 100.0

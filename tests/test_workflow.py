@@ -15,6 +15,7 @@ from sacrebleu.metrics import CHRF
 
 from polyfuse.io import read_jsonl
 from polyfuse.score import accuracy
+from tests.helpers.torch_env import build_comet_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -28,7 +29,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
-def tiny_config(shared: Path) -> dict:
+def tiny_config(shared: Path, comet_checkpoint: Path) -> dict:
     return {
         "cache_dir": "results/cache",
         "threads": 1,
@@ -42,10 +43,17 @@ def tiny_config(shared: Path) -> dict:
                                                                "ja": str(shared / "wmt24pp/en-ja_JP.jsonl")}}},
             "mgsm": {"kind": "math", "languages": ["de", "ja"], "shots": 1, "max_items": 2, "max_tokens": 8,
                      "dataset": {"format": "mgsm", "path": str(shared / "mgsm/mgsm_{lang}.tsv")}},
+            "geofactx": {"kind": "factqa", "languages": ["ja"], "shots": 1, "max_items": 2, "max_tokens": 12,
+                         "dataset": {"format": "geofactx", "path": str(shared / "geofactx/geofactx_test_{lang}.jsonl")}},
+            "arena": {"kind": "chat", "languages": ["de"], "max_items": 2, "max_tokens": 24, "samplers": ["smol"],
+                      "reference": {"model": "gemma270m"},
+                      "dataset": {"format": "arena", "path": str(shared / "m_arenahard/m_arenahard_v1_{lang}.jsonl")}},
         },
         "study": {"samplers": ["gemma270m"], "n": 2, "seed": 7, "selectors": ["loglik", "mbr_chrf"],
-                  "scorer_model": "smol", "fusors": ["smol"]},
+                  "scorer_models": {"loglik": "smol"}, "fusors": ["smol"]},
         "fusion": {"max_tokens": 96},
+        "judge": {"model": "smol", "mode": "loglik"},
+        "comet": {"model": str(comet_checkpoint), "oracle": True, "batch_size": 4},
         "report": {"bootstrap": 200},
     }
 
@@ -54,7 +62,8 @@ def tiny_config(shared: Path) -> dict:
 def study(shared, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("study")
     (workdir / "config").mkdir()
-    (workdir / "config/config.yaml").write_text(yaml.safe_dump(tiny_config(shared)))
+    checkpoint = build_comet_checkpoint(tmp_path_factory.mktemp("comet"))
+    (workdir / "config/config.yaml").write_text(yaml.safe_dump(tiny_config(shared, checkpoint)))
     first = snakemake(workdir, "--cores", "2")
     return workdir, first
 
@@ -82,8 +91,11 @@ def test_study_writes_tables_figures_and_report(study):
         data = (results / figure).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     table = pd.read_csv(results / "tables/wmt.csv")
-    assert set(table["method"]) == {"single", "oracle", "bon-loglik", "bon-mbr_chrf", "fusion-smol"}
-    assert set(table["lang"]) == {"de", "ja"} and set(table["metric"]) == {"chrf", "bleu"}
+    assert set(table["method"]) == {"single", "oracle", "oracle-comet", "bon-loglik", "bon-mbr_chrf", "fusion-smol"}
+    assert set(table["lang"]) == {"de", "ja"} and set(table["metric"]) == {"chrf", "bleu", "comet"}
+    comet = table[table["metric"] == "comet"]
+    assert (comet["n"] == 2).all() and comet["mean"].notna().all()
+    assert "### wmt: comet" in (results / "tables/wmt.md").read_text()
     assert (table["ci_low"] <= table["mean"]).all() and (table["mean"] <= table["ci_high"]).all()
     report = (results / "report.md").read_text()
     assert "Fusor parse failures" in report and "![wmt](figures/wmt.png)" in report
@@ -122,8 +134,9 @@ def test_records_carry_their_provenance(study):
     assert sorted(fused["order"]) == [0, 1] and fused["raw"] and fused["fusor"] == "smol"
     assert (fused["fallback"] is None) == (fused["parse_status"] == "ok")
     parse = pd.read_csv(workdir / "results/tables/fusion_parse.csv")
-    statuses = [o["parse_status"] for lang in ("de", "ja") for task in ("wmt", "mgsm")
-                for o in read_jsonl(workdir / f"results/{task}/{lang}/outputs/gemma270m/fusion-smol.jsonl")]
+    statuses = [o["parse_status"] for path in (workdir / "results").glob("*/*/outputs/*/fusion-*.jsonl")
+                for o in read_jsonl(path)]
+    assert len(statuses) == parse["n"].sum() == 12
     assert parse["parse_failures"].sum() == sum(status != "ok" for status in statuses)
 
 
@@ -133,8 +146,8 @@ def test_second_run_makes_zero_model_calls(study):
     assert snakemake(workdir, "-n").stdout.count("Nothing to be done") == 1
     snakemake(workdir, "--cores", "2", "--forceall")
     calls = model_calls(workdir)
-    assert len([log for log in calls if "/sample/" in log]) == 4
-    assert len([log for log in calls if "/fuse/" in log]) == 4
+    assert len([log for log in calls if "/sample/" in log]) == 6
+    assert len([log for log in calls if "/fuse/" in log]) == 6
     assert calls and set(calls.values()) == {0}, calls
     assert digests(workdir) == before
 
@@ -149,7 +162,8 @@ def test_logs_and_benchmarks_exist_per_rule(study):
 def test_dry_run_of_the_default_config():
     result = subprocess.run([SNAKEMAKE, "-n", "--forceall", "--cores", "2"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"sample\s+6", result.stdout) and re.search(r"fuse\s+6", result.stdout)
+    for rule, jobs in (("sample", 8), ("fuse", 8), ("reference", 2), ("judge", 8), ("head_to_head", 4), ("comet", 3)):
+        assert re.search(rf"\n{rule}\s+{jobs}\n", result.stdout), (rule, result.stdout[-1500:])
 
 
 def test_lint_is_clean():
@@ -180,3 +194,52 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, message):
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_chat_task_win_rates_head_to_head_and_judge_failures(study):
+    workdir, _ = study
+    results = workdir / "results"
+    table = pd.read_csv(results / "tables/arena.csv")
+    methods = set(table["method"])
+    assert {"single", "bon-loglik", "bon-mbr_chrf", "fusion-smol"} <= methods and "oracle" not in methods
+    assert {"fusion-smol vs bon-loglik", "fusion-smol vs bon-mbr_chrf"} <= methods
+    assert set(table["metric"]) == {"winrate"}
+    scores = list(read_jsonl(results / "arena/de/scores/smol/fusion-smol.jsonl"))
+    for record in scores:
+        assert [order["position"] for order in record["orders"]] == ["A", "B"]
+        outcomes = [order["outcome"] for order in record["orders"] if order["outcome"] is not None]
+        assert record["values"]["winrate"] == pytest.approx(100 * sum(outcomes) / len(outcomes))
+    row = table[(table["method"] == "fusion-smol") & (table["lang"] == "de")].iloc[0]
+    assert row["mean"] == pytest.approx(sum(r["values"]["winrate"] for r in scores) / len(scores))
+    reference = list(read_jsonl(results / "arena/de/reference.jsonl"))
+    assert len(reference) == 2 and all(r["system"] == "gemma270m" for r in reference)
+    report = (results / "report.md").read_text()
+    assert "not a measurement" in (results / "tables/arena.md").read_text()
+    assert "Judge verdicts that could not be parsed" in report
+
+
+def test_reasoning_tables_carry_language_correctness(study):
+    workdir, _ = study
+    for task in ("mgsm", "geofactx"):
+        table = pd.read_csv(workdir / f"results/tables/{task}.csv")
+        assert {"accuracy", "lang_correct"} <= set(table["metric"]), task
+        assert f"### {task}: lang_correct" in (workdir / f"results/tables/{task}.md").read_text()
+
+
+def test_paper_config_builds_the_whole_dag():
+    result = subprocess.run([SNAKEMAKE, "-n", "--configfile", "config/paper.yaml"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for rule, jobs in (("sample", 74), ("fuse", 74), ("select_reward_model", 74), ("comet", 20), ("judge", 66)):
+        assert re.search(rf"\n{rule}\s+{jobs}\n", result.stdout), rule
+
+
+def test_slurm_profile_dry_run_shows_gpu_resources():
+    result = subprocess.run([SNAKEMAKE, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    fuse_jobs = re.findall(r"rule fuse:.*?resources: ([^\n]*)", result.stdout, re.S)
+    assert fuse_jobs and all("slurm_partition=gpu" in r and "gpu=4" in r and "mem_mb=256000" in r for r in fuse_jobs)
+    aya = re.findall(r"rule sample:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*model=aya-expanse-8b\n    resources: ([^\n]*)",
+                     result.stdout)
+    assert aya and all("gpu=1" in r and "runtime=240" in r for r in aya)

@@ -17,7 +17,11 @@ from typing import Iterator, Sequence
 from polyfuse.errors import PolyfuseError
 
 # engine name -> module that registers it (imported lazily)
-BACKEND_MODULES = {"llamacpp": "polyfuse.engines.llamacpp"}
+BACKEND_MODULES = {
+    "llamacpp": "polyfuse.engines.llamacpp",
+    "openai": "polyfuse.engines.openai",
+    "vllm": "polyfuse.engines.vllm",
+}
 ENGINES: dict[str, type["Engine"]] = {}
 
 Prompt = str | list[dict]  # a raw prompt, or chat messages [{role, content}, ...]
@@ -64,6 +68,7 @@ class Engine(ABC):
     """A loaded model. Subclasses load lazily and count their model calls."""
 
     engine_name = "abstract"
+    batch_items = 1  # items whose missing candidates go to generate() together; batching engines raise it
 
     def __init__(self, model_name: str, spec: dict, threads: int = 1):
         self.model_name = model_name

@@ -1,7 +1,9 @@
+import json
 import os
 import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -12,6 +14,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.
 
 from polyfuse.config import check_config, check_schema
 from polyfuse.errors import PolyfuseError
+from polyfuse.tasks import task_kind
 
 SCHEMA = os.path.join(workflow.current_basedir, "../schemas/config.schema.yaml")
 try:
@@ -24,15 +27,42 @@ except PolyfuseError as exc:
 TASKS = config["tasks"]
 MODELS = config["models"]
 STUDY = config["study"]
-METHODS = (
-    ["single", "oracle"]
-    + [f"bon-{selector}" for selector in STUDY["selectors"]]
-    + [f"fusion-{fusor}" for fusor in STUDY["fusors"]]
+JUDGED_TASKS = [task for task, spec in TASKS.items() if task_kind(spec["kind"]).metrics[0] == "winrate"]
+METRIC_TASKS = [task for task in TASKS if task not in JUDGED_TASKS]
+BON = [f"bon-{selector}" for selector in STUDY["selectors"]]
+COMET = config["comet"]
+TRANSLATION_TASKS = [task for task, spec in TASKS.items() if spec["kind"] == "translation"]
+# Rules of the torch group run under conda's env python, or on the pip route under config["torch_python"].
+TORCH_PYTHON = (
+    "python"
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+    else os.path.join(workflow.basedir, config["torch_python"])  # relative to the checkout
 )
 
 
+def samplers(task):
+    return TASKS[task].get("samplers", STUDY["samplers"])
+
+
+def fusion_methods(task):
+    return [f"fusion-{fusor}" for fusor in TASKS[task].get("fusors", STUDY["fusors"])]
+
+
+def head_to_head(task):
+    """FusioN against each BoN variant, judged head-to-head on chat tasks."""
+    return [f"{fusion}__vs__{bon}" for fusion in fusion_methods(task) for bon in BON]
+
+
+def methods(task):
+    oracle = ["oracle"] if task_kind(TASKS[task]["kind"]).has_oracle else []
+    if task in TRANSLATION_TASKS and COMET["model"] and COMET["oracle"]:
+        oracle.append("oracle-comet")
+    return ["single", *oracle, *BON, *fusion_methods(task)]
+
+
 def alternatives(names):
-    return "|".join(sorted(map(str, names)))
+    """A regex matching exactly `names`; one that matches nothing when there are none."""
+    return "|".join(sorted(map(str, names))) or "(?!)"
 
 
 wildcard_constraints:
@@ -40,34 +70,54 @@ wildcard_constraints:
     lang=alternatives({lang for task in TASKS.values() for lang in task["languages"]}),
     model=alternatives(MODELS),
     fusor=alternatives(MODELS),
-    selector=r"single|oracle|bon-[a-z_]+",
-    method=r"single|oracle|bon-[a-z_]+|fusion-[A-Za-z0-9_.-]+",
+    selector=r"single|oracle|bon-(?!reward_model)[a-z_]+",
+    method=r"single|oracle|oracle-comet|bon-[a-z_]+|fusion-[A-Za-z0-9_.-]+",
+    pair=r"fusion-[A-Za-z0-9_.-]+__vs__bon-[a-z_]+",
 
 
-def cells(pattern):
-    """`pattern` for every (task, language, sampler) cell of the study."""
+def cells(task, pattern):
+    """`pattern` for every (language, sampler) cell of `task`."""
     return [
         pattern.format(task=task, lang=lang, model=model)
-        for task, spec in TASKS.items()
-        for lang in spec["languages"]
-        for model in STUDY["samplers"]
+        for lang in TASKS[task]["languages"]
+        for model in samplers(task)
     ]
 
 
 def score_files(suffix):
-    return [
+    """Every method's scores, and on judged tasks the head-to-head verdicts."""
+    per_method = [
         path
-        for method in METHODS
-        for path in cells(f"results/{{task}}/{{lang}}/scores/{{model}}/{method}{suffix}")
+        for task in TASKS
+        for method in methods(task)
+        for path in cells(task, f"results/{{task}}/{{lang}}/scores/{{model}}/{method}{suffix}")
     ]
+    pairs = [
+        path
+        for task in JUDGED_TASKS
+        for pair in head_to_head(task)
+        for path in cells(task, f"results/{{task}}/{{lang}}/scores/{{model}}/h2h/{pair}{suffix}")
+    ]
+    comet = [
+        path
+        for task in TRANSLATION_TASKS
+        for path in cells(task, f"results/{{task}}/{{lang}}/scores/{{model}}/comet{suffix}")
+        if COMET["model"]
+    ]
+    return per_method + pairs + comet
 
 
 def fusion_files():
     return [
         path
-        for fusor in STUDY["fusors"]
-        for path in cells(f"results/{{task}}/{{lang}}/outputs/{{model}}/fusion-{fusor}.jsonl")
+        for task in TASKS
+        for method in fusion_methods(task)
+        for path in cells(task, f"results/{{task}}/{{lang}}/outputs/{{model}}/{method}.jsonl")
     ]
+
+
+def scorer_model(selector):
+    return STUDY["scorer_models"].get(selector.removeprefix("bon-"))
 
 
 def report_outputs():
@@ -90,6 +140,20 @@ def dataset_file(wildcards):
 
 def model_params(*names):
     return {name: MODELS[name] for name in names}
+
+
+def model_resource(key, default):
+    """A resource of the model a job runs (models.<name>.resources), for cluster profiles."""
+
+    def get(model):
+        return MODELS.get(model, {}).get("resources", {}).get(key, default) if model else default
+
+    return get
+
+
+GPUS = model_resource("gpu", 0)
+MEM_MB = model_resource("mem_mb", 8000)
+RUNTIME = model_resource("runtime", 120)
 
 
 def cache_file(model):

@@ -11,6 +11,10 @@ rule fuse:
         seed=STUDY["seed"],
         cache=lambda w: cache_file(w.fusor),
     threads: config["threads"]
+    resources:
+        gpu=lambda w: GPUS(w.fusor),
+        mem_mb=lambda w: MEM_MB(w.fusor),
+        runtime=lambda w: RUNTIME(w.fusor),
     log:
         "results/logs/fuse/{task}/{lang}/{model}/{fusor}.log",
     benchmark:

@@ -15,6 +15,10 @@ rule sample:
         },
         cache=lambda w: cache_file(w.model),
     threads: config["threads"]
+    resources:
+        gpu=lambda w: GPUS(w.model),
+        mem_mb=lambda w: MEM_MB(w.model),
+        runtime=lambda w: RUNTIME(w.model),
     log:
         "results/logs/sample/{task}/{lang}/{model}.log",
     benchmark:

@@ -5,6 +5,8 @@ rule score:
     output:
         scores="results/{task}/{lang}/scores/{model}/{method}.jsonl",
         summary="results/{task}/{lang}/scores/{model}/{method}.summary.json",
+    wildcard_constraints:
+        task=alternatives(METRIC_TASKS),
     params:
         kind=lambda w: TASKS[w.task]["kind"],
     log:

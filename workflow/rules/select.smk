@@ -7,10 +7,15 @@ rule select:
         outputs="results/{task}/{lang}/outputs/{model}/{selector}.jsonl",
     params:
         kind=lambda w: TASKS[w.task]["kind"],
-        models=lambda w: model_params(*filter(None, [STUDY.get("scorer_model")])),
-        scorer_model=STUDY.get("scorer_model"),
-        cache=lambda w: cache_file(STUDY.get("scorer_model", "selection")),
+        scorer_model=lambda w: scorer_model(w.selector),
+        models=lambda w: model_params(*filter(None, [scorer_model(w.selector)])),
+        judge=config["judge"],
+        cache=lambda w: cache_file(scorer_model(w.selector) or "selection"),
     threads: config["threads"]
+    resources:
+        gpu=lambda w: GPUS(scorer_model(w.selector)),
+        mem_mb=lambda w: MEM_MB(scorer_model(w.selector)),
+        runtime=lambda w: RUNTIME(scorer_model(w.selector)),
     log:
         "results/logs/select/{task}/{lang}/{model}/{selector}.log",
     benchmark:

@@ -1,3 +1,4 @@
 from polyfuse.steps import sample
 
-sample(snakemake)  # noqa: F821 - snakemake is injected by the script directive
+if __name__ == "__main__":  # spawn-safe: vLLM workers re-import the main module
+    sample(snakemake)  # noqa: F821 - snakemake is injected by the script directive

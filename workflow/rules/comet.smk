@@ -1,0 +1,78 @@
+# Rules of the torch group (COMET, reward models): unbabel-comet pins numpy<2 and transformers<5,
+# so they run in their own environment and call the library through `python -m polyfuse.cli`.
+
+
+rule comet:
+    input:
+        items_file="results/{task}/{lang}/items.jsonl",
+        outputs=lambda w: [f"results/{w.task}/{w.lang}/outputs/{w.model}/{m}.jsonl" for m in methods(w.task)],
+    output:
+        scores="results/{task}/{lang}/scores/{model}/comet.jsonl",
+        summary="results/{task}/{lang}/scores/{model}/comet.summary.json",
+    wildcard_constraints:
+        task=alternatives(TRANSLATION_TASKS),
+    resources:
+        gpu=COMET["gpus"],
+        mem_mb=COMET["mem_mb"],
+    params:
+        python=TORCH_PYTHON,
+        settings=json.dumps(COMET),
+    log:
+        "results/logs/comet/{task}/{lang}/{model}.log",
+    benchmark:
+        "results/benchmarks/comet/{task}/{lang}/{model}.tsv"
+    conda:
+        "../../envs/comet.yaml"
+    shell:
+        "{params.python} -m polyfuse.cli comet --items {input.items_file} --inputs {input.outputs}"
+        " --out {output.scores} --summary {output.summary} --settings {params.settings:q} --log {log}"
+
+
+rule comet_oracle:
+    input:
+        items_file="results/{task}/{lang}/items.jsonl",
+        pools="results/{task}/{lang}/pools/{model}.jsonl",
+    output:
+        outputs="results/{task}/{lang}/outputs/{model}/oracle-comet.jsonl",
+    wildcard_constraints:
+        task=alternatives(TRANSLATION_TASKS),
+    resources:
+        gpu=COMET["gpus"],
+        mem_mb=COMET["mem_mb"],
+    params:
+        python=TORCH_PYTHON,
+        settings=json.dumps(COMET),
+    log:
+        "results/logs/comet_oracle/{task}/{lang}/{model}.log",
+    benchmark:
+        "results/benchmarks/comet_oracle/{task}/{lang}/{model}.tsv"
+    conda:
+        "../../envs/comet.yaml"
+    shell:
+        "{params.python} -m polyfuse.cli comet-oracle --items {input.items_file} --inputs {input.pools}"
+        " --out {output.outputs} --settings {params.settings:q} --log {log}"
+
+
+rule select_reward_model:
+    input:
+        items_file="results/{task}/{lang}/items.jsonl",
+        pools="results/{task}/{lang}/pools/{model}.jsonl",
+    output:
+        outputs="results/{task}/{lang}/outputs/{model}/bon-reward_model.jsonl",
+    resources:
+        gpu=config["reward_model"]["gpus"],
+        mem_mb=config["reward_model"]["mem_mb"],
+    params:
+        python=TORCH_PYTHON,
+        kind=lambda w: TASKS[w.task]["kind"],
+        settings=json.dumps(config["reward_model"]),
+    threads: config["threads"]
+    log:
+        "results/logs/select_reward_model/{task}/{lang}/{model}.log",
+    benchmark:
+        "results/benchmarks/select_reward_model/{task}/{lang}/{model}.tsv"
+    conda:
+        "../../envs/comet.yaml"
+    shell:
+        "{params.python} -m polyfuse.cli select-rm --items {input.items_file} --inputs {input.pools}"
+        " --out {output.outputs} --kind {params.kind} --settings {params.settings:q} --log {log}"
