@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from polyfuse import data, fuse, report, score
+from polyfuse import data, fuse, score
 from polyfuse import judge as judging
 from polyfuse import select as bon
 from polyfuse import sample as sampling
@@ -160,6 +160,8 @@ def judge(smk) -> None:
 
 @step
 def aggregate(smk) -> None:
+    from polyfuse import report  # pandas and matplotlib live in the report environment only
+
     report.run_report(
         scores=list(smk.input.scores),
         summaries=list(smk.input.summaries),
