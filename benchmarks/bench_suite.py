@@ -14,6 +14,7 @@ Parts:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -93,6 +94,7 @@ def overhead_llamacpp(directory: Path) -> None:
           f"(target >= 0.95; {len(SENTENCES)} prompts x N=5, {tokens} vs {bare_tokens} tokens)")
 
 
+@functools.lru_cache(maxsize=None)  # one vLLM instance per run: a second would not fit beside the first
 def vllm_engine(model_dir: str):
     from polyfuse.engines import create_engine
 

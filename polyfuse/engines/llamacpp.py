@@ -7,6 +7,7 @@ model package: the GGUF inside it, or the one its ``assemble()`` writes) or
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -94,8 +95,12 @@ class LlamaCppEngine(Engine):
             self._scorer = self._load(logits_all=True)
         return self._scorer
 
-    def identity(self) -> dict:
+    @functools.cached_property
+    def _identity(self) -> dict:
         return {"engine": self.engine_name, "gguf": self.path.name, "sha256": file_hash(self.path)}
+
+    def identity(self) -> dict:
+        return self._identity  # hashing the weights once per job, not once per batch
 
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[Generation]:
         for request in requests:
