@@ -8,6 +8,7 @@ recorded with its raw text, and replaced by the configured fallback.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import re
@@ -19,7 +20,7 @@ from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_paired, write_jsonl
 from polyfuse.languages import language_name
-from polyfuse.sample import derive_seed, generate_cached, prompt_hash
+from polyfuse.sample import derive_seed, generate_many, prompt_hash
 from polyfuse.tasks import TaskKind, instruction_text, load_template
 
 log = logging.getLogger(__name__)
@@ -104,32 +105,40 @@ def fuse_pools(
         max_tokens=int(sampling["max_tokens"]),
         stop=FEWSHOT_STOP if style == "fewshot" else (),
     )
-    for item, pool in read_paired(items_path, pools_path):
-        texts = [candidate["text"].strip() for candidate in pool["candidates"]]
-        order = shown_order(seed, item["id"], len(texts))
-        prompt, template_hash = fusion_prompt(template_ref, style, kind, item, [texts[i] for i in order])
-        (generation,) = generate_cached(engine, cache, prompt, params, [derive_seed(seed, "fuse", item["id"])])
-        parsed = parse_fused(generation["text"])
-        stats[parsed.status] = stats.get(parsed.status, 0) + 1
-        output = parsed.text
-        if output is None:
-            output = {"first": texts[0], "raw": generation["text"].strip(), "empty": ""}[fallback]
-        yield {
-            "id": item["id"],
-            "task": item["task"],
-            "lang": item["lang"],
-            "method": f"fusion-{engine.model_name}",
-            "sampler": pool["sampler"],
-            "output": output,
-            "parse_status": parsed.status,
-            "fallback": None if parsed.text is not None else fallback,
-            "raw": generation["text"],
-            "order": order,
-            "fusor": engine.model_name,
-            "template_hash": template_hash,
-            "prompt_hash": prompt_hash(prompt),
-            "cost": {k: generation[k] for k in ("tokens_in", "tokens_out", "seconds")},
-        }
+    pairs = iter(read_paired(items_path, pools_path))
+    # Items go to the fusor a batch at a time, so batching engines (vLLM, servers) fuse many prompts at once.
+    while batch := list(itertools.islice(pairs, engine.batch_items)):
+        shown = []
+        for item, pool in batch:
+            texts = [candidate["text"].strip() for candidate in pool["candidates"]]
+            order = shown_order(seed, item["id"], len(texts))
+            prompt, template_hash = fusion_prompt(template_ref, style, kind, item, [texts[i] for i in order])
+            shown.append((texts, order, prompt, template_hash))
+        jobs = [(prompt, params, [derive_seed(seed, "fuse", item["id"])]) for (item, _), (_, _, prompt, _) in zip(batch, shown)]
+        for (item, pool), (texts, order, prompt, template_hash), (generation,) in zip(
+            batch, shown, generate_many(engine, cache, jobs)
+        ):
+            parsed = parse_fused(generation["text"])
+            stats[parsed.status] = stats.get(parsed.status, 0) + 1
+            output = parsed.text
+            if output is None:
+                output = {"first": texts[0], "raw": generation["text"].strip(), "empty": ""}[fallback]
+            yield {
+                "id": item["id"],
+                "task": item["task"],
+                "lang": item["lang"],
+                "method": f"fusion-{engine.model_name}",
+                "sampler": pool["sampler"],
+                "output": output,
+                "parse_status": parsed.status,
+                "fallback": None if parsed.text is not None else fallback,
+                "raw": generation["text"],
+                "order": order,
+                "fusor": engine.model_name,
+                "template_hash": template_hash,
+                "prompt_hash": prompt_hash(prompt),
+                "cost": {k: generation[k] for k in ("tokens_in", "tokens_out", "seconds")},
+            }
 
 
 def run_fuse(items_path, pools_path, out_path, kind, engine, style, template_ref, cache, sampling, seed, fallback):

@@ -27,14 +27,14 @@ PROMPT_STYLES = ("chat", "fewshot")
 class TaskKind:
     name: str
     metrics: tuple[str, ...]  # the first is the primary metric (oracle target, figures)
+    fewshot_stop: tuple[str, ...]  # base models continue the few-shot pattern; stop at the answer's end
+    max_tokens: int
+    extra_metrics: tuple[str, ...] = ()  # scored by rules of their own (COMET in the torch environment)
 
     @property
     def has_oracle(self) -> bool:
         """Only metrics computed against a reference answer define a selection ceiling."""
         return self.metrics[0] != "winrate"
-    fewshot_stop: tuple[str, ...]  # base models continue the few-shot pattern; stop at the answer's end
-    max_tokens: int
-    extra_metrics: tuple[str, ...] = ()  # scored by rules of their own (COMET in the torch environment)
 
 
 TASK_KINDS = {

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+import yaml
 
 from polyfuse.cache import OutputCache
 from polyfuse.engines import GenerationRequest, SamplingParams, create_engine
@@ -20,6 +24,7 @@ from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, write_jsonl
 from polyfuse.sample import run_sample
 from polyfuse.tasks import task_kind
+from tests.helpers.workflow import REPO, model_calls, snakemake
 
 PARAMS = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=16)
 
@@ -183,3 +188,69 @@ def test_server_killed_mid_run_restarts_and_nothing_is_lost_or_duplicated(server
                    task_kind("chat"), engine, "chat", cache, n=2,
                    sampling={"temperature": 0.7, "top_p": 0.95, "max_tokens": 8}, seed=5)
         assert engine.calls == before and list(read_jsonl(tmp_path / "again.jsonl")) == pools
+
+
+def server_study(workdir, server) -> list[str]:
+    """The small translation study with every model call going to the server; returns its targets."""
+    config = {
+        "models": {"smolsrv": {"engine": "openai", "base_url": server.url, "model": "smol", "prompt_style": "chat",
+                               "concurrency": 2, "max_retries": 1, "backoff_seconds": 0.1, "timeout_seconds": 30}},
+        "tasks": {"wmt": {"kind": "translation", "languages": ["de"], "max_items": 4, "max_tokens": 32,
+                          "dataset": {"format": "wmt24pp", "path": str(REPO / "resources/demo/wmt24pp/en-{lang}.jsonl")}}},
+        "study": {"samplers": ["smolsrv"], "n": 2, "selectors": ["mbr_chrf"], "fusors": ["smolsrv"]},
+        "fusion": {"max_tokens": 48},
+        "comet": {"model": None},
+    }
+    (workdir / "config").mkdir()
+    (workdir / "config/config.yaml").write_text(yaml.safe_dump(config))
+    return ["results/wmt/de/pools/smolsrv.jsonl", "results/wmt/de/outputs/smolsrv/bon-mbr_chrf.jsonl",
+            "results/wmt/de/outputs/smolsrv/fusion-smolsrv.jsonl"]
+
+
+def cached_outputs(path) -> int:
+    if not path.exists():
+        return 0
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
+        except sqlite3.OperationalError:  # the job has not created its table yet
+            return 0
+
+
+def test_study_through_a_server_that_dies_fails_cleanly_and_resumes(server, tmp_path):
+    targets = server_study(tmp_path, server)
+    cache = tmp_path / "results/cache/smolsrv.sqlite"
+    killed = threading.Event()
+
+    def kill_once_work_is_cached():
+        deadline = time.time() + 300
+        while cached_outputs(cache) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        server.stop()
+        killed.set()
+
+    chaos = threading.Thread(target=kill_once_work_is_cached)
+    chaos.start()
+    first = snakemake(tmp_path, "--cores", "1", *targets, check=False)
+    chaos.join()
+    assert killed.is_set() and first.returncode != 0
+    assert re.search(r"polyfuse error in rule (sample|fuse): http://127\.0\.0\.1:\d+/v1/chat/completions "
+                     r"\(model smol\) failed after 2 attempts", first.stderr), first.stderr[-2000:]
+    done_before = cached_outputs(cache)
+    assert 2 <= done_before < 12  # 4 items x 2 candidates, then 4 fusions
+    if done_before < 8:  # the sampling job died: it left no pools file, whole or partial
+        assert not (tmp_path / targets[0]).exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+
+    server.start()
+    shutil.rmtree(tmp_path / "results/logs")  # count the calls of the resumed run alone
+    snakemake(tmp_path, "--cores", "1", *targets)
+    assert sum(model_calls(tmp_path).values()) == 12 - done_before  # nothing asked for twice
+    assert cached_outputs(cache) == 12
+    pools = list(read_jsonl(tmp_path / targets[0]))
+    assert [len(pool["candidates"]) for pool in pools] == [2, 2, 2, 2]
+    assert len({c["seed"] for pool in pools for c in pool["candidates"]}) == 8
+    assert all(c["engine"] == "openai" and c["tokens_out"] > 0 for pool in pools for c in pool["candidates"])
+    fused = list(read_jsonl(tmp_path / targets[2]))
+    assert [record["id"] for record in fused] == [pool["id"] for pool in pools]
+    assert all(record["raw"] and record["cost"]["tokens_in"] > 0 for record in fused)

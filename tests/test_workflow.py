@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,17 +15,7 @@ from sacrebleu.metrics import CHRF
 from polyfuse.io import read_jsonl
 from polyfuse.score import accuracy
 from tests.helpers.torch_env import build_comet_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args],
-                            capture_output=True, text=True, timeout=1200)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+from tests.helpers.workflow import REPO, SNAKEMAKE, model_calls, snakemake
 
 
 def tiny_config(shared: Path, comet_checkpoint: Path) -> dict:
@@ -71,15 +60,6 @@ def study(shared, tmp_path_factory):
 def digests(workdir: Path) -> dict[str, str]:
     files = sorted((workdir / "results").glob("*/*/*/*/*.jsonl")) + sorted((workdir / "results").glob("*/*/pools/*.jsonl"))
     return {str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-
-
-def model_calls(workdir: Path) -> dict[str, int]:
-    calls = {}
-    for log in (workdir / "results/logs").rglob("*.log"):
-        found = re.findall(r"model_calls=(\d+)", log.read_text())
-        if found:
-            calls[str(log.relative_to(workdir))] = int(found[-1])
-    return calls
 
 
 def test_study_writes_tables_figures_and_report(study):
