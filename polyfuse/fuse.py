@@ -18,7 +18,7 @@ from typing import Iterator
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_paired, write_jsonl
+from polyfuse.io import read_paired, with_progress, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, generate_many, prompt_hash
 from polyfuse.tasks import TaskKind, instruction_text, load_template
@@ -146,6 +146,6 @@ def run_fuse(items_path, pools_path, out_path, kind, engine, style, template_ref
     records = fuse_pools(
         items_path, pools_path, kind, engine, style, template_ref, cache, sampling, seed, fallback, stats
     )
-    count = write_jsonl(out_path, records)
+    count = write_jsonl(out_path, with_progress(records, items_path, f"fuse {engine.model_name}"))
     failures = count - stats.get("ok", 0)
     log.info("fused=%d parse_failures=%d statuses=%s model_calls=%d", count, failures, stats, engine.calls)

@@ -75,13 +75,13 @@ def read_paired(items_path: str | os.PathLike, path: str | os.PathLike) -> Itera
         raise PolyfuseError(f"{path}: record {extra['id']!r} has no item in {items_path}")
 
 
-def read_jsonl_progress(path: str | os.PathLike, desc: str) -> Iterator[dict]:
-    """read_jsonl with a progress bar; counts lines first so records are never all held."""
+def with_progress(records: Iterable[dict], items_path: str | os.PathLike, desc: str) -> Iterator[dict]:
+    """Pass `records` through a progress bar that ticks per finished record, one per line of `items_path`."""
     from tqdm import tqdm
 
-    with open(path, encoding="utf-8") as handle:
+    with open(items_path, encoding="utf-8") as handle:
         total = sum(1 for line in handle if line.strip())
-    return tqdm(read_jsonl(path), total=total, desc=desc, unit="item", mininterval=1.0)
+    return iter(tqdm(records, total=total, desc=desc, unit="item", mininterval=1.0))
 
 
 @contextlib.contextmanager

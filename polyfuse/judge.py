@@ -18,7 +18,7 @@ from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine, Prompt, SamplingParams
 from polyfuse.errors import PolyfuseError
 from polyfuse.data import load_answers
-from polyfuse.io import read_jsonl, read_paired, write_json, write_jsonl
+from polyfuse.io import read_jsonl, read_paired, with_progress, write_json, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, generate_cached, loglik_cached
 from polyfuse.tasks import TaskKind, instruction_text, load_template
@@ -124,6 +124,12 @@ def reference_from_file(items_path: str, answers_path: str) -> Iterator[dict]:
                "system": str(answers_path)}
 
 
+def position_bound(orders: list[dict]) -> bool:
+    """The judge named the same position the winner in both orders: it followed position, not content."""
+    verdicts = [order["verdict"] for order in orders]
+    return verdicts[0] in ("A", "B") and verdicts[0] == verdicts[1]
+
+
 def judge_records(items_path: str, outputs_path: str, opponents: dict[str, str], kind: TaskKind, judge: Judge,
                   stats: dict, label: str | None) -> Iterator[dict]:
     for item, output in read_paired(items_path, outputs_path):
@@ -133,6 +139,7 @@ def judge_records(items_path: str, outputs_path: str, opponents: dict[str, str],
         failed = sum(order["verdict"] is None for order in verdict["orders"])
         stats["verdicts"] = stats.get("verdicts", 0) + 2
         stats["unparsed"] = stats.get("unparsed", 0) + failed
+        stats["position_bound"] = stats.get("position_bound", 0) + position_bound(verdict["orders"])
         cell = {"task": item["task"], "lang": item["lang"], "method": label or output["method"], "sampler": output["sampler"]}
         stats["cell"] = cell
         yield {
@@ -148,9 +155,10 @@ def run_judge(items_path, outputs_path, opponent_path, scores_path, summary_path
     """Win rate of each output against the opponent's answer to the same item (`label` names a head-to-head)."""
     stats: dict = {}
     records = judge_records(items_path, outputs_path, opponent_texts(opponent_path), kind, judge, stats, label)
-    count = write_jsonl(scores_path, records)
+    count = write_jsonl(scores_path, with_progress(records, items_path, f"judge {label or 'vs reference'}"))
     write_json(summary_path, {**stats.get("cell", {}), "items": count, "judge": judge.engine.model_name,
                               "verdicts": stats.get("verdicts", 0),
-                              "unparsed_verdicts": stats.get("unparsed", 0), "corpus": {}})
-    log.info("judged=%d verdicts=%d unparsed=%d model_calls=%d", count, stats.get("verdicts", 0),
-             stats.get("unparsed", 0), judge.engine.calls)
+                              "unparsed_verdicts": stats.get("unparsed", 0),
+                              "position_bound": stats.get("position_bound", 0), "corpus": {}})
+    log.info("judged=%d verdicts=%d unparsed=%d position_bound=%d model_calls=%d", count, stats.get("verdicts", 0),
+             stats.get("unparsed", 0), stats.get("position_bound", 0), judge.engine.calls)

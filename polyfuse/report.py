@@ -168,7 +168,7 @@ def plot_task(frame: pd.DataFrame, task: str, metric: str, path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
         top = np.nanmax(cells["ci_high"].to_numpy(dtype=float)) if not cells.empty else 1.0
-        ax.set_ylim(0, max(1.0, top * 1.15))
+        ax.set_ylim(0, 100 if metric == "winrate" else max(1.0, top * 1.15))
         if metric == "winrate":
             ax.axhline(50, color="#555555", linewidth=0.8, linestyle="--")  # parity with the reference system
     axes[0, 0].legend(ncol=min(len(methods), 5), fontsize=8, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.08))
@@ -185,9 +185,11 @@ def judge_parse_table(summary_paths: list[str]) -> pd.DataFrame:
     for path in summary_paths:
         summary = json.loads(Path(path).read_text(encoding="utf-8"))
         if "verdicts" in summary:
-            rows.append({key: summary.get(key) for key in ("task", "lang", "sampler", "method", "judge", "verdicts")}
+            rows.append({key: summary.get(key) for key in ("task", "lang", "sampler", "method", "judge", "items",
+                                                            "verdicts", "position_bound")}
                         | {"unparsed": summary["unparsed_verdicts"]})
-    return pd.DataFrame(rows, columns=["task", "lang", "sampler", "method", "judge", "verdicts", "unparsed"])
+    return pd.DataFrame(rows, columns=["task", "lang", "sampler", "method", "judge", "items", "verdicts", "unparsed",
+                                       "position_bound"])
 
 
 def is_head_to_head(method: str) -> bool:
@@ -235,7 +237,11 @@ def run_report(scores, summaries, fusions, outputs: dict, settings: dict) -> Non
     judged = judge_parse_table(summaries)
     if not judged.empty:
         rate = judged["unparsed"].sum() / max(1, judged["verdicts"].sum())
+        bound = judged["position_bound"].sum() / max(1, judged["items"].sum())
         sections.append(f"## Judge verdicts that could not be parsed\n\n{rate:.1%} of {judged['verdicts'].sum()} verdicts "
-                        "(left out of the win rates, never guessed).\n\n" + judged.to_markdown(index=False) + "\n")
+                        "(left out of the win rates, never guessed). "
+                        f"On {bound:.1%} of items the judge named the same position the winner in both orders "
+                        "(`position_bound`): it followed position, not content, and such an item counts 50.\n\n"
+                        + judged.to_markdown(index=False) + "\n")
     write_text(outputs["report"], "\n".join(sections))
     log.info("cells=%d tasks=%d", len(frame), len(tasks))

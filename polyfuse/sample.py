@@ -13,7 +13,7 @@ from typing import Iterator
 
 from polyfuse.cache import OutputCache, cache_key
 from polyfuse.engines import Engine, GenerationRequest, Prompt, SamplingParams
-from polyfuse.io import content_hash, read_jsonl, read_jsonl_progress, sha256_hex, stable_json, write_jsonl
+from polyfuse.io import content_hash, read_jsonl, sha256_hex, with_progress, stable_json, write_jsonl
 from polyfuse.tasks import TaskKind, stop_sequences, task_prompt
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def sample_pools(
         max_tokens=int(sampling["max_tokens"]),
         stop=stop_sequences(kind, style),
     )
-    items = iter(read_jsonl_progress(items_path, f"sample {engine.model_name}"))  # one iterator for all batches
+    items = read_jsonl(items_path)  # one iterator for all batches
     # Items go to the engine a batch at a time: memory stays bounded and batching engines stay busy.
     while batch := list(itertools.islice(items, engine.batch_items)):
         prompts = [task_prompt(kind, item, style, shots) for item in batch]
@@ -118,5 +118,6 @@ def sample_pools(
 
 
 def run_sample(items_path, shots_path, out_path, kind, engine, style, cache, n, sampling, seed) -> None:
-    count = write_jsonl(out_path, sample_pools(items_path, shots_path, kind, engine, style, cache, n, sampling, seed))
+    pools = sample_pools(items_path, shots_path, kind, engine, style, cache, n, sampling, seed)
+    count = write_jsonl(out_path, with_progress(pools, items_path, f"sample {engine.model_name}"))
     log.info("pools=%d model_calls=%d cache_hits=%d", count, engine.calls, cache.hits)

@@ -14,7 +14,7 @@ from typing import Iterator
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_paired, write_jsonl
+from polyfuse.io import read_paired, with_progress, write_jsonl
 from polyfuse.sample import loglik_cached
 from polyfuse.score import chrf, item_metric
 from polyfuse.tasks import TaskKind, instruction_text, task_prompt
@@ -152,7 +152,8 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[d
 
 
 def run_select(items_path: str, pools_path: str, out_path: str, scorer: Scorer) -> None:
-    count = write_jsonl(out_path, select_pools(items_path, pools_path, scorer))
+    count = write_jsonl(out_path, with_progress(select_pools(items_path, pools_path, scorer), items_path,
+                                                f"select {method_name(scorer.name)}"))
     engine = getattr(scorer, "engine", None)
     log.info("selected=%d scorer=%s model_calls=%d scorer_failures=%d", count, scorer.name,
              engine.calls if engine else 0, getattr(scorer, "failures", 0))

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from polyfuse.cache import OutputCache
@@ -94,10 +96,25 @@ def test_unparseable_verdicts_are_counted_never_guessed(tmp_path):
               str(tmp_path / "scores.jsonl"), str(tmp_path / "summary.json"), CHAT, judge)
     scores = list(read_jsonl(tmp_path / "scores.jsonl"))
     assert [s["values"]["winrate"] for s in scores] == [100.0, None]
-    import json
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["verdicts"] == 4 and summary["unparsed_verdicts"] == 3
     assert summary["method"] == "single" and summary["lang"] == "de"
+
+
+def test_a_judge_that_follows_position_is_counted(tmp_path):
+    write_jsonl(tmp_path / "items.jsonl", [ITEM, {**ITEM, "id": "q2"}, {**ITEM, "id": "q3"}])
+    write_jsonl(tmp_path / "outputs.jsonl", [{"id": q, "method": "single", "sampler": "m", "output": out}
+                                             for q, out in (("q1", "ours"), ("q2", "good"), ("q3", "mute"))])
+    write_jsonl(tmp_path / "reference.jsonl", [{"id": q, "output": out}
+                                               for q, out in (("q1", "theirs"), ("q2", "bad"), ("q3", "other"))])
+    # q1: first shown always wins (position-bound); q2: content wins in both orders; q3: one verdict unparsed
+    judge = make_judge(tmp_path, {"ours": "[[A>B]]", "theirs": "[[A>B]]", "good": "[[A>B]]", "bad": "[[B>A]]",
+                                  "mute": "[[A>B]]"})
+    run_judge(str(tmp_path / "items.jsonl"), str(tmp_path / "outputs.jsonl"), str(tmp_path / "reference.jsonl"),
+              str(tmp_path / "scores.jsonl"), str(tmp_path / "summary.json"), CHAT, judge)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["position_bound"] == 1 and summary["items"] == 3 and summary["unparsed_verdicts"] == 1
+    assert [s["values"]["winrate"] for s in read_jsonl(tmp_path / "scores.jsonl")] == [50.0, 100.0, 100.0]
 
 
 def test_pointwise_judge_selects_the_best_rated_and_counts_failures(tmp_path):
