@@ -8,7 +8,6 @@ recorded with its raw text, and replaced by the configured fallback.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import re
@@ -18,7 +17,7 @@ from typing import Iterator
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_paired, with_progress, write_jsonl
+from polyfuse.io import in_batches, read_paired, with_progress, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, generate_many, prompt_hash
 from polyfuse.tasks import TaskKind, instruction_text, load_template
@@ -105,16 +104,15 @@ def fuse_pools(
         max_tokens=int(sampling["max_tokens"]),
         stop=FEWSHOT_STOP if style == "fewshot" else (),
     )
-    pairs = iter(read_paired(items_path, pools_path))
     # Items go to the fusor a batch at a time, so batching engines (vLLM, servers) fuse many prompts at once.
-    while batch := list(itertools.islice(pairs, engine.batch_items)):
-        shown = []
+    for batch in in_batches(read_paired(items_path, pools_path), engine.batch_items):
+        shown, jobs = [], []
         for item, pool in batch:
             texts = [candidate["text"].strip() for candidate in pool["candidates"]]
             order = shown_order(seed, item["id"], len(texts))
             prompt, template_hash = fusion_prompt(template_ref, style, kind, item, [texts[i] for i in order])
             shown.append((texts, order, prompt, template_hash))
-        jobs = [(prompt, params, [derive_seed(seed, "fuse", item["id"])]) for (item, _), (_, _, prompt, _) in zip(batch, shown)]
+            jobs.append((prompt, params, [derive_seed(seed, "fuse", item["id"])]))
         for (item, pool), (texts, order, prompt, template_hash), (generation,) in zip(
             batch, shown, generate_many(engine, cache, jobs)
         ):

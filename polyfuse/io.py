@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -73,6 +74,13 @@ def read_paired(items_path: str | os.PathLike, path: str | os.PathLike) -> Itera
     extra = next(records, None)
     if extra is not None:
         raise PolyfuseError(f"{path}: record {extra['id']!r} has no item in {items_path}")
+
+
+def in_batches(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    """Lists of up to `size` consecutive records, so only one batch is held at a time."""
+    records = iter(records)
+    while batch := list(itertools.islice(records, size)):
+        yield batch
 
 
 def with_progress(records: Iterable[dict], items_path: str | os.PathLike, desc: str) -> Iterator[dict]:

@@ -7,13 +7,12 @@ generates three more per item and reuses the five already made.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from typing import Iterator
 
 from polyfuse.cache import OutputCache, cache_key
 from polyfuse.engines import Engine, GenerationRequest, Prompt, SamplingParams
-from polyfuse.io import content_hash, read_jsonl, sha256_hex, with_progress, stable_json, write_jsonl
+from polyfuse.io import content_hash, in_batches, read_jsonl, sha256_hex, stable_json, with_progress, write_jsonl
 from polyfuse.tasks import TaskKind, stop_sequences, task_prompt
 
 log = logging.getLogger(__name__)
@@ -99,9 +98,8 @@ def sample_pools(
         max_tokens=int(sampling["max_tokens"]),
         stop=stop_sequences(kind, style),
     )
-    items = read_jsonl(items_path)  # one iterator for all batches
     # Items go to the engine a batch at a time: memory stays bounded and batching engines stay busy.
-    while batch := list(itertools.islice(items, engine.batch_items)):
+    for batch in in_batches(read_jsonl(items_path), engine.batch_items):
         prompts = [task_prompt(kind, item, style, shots) for item in batch]
         jobs = [(prompt, params, [derive_seed(seed, item["id"], i) for i in range(n)])
                 for item, (prompt, _) in zip(batch, prompts)]
