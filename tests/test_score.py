@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from polyfuse import data
@@ -22,14 +24,65 @@ from polyfuse.tasks import task_kind
         ("So the result is \\boxed{540} meters, not 600.", "en", 540),
         ("It costs -5 degrees? Answer: −5", "en", -5),
         ("I am not sure.", "en", None),
+        # issue 7 item 2: the final number of the answer's first sentence, word-bounded markers, space groups of three
+        ("Die Antwort lautet 18. 2 Eier bleiben übrig.", "de", 18),
+        ("The answer is 18. 3 eggs are left over.", "en", 18),
+        ("the answer: 10 20", "en", 20),
+        ("Answer: 3 + 5 = 8", "en", 8),
+        ("To answer this, … 5 + 7 = 12", "en", 12),
+        ("Answered quickly: 5 apples, then 7 more in total", "en", 7),
+        ("Jibu ni 7. Majibu mengine ni 5", "sw", 7),
+        ("0.125", "en", 0.125),
+        ("Answer: 1.5", "de", 1.5),
+        ("Answer: 1.234", "en", 1.234),
+        ("Answer: $1,234.50", "en", 1234.5),
+        ("Réponse : 1 200,50 €", "fr", 1200.5),
+        ("In 2023 100 people came. Answer: 2023", "en", 2023),
+        ("She owes 5 dollars, so her balance is -5. Answer: -5", "en", -5),
+        ("Answer: 10-15", "en", 15),
+        ("Answer: 18.", "en", 18),
+        ("It weighs 18kg in total. Answer: 18 kg", "en", 18),
+        ("Answer: 3/4", "en", 0.75),
+        ("Answer: 12/05/2024", "en", 12),
+        ("الإجابة: ١٬٢٣٤٫٥", "ar", 1234.5),
+        ("উত্তর: ১৮", "bn", 18),
+        ("उत्तर 18 है। 2 अंडे बचे हैं", "hi", 18),
+        ("సమాధానం: ౧౮", "te", 18),
+        ("คำตอบคือ ๑๘ บาท\nไข่ที่เหลือ 9 ฟอง", "th", 18),
+        ("答えは１，２３４です。", "ja", 1234),
+        ("\\boxed{\\frac{3}{4}}", "en", 0.75),
+        ("\\boxed{1{,}234} and not 5", "en", 1234),
+        ("So the total is \\boxed{\\text{18 eggs}}.", "en", 18),
+        ("The first answer was 5, then 5 + 7 = 12.\nAnswer: 12\nI hope this answer helps: 99 percent sure.", "en", 12),
     ],
 )
 def test_extract_answer_across_languages_and_formats(text, lang, expected):
     assert extract_answer(text, lang) == expected
 
 
-@pytest.mark.parametrize("token, lang, value", [("1,234.5", "en", 1234.5), ("1.234,5", "de", 1234.5), ("1.5", "en", 1.5),
-                                                  ("1,5", "de", 1.5), ("1.234", "de", 1234), ("1,234", "en", 1234)])
+@pytest.mark.parametrize(
+    "token, lang, value",
+    [
+        ("1,234.5", "en", 1234.5),
+        ("1.234,5", "de", 1234.5),
+        ("1.5", "en", 1.5),
+        ("1,5", "de", 1.5),
+        ("1.234", "de", 1234),
+        ("1,234", "en", 1234),
+        ("0.125", "en", 0.125),
+        ("0,125", "de", 0.125),
+        ("1.234", "en", 1.234),
+        ("1.5", "de", 1.5),
+        ("1.234.567", "de", 1234567),
+        ("1 200,50", "fr", 1200.5),
+        ("１２３", "ja", 123),
+        ("٣٫٥", "ar", 3.5),
+        ("3/4", "en", 0.75),
+        ("-1,234", "en", -1234),
+        ("12.05.2024", "de", None),
+        ("1/0", "en", None),
+    ],
+)
 def test_parse_number_separators(token, lang, value):
     assert parse_number(token, lang) == value
 
@@ -42,7 +95,8 @@ def test_accuracy_on_real_mgsm_answers(shared, lang):
     items = list(data.load_items("mgsm", lang, {"format": "mgsm", "path": str(path)}, 30))
     for item in items:
         answer = int(item["reference"])
-        assert accuracy(f"... so the answer is {answer:,}".replace(",", "." if lang == "de" else ","), item["reference"], lang) == 100.0
+        stated = f"... so the answer is {answer:,}".replace(",", "." if lang == "de" else ",")
+        assert accuracy(stated, item["reference"], lang) == 100.0
         assert accuracy(f"Answer: {answer + 1}", item["reference"], lang) == 0.0
 
 
@@ -64,12 +118,15 @@ def test_japanese_bleu_uses_mecab_and_records_the_signature():
     assert corpus_scores(task_kind("math"), "en", ["1"], ["1"]) == {}
 
 
-@pytest.mark.parametrize("text, lang, expected", [
-    ("Die Antwort ist achtzehn Dollar.", "de", 100.0),
-    ("The answer is eighteen dollars.", "de", 0.0),
-    ("答えは十八ドルです。", "ja", 100.0),
-    ("18", "en", None),
-])
+@pytest.mark.parametrize(
+    "text, lang, expected",
+    [
+        ("Die Antwort ist achtzehn Dollar.", "de", 100.0),
+        ("The answer is eighteen dollars.", "de", 0.0),
+        ("答えは十八ドルです。", "ja", 100.0),
+        ("18", "en", None),
+    ],
+)
 def test_language_correctness_uses_a_real_identifier(text, lang, expected):
     from polyfuse.score import language_correct
 
@@ -79,10 +136,100 @@ def test_language_correctness_uses_a_real_identifier(text, lang, expected):
 def test_geofactx_loader_and_short_answer_accuracy(shared):
     from polyfuse.score import item_metric
 
-    items = list(data.load_items("geofactx", "ja", {"format": "geofactx", "path": str(shared / "geofactx/geofactx_test_ja.jsonl")}, 3))
+    spec = {"format": "geofactx", "path": str(shared / "geofactx/geofactx_test_ja.jsonl")}
+    items = list(data.load_items("geofactx", "ja", spec, 3))
     assert items[0]["reference"][0] == "ギター" and items[0]["id"] == "geofactx-test-row7"
     kind = task_kind("factqa")
     assert item_metric(kind, "accuracy", "答えはスライドギターです。", items[0]) == 100.0
     assert item_metric(kind, "accuracy", "答えはピアノです。", items[0]) == 0.0
     assert item_metric(kind, "lang_correct", "答えはピアノです。", items[0]) == 100.0
     assert item_metric(kind, "accuracy", "Answer: GUITAR", {**items[0], "reference": ["Guitar"]}) == 100.0
+
+
+@pytest.mark.parametrize(
+    "output, accepted, expected",
+    [
+        # issue 7 item 3: the stated final answer, on token boundaries; mentions in the reasoning do not count
+        ("He was born in 2012.\nAnswer: 2012", ["12"], 0.0),
+        ("Answer: 12", ["12"], 100.0),
+        ("Austin and Dallas are both large cities.\nAnswer: Dallas", ["Austin"], 0.0),
+        ("Answer: Indiana", ["India"], 0.0),
+        ("Answer: St. Louis, Missouri", ["Saint Louis", "St. Louis"], 100.0),
+        ("Answer: pan frying", ["Pan-frying"], 100.0),
+        ("The answer is the Rocky Mountains.", ["Rocky Mountains"], 100.0),
+        ("Austin", ["Austin"], 100.0),  # a few-shot continuation is the answer itself
+        ("答えは「スライドギター」です。", ["ギター"], 100.0),  # unspaced script: neighbours are boundaries
+        ("答え：2012年", ["12"], 0.0),  # digits still run on
+        ("答え：2012年", ["2012"], 100.0),
+        ("ดนตรีบลูส์ใช้กีตาร์และเปียโน\nคำตอบคือ เปียโน", ["กีตาร์"], 0.0),
+        ("คำตอบคือ กีตาร์โปร่ง", ["กีตาร์"], 100.0),
+        ("उत्तर: गिटारें", ["गिटार"], 0.0),  # a vowel sign continues the word
+        ("उत्तर: रॉकी पर्वत", ["रॉकी पर्वत"], 100.0),
+    ],
+)
+def test_short_answer_accuracy_matches_the_final_answer_on_token_boundaries(output, accepted, expected):
+    from polyfuse.score import answer_match
+
+    assert answer_match(output, accepted) == expected
+
+
+@pytest.mark.parametrize("lang", ["en", "hi", "ja", "th"])
+def test_short_answer_accuracy_on_real_geofactx_reasoning(shared, lang):
+    from polyfuse.score import item_metric
+
+    path = shared / "geofactx" / f"geofactx_test_{lang}.jsonl"
+    items = list(data.load_items("geofactx", lang, {"format": "geofactx", "path": str(path)}, 100))
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    reasoning = {record["id"]: record["reasoning"] for record in records}
+    kind = task_kind("factqa")
+    for item in items:
+        stated = f"{reasoning[item['id']]}\nAnswer: {item['reference'][-1]}"
+        assert item_metric(kind, "accuracy", stated, item) == 100.0, item["id"]
+        # the reasoning names the accepted answers; an answer line that gives none of them is wrong
+        assert item_metric(kind, "accuracy", f"{reasoning[item['id']]}\nAnswer: ?", item) == 0.0, item["id"]
+
+
+@pytest.mark.parametrize(
+    "text, lang, expected",
+    [
+        # issue 7 item 4: the suite's languages only, kana make Han text Japanese,
+        # the English "Answer:" marker not judged
+        ("答え：有糸分裂", "ja", 100.0),
+        ("答え：有糸分裂", "zh", 0.0),
+        ("江戸幕府初代将軍徳川家康", "zh", 100.0),
+        ("Answer: 18", "en", None),
+        ("Jibu ni kumi na nane.\nAnswer: 18", "sw", 100.0),
+        ("Ni Mlima Kenya.", "sw", 100.0),  # among all py3langid's languages: Kikuyu
+        ("Ni kumi.\nFinal answer: 10", "sw", 100.0),  # among all: Shona
+        (
+            "The capital is Tokyo, so that is what I give.\nAnswer: 東京",
+            "ja",
+            0.0,
+        ),  # the prose is judged, not the answer
+        ("ขั้นแรก $16 \\times 3 = 48$ ดังนั้นไข่ที่เหลือคือ \\boxed{48}", "th", 100.0),
+    ],
+)
+def test_language_correctness_judges_the_prose_among_the_suite_languages(text, lang, expected):
+    from polyfuse.score import language_correct
+
+    assert language_correct(text, lang) == expected
+
+
+def test_language_restriction_does_not_leak_into_py3langid():
+    import py3langid
+
+    from polyfuse.languages import LANGUAGE_NAMES
+    from polyfuse.score import identify_language
+
+    assert identify_language("Mlima Kenya") in LANGUAGE_NAMES
+    assert py3langid.classify("Mlima Kenya")[0] not in LANGUAGE_NAMES
+
+
+@pytest.mark.parametrize("lang", ["en", "hi", "ja", "th"])
+def test_language_correctness_on_real_geofactx_reasoning(shared, lang):
+    from polyfuse.score import language_correct
+
+    lines = (shared / "geofactx" / f"geofactx_test_{lang}.jsonl").read_text(encoding="utf-8").splitlines()
+    verdicts = [language_correct(json.loads(line)["reasoning"], lang) for line in lines]
+    # one English trace quotes a Thai club name at length (แบล็คเพิร์ล ยูไนเต็ด) and reads as Thai
+    assert verdicts.count(0.0) <= (1 if lang == "en" else 0)
