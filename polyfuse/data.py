@@ -3,19 +3,26 @@
 An item is ``{id, task, lang, input, reference, origin: {file, line}, meta}``.
 Every loader reads a local file; a dataset given as a hub reference is first
 downloaded to the local hub cache and then read by the same loader.
+
+``write_items`` splits a dataset into few-shot shots (the first records in file
+order) and evaluation items drawn only from other documents (``meta.document_id``;
+a record without one is its own document), so no exemplar shares a document with
+an item. ``max_items`` picks a seeded subset stratified by ``meta.domain``, kept in
+file order.
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
 import os
+import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl_numbered, write_jsonl
 from polyfuse.languages import base_code
+from polyfuse.sample import derive_seed
 
 Loader = Callable[[Path, str], Iterator[dict]]
 LOADERS: dict[str, Loader] = {}
@@ -40,8 +47,13 @@ def _field(record: dict, names: tuple[str, ...], path: Path, line_no: int) -> st
 
 @loader("wmt24pp")
 def load_wmt24pp(path: Path, lang: str) -> Iterator[dict]:
-    """WMT24++ jsonl: ``lp``, ``source`` and ``target`` (slices may call it ``reference``)."""
+    """WMT24++ jsonl: ``lp``, ``source`` and ``target`` (slices may call it ``reference``).
+
+    Segments marked ``is_bad_source`` and the canary row (domain ``canary``) are dropped, as the dataset card asks.
+    """
     for line_no, record in read_jsonl_numbered(path):
+        if record.get("is_bad_source") or record.get("domain") == "canary":
+            continue
         source = _field(record, ("source",), path, line_no)
         reference = _field(record, ("target", "reference"), path, line_no)
         lp = record.get("lp", f"en-{lang}")
@@ -132,7 +144,9 @@ def load_answers(path: str | os.PathLike) -> dict[str, str]:
             text = record["messages"][-1]["content"]
             text = text.get("answer") if isinstance(text, dict) else text
         if item_id is None or not isinstance(text, str):
-            raise PolyfuseError(f"{path}:{line_no}: an answer needs an id and 'output' (or arena-hard 'choices'/'messages')")
+            raise PolyfuseError(
+                f"{path}:{line_no}: an answer needs an id and 'output' (or arena-hard 'choices'/'messages')"
+            )
         answers[str(item_id)] = text
     return answers
 
@@ -156,26 +170,55 @@ def download_from_hub(hub: dict, lang: str) -> Path:
         raise PolyfuseError("dataset.hub needs the 'huggingface_hub' package (pip install huggingface_hub)") from None
     filename = hub["filename"].format(lang=lang, locale=hub.get("locales", {}).get(lang, lang))
     try:
-        local = hf_hub_download(repo_id=hub["repo"], filename=filename, repo_type="dataset", revision=hub.get("revision"))
+        local = hf_hub_download(
+            repo_id=hub["repo"], filename=filename, repo_type="dataset", revision=hub.get("revision")
+        )
     except Exception as exc:  # the hub client raises many types; all mean "not fetched"
         raise PolyfuseError(f"could not download {hub['repo']}/{filename} from the hub: {exc}") from None
     return Path(local)
 
 
-def load_items(task: str, lang: str, dataset: dict, max_items: int | None = None) -> Iterator[dict]:
-    """Normalised items of one task and language, in file order, at most `max_items`."""
+def load_items(task: str, lang: str, dataset: dict, limit: int | None = None) -> Iterator[dict]:
+    """Normalised items of one task and language, in file order, at most `limit`."""
     path = resolve_dataset_file(dataset, lang)
     if not path.is_file():
         raise PolyfuseError(f"dataset file not found: {path} (task {task!r}, language {lang!r})")
     load = LOADERS[dataset["format"]]
     seen: set[str] = set()
     for count, item in enumerate(load(path, lang)):
-        if max_items is not None and count >= max_items:
+        if limit is not None and count >= limit:
             return
         if item["id"] in seen:
             raise PolyfuseError(f"{path}:{item['origin']['line']}: duplicate item id {item['id']!r}")
         seen.add(item["id"])
         yield {"id": item["id"], "task": task, "lang": lang, **{k: v for k, v in item.items() if k != "id"}}
+
+
+def document_of(record: dict) -> tuple[str, str]:
+    """The document a record belongs to; a record without ``meta.document_id`` is a document of its own."""
+    document = record["meta"].get("document_id")
+    return ("document", str(document)) if document is not None else ("item", record["id"])
+
+
+def stratified_subset(records: list[dict], size: int, seed: int) -> list[dict]:
+    """A seeded sample of `size` records, each ``meta.domain`` in proportion to its share, in file order.
+
+    Quotas use the largest-remainder rule (ties to the domain seen first); a few lines here
+    rather than scikit-learn's splitter, which would pull a heavy dependency into the data step.
+    """
+    strata: dict[object, list[dict]] = {}
+    for record in records:
+        strata.setdefault(record["meta"].get("domain"), []).append(record)
+    quotas = {domain: size * len(members) // len(records) for domain, members in strata.items()}
+    by_remainder = sorted(strata, key=lambda domain: -(size * len(strata[domain]) % len(records)))
+    for domain in by_remainder[: size - sum(quotas.values())]:
+        quotas[domain] += 1
+    chosen = [
+        record
+        for domain, members in strata.items()
+        for record in random.Random(derive_seed(seed, "items", domain)).sample(members, quotas[domain])
+    ]
+    return sorted(chosen, key=lambda record: record["origin"]["line"])
 
 
 def write_items(
@@ -186,11 +229,23 @@ def write_items(
     dataset: dict,
     shots: int,
     max_items: int | None,
+    seed: int,
 ) -> int:
-    """Write the first `shots` records as few-shot exemplars and the next `max_items` as items."""
-    records = load_items(task, lang, dataset, None if max_items is None else shots + max_items)
-    write_jsonl(shots_out, itertools.islice(records, shots))
-    count = write_jsonl(items_out, records)
-    if count == 0:
-        raise PolyfuseError(f"dataset for task {task!r}, language {lang!r} has no items after {shots} few-shot exemplars")
-    return count
+    """Write the first `shots` records as few-shot exemplars, and as items the records of other documents.
+
+    With `max_items` set (and fewer than the records left), the items are a domain-stratified subset seeded by
+    `seed` and the task, not the language: parallel datasets (WMT24++, MGSM) evaluate the same segments everywhere.
+    """
+    records = list(load_items(task, lang, dataset))
+    shot_records = records[:shots]
+    shot_documents = {document_of(record) for record in shot_records}
+    items = [record for record in records[shots:] if document_of(record) not in shot_documents]
+    if max_items is not None and max_items < len(items):
+        items = stratified_subset(items, max_items, derive_seed(seed, task))
+    if not items:
+        raise PolyfuseError(
+            f"dataset for task {task!r}, language {lang!r} has no items outside the documents "
+            f"of its {shots} few-shot exemplars"
+        )
+    write_jsonl(shots_out, shot_records)
+    return write_jsonl(items_out, items)

@@ -1,9 +1,24 @@
 """FusioN: a fusor model reads the instruction and all candidates and writes one answer.
 
 The candidates are shown in a seeded random order per prompt (the paper reports a
-mild position bias). The fused text is what the fusor puts inside ``[[ ]]`` after
-its last ``Answer:``. An output without one is a parse failure: it is counted,
-recorded with its raw text, and replaced by the configured fallback.
+mild position bias); each record's ``order`` lists the pool index shown at each
+position, so position p of the prompt showed ``pool[order[p]]``.
+
+The fused answer is read by one rule: take the last line that starts with ``Answer:``
+(any case, spaces before the colon, markdown marks such as ``**`` around it) and has a
+``[[`` after it; the answer runs from the first ``[[`` after that line's marker to the
+last ``]]`` of the output, so brackets inside the answer (code, ``[[wiki]]`` links)
+survive. Text after the last ``]]`` is ignored. ``[[ ]]`` anywhere else, e.g. quoted in
+the comparison, is never the answer. An output without such a block (``missing``), with
+no ``]]`` after its ``[[`` (``unclosed``) or with a blank block (``empty``) is a parse
+failure: it is counted, recorded with its raw text, and replaced by the configured fallback.
+
+Base-model (``fewshot``) fusors are shown worked examples built from the task's own
+few-shot shots (same task and language, documents disjoint from the items): each
+shot's reference, a shortened copy of it and another shot's reference are the
+candidates, an honest comparison says which is which, and the reference is the fused
+answer. Every record flags ``exemplar_leak``: whether its output contains the text of
+an exemplar shown to the fusor.
 """
 
 from __future__ import annotations
@@ -11,13 +26,13 @@ from __future__ import annotations
 import logging
 import random
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator
 
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import in_batches, read_paired, with_progress, write_jsonl
+from polyfuse.io import in_batches, read_jsonl, read_paired, with_progress, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, generate_many, prompt_hash
 from polyfuse.tasks import TaskKind, instruction_text, load_template
@@ -27,45 +42,34 @@ log = logging.getLogger(__name__)
 # first: the pool's first candidate (the single-sample answer); raw: the whole fusor output; empty: ""
 FALLBACKS = ("first", "raw", "empty")
 FEWSHOT_STOP = ("\n###",)  # the few-shot fusor template separates its examples with '###'
-ANSWER_MARKER = re.compile(r"answer\s*:", re.IGNORECASE)
+# A line opening with 'Answer:' in any case, spacing or full-width colon, optionally in markdown emphasis or a heading.
+ANSWER_LINE = re.compile(r"^[ \t>#*_]*answer[ \t*_]*[:\uff1a]", re.IGNORECASE | re.MULTILINE)
+OPEN, CLOSE = "[[", "]]"
+# Exemplar texts shorter than this (numbers, single words) recur in honest answers by chance: not counted as leaks.
+LEAK_MIN_CHARS = 10
+# A shortened exemplar candidate keeps this share of the reference's words (characters for unspaced scripts).
+SHORTENED_SHARE = (2, 3)
 
 
 @dataclass(frozen=True)
 class ParsedFusion:
     text: str | None
     status: str  # ok | missing | unclosed | empty
-    blocks: int  # how many top-level [[ ]] blocks the answer part held
-
-
-def _top_level_blocks(text: str) -> tuple[list[str], bool]:
-    """Contents of balanced top-level ``[[ ... ]]`` blocks, and whether one was left open."""
-    blocks, depth, start, i = [], 0, 0, 0
-    while i < len(text) - 1:
-        pair = text[i : i + 2]
-        if pair == "[[":
-            if depth == 0:
-                start = i + 2
-            depth += 1
-            i += 2
-        elif pair == "]]" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                blocks.append(text[start:i])
-            i += 2
-        else:
-            i += 1
-    return blocks, depth > 0
 
 
 def parse_fused(raw: str) -> ParsedFusion:
-    """The fused answer: the first ``[[ ]]`` block after the last ``Answer:``, else the last block."""
-    markers = list(ANSWER_MARKER.finditer(raw))
-    tail = raw[markers[-1].end() :] if markers and "[[" in raw[markers[-1].end() :] else raw
-    blocks, unclosed = _top_level_blocks(tail)
-    if not blocks:
-        return ParsedFusion(None, "unclosed" if unclosed else "missing", 0)
-    text = (blocks[0] if tail is not raw else blocks[-1]).strip()
-    return ParsedFusion(text or None, "ok" if text else "empty", len(blocks))
+    """The fused answer by the module's rule: after the last ``Answer:`` line with a ``[[``, up to the last ``]]``."""
+    text = raw.replace("\r\n", "\n").replace("\r", "\n")
+    opens = [text.find(OPEN, marker.end()) for marker in ANSWER_LINE.finditer(text)]
+    opens = [position for position in opens if position >= 0]
+    if not opens:
+        return ParsedFusion(None, "missing")
+    start = opens[-1] + len(OPEN)
+    end = text.rfind(CLOSE, start)
+    if end < 0:
+        return ParsedFusion(None, "unclosed")
+    answer = text[start:end].strip()
+    return ParsedFusion(answer or None, "ok" if answer else "empty")
 
 
 def shown_order(seed: int, item_id: str, k: int) -> list[int]:
@@ -75,16 +79,96 @@ def shown_order(seed: int, item_id: str, k: int) -> list[int]:
     return order
 
 
-def fusion_prompt(template_ref: str, style: str, kind: TaskKind, item: dict, candidates: list[str]):
+@dataclass(frozen=True)
+class FusionExemplar:
+    """A worked fusion for few-shot fusors, built from one of the task's shots."""
+
+    instruction: str
+    source: str  # the shot's input, the text inside `instruction`
+    candidates: tuple[str, ...]  # in shown order
+    comparison: str
+    answer: str
+
+
+def _reference_text(shot: dict) -> str | None:
+    reference = shot.get("reference")
+    if isinstance(reference, list):
+        reference = reference[0] if reference else None
+    return reference.strip() if isinstance(reference, str) and reference.strip() else None
+
+
+def _shortened(text: str) -> str | None:
+    """The first part of `text`, clearly incomplete; None when it is too short to shorten."""
+    words = text.split()
+    units, joiner = (words, " ") if len(words) > 1 else (list(text), "")
+    kept = len(units) * SHORTENED_SHARE[0] // SHORTENED_SHARE[1]
+    return joiner.join(units[:kept]) if 0 < kept < len(units) else None
+
+
+def fusion_exemplars(kind: TaskKind, shots: list[dict], seed: int) -> list[FusionExemplar]:
+    """One worked fusion per shot with a reference; its candidates come from this task's shots only.
+
+    The candidates are the shot's reference ("complete"), its first two thirds ("breaks off") and the next
+    shot's reference ("answers a different instruction"), in a seeded order; the fused answer is the reference.
+    A shot that yields fewer than two distinct candidates gives no exemplar.
+    """
+    usable = [(shot, reference) for shot in shots if (reference := _reference_text(shot)) is not None]
+    exemplars = []
+    for index, (shot, reference) in enumerate(usable):
+        other = usable[(index + 1) % len(usable)][1]
+        described = {reference: "is complete and follows the instruction"}
+        if (shortened := _shortened(reference)) is not None:
+            described.setdefault(shortened, "breaks off before the end")
+        described.setdefault(other, "answers a different instruction")
+        if len(described) < 2:
+            continue
+        texts = list(described)
+        order = shown_order(seed, f"exemplar-{shot['id']}", len(texts))
+        comparison = " ".join(f"Candidate {position} {described[texts[i]]}." for position, i in enumerate(order, 1))
+        exemplars.append(
+            FusionExemplar(
+                instruction_text(kind, shot), shot["input"], tuple(texts[i] for i in order), comparison, reference
+            )
+        )
+    return exemplars
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def exemplar_texts(exemplars: list[FusionExemplar]) -> set[str]:
+    """The exemplar texts a fused answer must not contain: each source and candidate of reasonable length."""
+    texts = {_normalised(text) for exemplar in exemplars for text in (exemplar.source, *exemplar.candidates)}
+    return {text for text in texts if len(text.replace(" ", "")) >= LEAK_MIN_CHARS}
+
+
+def leaks_exemplar(output: str, texts: set[str]) -> bool:
+    output = _normalised(output)
+    return any(text in output for text in texts)
+
+
+def fusion_prompt(
+    template_ref: str,
+    style: str,
+    kind: TaskKind,
+    item: dict,
+    candidates: list[str],
+    exemplars: Sequence[FusionExemplar] = (),
+):
     template = load_template(template_ref, "fusion", style)
     text = template.render(
-        instruction=instruction_text(kind, item), language=language_name(item["lang"]), candidates=candidates
+        instruction=instruction_text(kind, item),
+        language=language_name(item["lang"]),
+        candidates=candidates,
+        examples=list(exemplars),
     )
     return ([{"role": "user", "content": text}] if style == "chat" else text), template.hash
 
 
 def fuse_pools(
     items_path: str,
+    shots_path: str,
     pools_path: str,
     kind: TaskKind,
     engine: Engine,
@@ -104,23 +188,29 @@ def fuse_pools(
         max_tokens=int(sampling["max_tokens"]),
         stop=FEWSHOT_STOP if style == "fewshot" else (),
     )
+    # Chat fusors follow the instruction alone; only base models get worked examples, from this task's shots.
+    exemplars = fusion_exemplars(kind, list(read_jsonl(shots_path)), seed) if style == "fewshot" else []
+    leak_texts = exemplar_texts(exemplars)
+    stats["exemplars"] = len(exemplars)
     # Items go to the fusor a batch at a time, so batching engines (vLLM, servers) fuse many prompts at once.
     for batch in in_batches(read_paired(items_path, pools_path), engine.batch_items):
         shown, jobs = [], []
         for item, pool in batch:
             texts = [candidate["text"].strip() for candidate in pool["candidates"]]
             order = shown_order(seed, item["id"], len(texts))
-            prompt, template_hash = fusion_prompt(template_ref, style, kind, item, [texts[i] for i in order])
+            prompt, template_hash = fusion_prompt(template_ref, style, kind, item, [texts[i] for i in order], exemplars)
             shown.append((texts, order, prompt, template_hash))
             jobs.append((prompt, params, [derive_seed(seed, "fuse", item["id"])]))
         for (item, pool), (texts, order, prompt, template_hash), (generation,) in zip(
-            batch, shown, generate_many(engine, cache, jobs)
+            batch, shown, generate_many(engine, cache, jobs), strict=True
         ):
             parsed = parse_fused(generation["text"])
             stats[parsed.status] = stats.get(parsed.status, 0) + 1
             output = parsed.text
             if output is None:
                 output = {"first": texts[0], "raw": generation["text"].strip(), "empty": ""}[fallback]
+            leak = leaks_exemplar(output, leak_texts)
+            stats["exemplar_leaks"] = stats.get("exemplar_leaks", 0) + leak
             yield {
                 "id": item["id"],
                 "task": item["task"],
@@ -132,6 +222,7 @@ def fuse_pools(
                 "fallback": None if parsed.text is not None else fallback,
                 "raw": generation["text"],
                 "order": order,
+                "exemplar_leak": leak,
                 "fusor": engine.model_name,
                 "template_hash": template_hash,
                 "prompt_hash": prompt_hash(prompt),
@@ -139,11 +230,21 @@ def fuse_pools(
             }
 
 
-def run_fuse(items_path, pools_path, out_path, kind, engine, style, template_ref, cache, sampling, seed, fallback):
+def run_fuse(
+    items_path, shots_path, pools_path, out_path, kind, engine, style, template_ref, cache, sampling, seed, fallback
+):
     stats: dict = {}
     records = fuse_pools(
-        items_path, pools_path, kind, engine, style, template_ref, cache, sampling, seed, fallback, stats
+        items_path, shots_path, pools_path, kind, engine, style, template_ref, cache, sampling, seed, fallback, stats
     )
     count = write_jsonl(out_path, with_progress(records, items_path, f"fuse {engine.model_name}"))
-    failures = count - stats.get("ok", 0)
-    log.info("fused=%d parse_failures=%d statuses=%s model_calls=%d", count, failures, stats, engine.calls)
+    statuses = {status: stats.get(status, 0) for status in ("ok", "missing", "unclosed", "empty")}
+    log.info(
+        "fused=%d parse_failures=%d statuses=%s exemplars=%d exemplar_leaks=%d model_calls=%d",
+        count,
+        count - statuses["ok"],
+        statuses,
+        stats["exemplars"],
+        stats.get("exemplar_leaks", 0),
+        engine.calls,
+    )

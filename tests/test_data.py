@@ -4,7 +4,8 @@ import pytest
 
 from polyfuse import data
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_jsonl
+from polyfuse.io import read_jsonl, write_jsonl
+from tests.conftest import REPO
 
 
 def test_wmt24pp_real_slice_loads_with_reference_field(shared):
@@ -42,7 +43,11 @@ def test_mgsm_real_slices_have_numeric_answers(shared, lang):
 
 
 def test_arena_formats_m_arenahard_and_arena_hard_auto(shared, tmp_path):
-    de = list(data.load_items("arena", "de", {"format": "arena", "path": str(shared / "m_arenahard/m_arenahard_v1_de.jsonl")}, 3))
+    de = list(
+        data.load_items(
+            "arena", "de", {"format": "arena", "path": str(shared / "m_arenahard/m_arenahard_v1_de.jsonl")}, 3
+        )
+    )
     assert de[0]["id"] == "328c149ed45a41c0b9d6f14659e63599"
     assert de[0]["input"].startswith("Verwenden Sie die ABC-Notation")
     assert de[0]["reference"] is None
@@ -55,8 +60,11 @@ def test_arena_formats_m_arenahard_and_arena_hard_auto(shared, tmp_path):
 @pytest.mark.parametrize(
     "fmt, text, message",
     [
-        ("wmt24pp", '{"lp": "en-de_DE", "source": "a", "target": "b"}\n{"lp": "en-de_DE", "source": "x"}\n',
-         r"bad.txt:2: missing field 'target' or 'reference'"),
+        (
+            "wmt24pp",
+            '{"lp": "en-de_DE", "source": "a", "target": "b"}\n{"lp": "en-de_DE", "source": "x"}\n',
+            r"bad.txt:2: missing field 'target' or 'reference'",
+        ),
         ("wmt24pp", '{"lp": "en-de_DE", "source": "a", "target": "b"}\n{not json\n', r"bad.txt:2: not valid JSON"),
         ("mgsm", "What is 2+2?\t4\nno answer here\n", r"bad.txt:2: expected 'question<TAB>answer', got 1 field"),
         ("mgsm", "What is 2+2?\tfour\n", r"bad.txt:1: answer 'four' is not a number"),
@@ -74,17 +82,30 @@ def test_malformed_lines_name_file_and_line(tmp_path, fmt, text, message):
 
 def test_write_items_splits_few_shot_exemplars_and_leaves_nothing_on_error(tmp_path, shared):
     dataset = {"format": "mgsm", "path": str(shared / "mgsm/mgsm_de.tsv")}
-    count = data.write_items(tmp_path / "items.jsonl", tmp_path / "shots.jsonl", "mgsm", "de", dataset, shots=2, max_items=3)
+    count = data.write_items(
+        tmp_path / "items.jsonl", tmp_path / "shots.jsonl", "mgsm", "de", dataset, shots=2, max_items=3, seed=1
+    )
     shots = list(read_jsonl(tmp_path / "shots.jsonl"))
     items = list(read_jsonl(tmp_path / "items.jsonl"))
     assert count == 3 and len(shots) == 2 and len(items) == 3
-    assert shots[0]["origin"]["line"] == 1 and items[0]["origin"]["line"] == 3
+    assert [shot["origin"]["line"] for shot in shots] == [1, 2]
+    lines = [item["origin"]["line"] for item in items]
+    assert lines == sorted(lines) and min(lines) >= 3
 
     bad = tmp_path / "bad.tsv"
     bad.write_text("q1\t1\nq2\t2\nq3\tthree\n")
     with pytest.raises(PolyfuseError, match="bad.tsv:3"):
-        data.write_items(tmp_path / "out.jsonl", tmp_path / "outshots.jsonl", "mgsm", "de", {"format": "mgsm", "path": str(bad)}, 1, None)
-    assert not (tmp_path / "out.jsonl").exists()
+        data.write_items(
+            tmp_path / "out.jsonl",
+            tmp_path / "outshots.jsonl",
+            "mgsm",
+            "de",
+            {"format": "mgsm", "path": str(bad)},
+            1,
+            None,
+            seed=1,
+        )
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "outshots.jsonl").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -102,3 +123,92 @@ def test_hub_dataset_downloads_then_uses_the_local_loader(monkeypatch, tmp_path,
     items = list(data.load_items("wmt", "de", {"format": "wmt24pp", "hub": hub}, 2))
     assert calls == [("google/wmt24pp", "en-de_DE.jsonl", "dataset")]
     assert len(items) == 2 and items[0]["reference"]
+
+
+def test_wmt24pp_drops_bad_sources_and_the_canary(tmp_path):
+    path = tmp_path / "en-de_DE.jsonl"
+    rows = [
+        {"domain": "canary", "document_id": "canary", "segment_id": 0, "source": "CANARY", "target": "C"},
+        {"domain": "news", "segment_id": 1, "is_bad_source": True, "source": "@@", "target": "@@"},
+        {"domain": "news", "segment_id": 2, "is_bad_source": False, "source": "Hi.", "target": "Hallo."},
+    ]
+    rows = [{"lp": "en-de_DE", **row} for row in rows]
+    write_jsonl(path, rows)
+    assert [item["input"] for item in data.load_items("wmt", "de", {"format": "wmt24pp", "path": str(path)})] == ["Hi."]
+
+
+def split(tmp_path, dataset, lang, shots, max_items, seed, task="wmt"):
+    data.write_items(
+        tmp_path / "items.jsonl",
+        tmp_path / "shots.jsonl",
+        task,
+        lang,
+        dataset,
+        shots=shots,
+        max_items=max_items,
+        seed=seed,
+    )
+    return list(read_jsonl(tmp_path / "shots.jsonl")), list(read_jsonl(tmp_path / "items.jsonl"))
+
+
+def test_items_never_share_a_document_with_the_shots(shared, tmp_path):
+    dataset = {"format": "wmt24pp", "path": str(shared / "wmt24pp/en-de_DE.jsonl")}
+    shots, items = split(tmp_path, dataset, "de", shots=2, max_items=None, seed=1)
+    shot_documents = {shot["meta"]["document_id"] for shot in shots}
+    assert [shot["origin"]["line"] for shot in shots] == [1, 2]
+    assert shot_documents.isdisjoint(item["meta"]["document_id"] for item in items)
+    # the first document has five segments: all of them are left out, not just the two shots
+    assert len(items) == 200 - 5 and items[0]["origin"]["line"] == 6
+
+
+def test_max_items_is_a_seeded_domain_stratified_subset_in_file_order(shared, tmp_path):
+    dataset = {"format": "wmt24pp", "path": str(shared / "wmt24pp/en-de_DE.jsonl")}
+    _, items = split(tmp_path, dataset, "de", shots=2, max_items=8, seed=1234)
+    assert [item["meta"]["domain"] for item in items].count("news") == 2
+    assert sorted(item["meta"]["domain"] for item in items) == sorted(["news", "social", "speech", "literary"] * 2)
+    lines = [item["origin"]["line"] for item in items]
+    assert lines == sorted(lines) and lines != list(range(6, 14))  # a sample, not the first rows
+    assert items == split(tmp_path, dataset, "de", shots=2, max_items=8, seed=1234)[1]
+    reseeded = split(tmp_path, dataset, "de", shots=2, max_items=8, seed=99)[1]
+    assert [i["id"] for i in items] != [i["id"] for i in reseeded]
+    ja = split(tmp_path, {"format": "wmt24pp", "path": str(shared / "wmt24pp/en-ja_JP.jsonl")}, "ja", 2, 8, 1234)[1]
+    assert [i["origin"]["line"] for i in ja] == lines  # same segments per language
+
+
+def test_max_items_quota_follows_domain_shares(tmp_path):
+    path = tmp_path / "en-de_DE.jsonl"
+    domains = ["a"] * 6 + ["b"] * 3 + ["c"] * 1
+    write_jsonl(
+        path,
+        [
+            {"lp": "en-de_DE", "domain": d, "segment_id": n, "source": f"s{n}", "target": f"t{n}"}
+            for n, d in enumerate(domains)
+        ],
+    )
+    _, items = split(tmp_path, {"format": "wmt24pp", "path": str(path)}, "de", shots=0, max_items=5, seed=3)
+    assert [item["meta"]["domain"] for item in items].count("a") == 3
+    assert sorted(item["meta"]["domain"] for item in items) == ["a", "a", "a", "b", "b"]
+
+
+def test_a_dataset_with_no_items_outside_the_shot_documents_is_an_error(tmp_path):
+    path = tmp_path / "en-de_DE.jsonl"
+    write_jsonl(
+        path,
+        [
+            {"lp": "en-de_DE", "document_id": "d", "segment_id": n, "source": f"s{n}", "target": f"t{n}"}
+            for n in range(3)
+        ],
+    )
+    with pytest.raises(
+        PolyfuseError, match="'wmt', language 'de' has no items outside the documents of its 1 few-shot"
+    ):
+        split(tmp_path, {"format": "wmt24pp", "path": str(path)}, "de", shots=1, max_items=None, seed=1)
+
+
+@pytest.mark.parametrize("lang", ["de", "fr", "ja"])
+def test_demo_translation_data_keeps_shots_and_items_in_different_documents(tmp_path, lang):
+    dataset = {"format": "wmt24pp", "path": str(REPO / f"resources/demo/wmt24pp/en-{lang}.jsonl")}
+    shots, items = split(tmp_path, dataset, lang, shots=2, max_items=8, seed=1234)
+    assert len(shots) == 2 and len(items) == 8
+    assert {s["meta"]["document_id"] for s in shots}.isdisjoint(i["meta"]["document_id"] for i in items)
+    assert {i["meta"]["domain"] for i in items} == {"notice", "conversation"}
