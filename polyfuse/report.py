@@ -1,8 +1,14 @@
 """Aggregation: per-item scores in, paper-style tables and figures out.
 
-Each (task, language, sampler, method, metric) cell gets the mean over items and a
-percentile bootstrap confidence interval over items. Translation cells also carry
+Each (task, language, sampler, method, metric) cell gets the mean over the items the metric could score and a
+BCa bootstrap confidence interval over those items (``scipy.stats.bootstrap``). Translation cells also carry
 sacrebleu's corpus-level chrF and BLEU with their signatures.
+
+Every table (CSV rows, Markdown tables, figure panels) is split by sampler: a method's numbers are never pooled
+across samplers. In a Markdown table each cell shows its own item count ``n``; the average row compares methods
+on the same items: per language, only the items every method of that table scored (``common n``), then the
+mean over languages (languages where no item is common to all methods are left out), with a bootstrap interval
+that resamples items within each language.
 """
 
 from __future__ import annotations
@@ -14,27 +20,79 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
+from polyfuse.errors import PolyfuseError
 from polyfuse.io import atomic_path, read_jsonl, write_text
 from polyfuse.tasks import task_kind
 
 log = logging.getLogger(__name__)
 
+CELL_KEYS = ["task", "lang", "sampler", "method", "metric"]
 # n counts the items a metric applied to; n_missing those it could not score (no letters to identify a
 # language in, an unparseable judge verdict, COMET unavailable): they are left out of the mean, never guessed.
-TABLE_COLUMNS = ["task", "kind", "lang", "sampler", "method", "metric", "n", "n_missing", "mean", "ci_low", "ci_high",
-                 "corpus"]
+TABLE_COLUMNS = [
+    "task",
+    "kind",
+    "lang",
+    "sampler",
+    "method",
+    "metric",
+    "n",
+    "n_missing",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "corpus",
+    "corpus_signature",
+]
+PARSE_COLUMNS = [
+    "task",
+    "lang",
+    "sampler",
+    "fusor",
+    "n",
+    "parse_failures",
+    "failure_rate",
+    "missing",
+    "unclosed",
+    "empty",
+    "exemplar_leaks",
+]
+AVERAGE_NOTE = (
+    "Cells: mean [CI] over the method's own scored items (n; unscored items are counted, never "
+    "guessed). **avg**: mean over languages of each method's mean over the `common n` items that every "
+    "method in the table scored, so the methods are compared on the same items."
+)
 
 
-def bootstrap_ci(values, resamples: int, confidence: float, seed: int) -> tuple[float, float]:
-    """Percentile bootstrap over items."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return (float(values.mean()),) * 2 if len(values) else (float("nan"),) * 2
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+def mean_of_means(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The macro average: each sample's (language's) mean, averaged with equal weight."""
+    return np.mean([sample.mean(axis=axis) for sample in samples], axis=0)
+
+
+def bootstrap_ci(samples, resamples: int, confidence: float, seed: int) -> tuple[float, float]:
+    """BCa bootstrap interval of ``mean_of_means``, resampling items within each sample (stratified).
+
+    BCa rather than percentile: item scores are bounded and skewed (0/100 accuracies near a floor or ceiling,
+    win rates), where BCa's bias and skew corrections keep coverage closer to nominal.
+    """
+    samples = [np.asarray(sample, dtype=float) for sample in samples]
+    if not samples or min(len(sample) for sample in samples) < 2:
+        return float("nan"), float("nan")  # one item says nothing about spread (scipy needs two per sample)
+    if all(np.ptp(sample) == 0 for sample in samples):
+        estimate = float(mean_of_means(*samples))
+        return estimate, estimate  # every resample gives the same value; BCa would warn and return NaN
+    result = stats.bootstrap(
+        samples,
+        mean_of_means,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="BCa",
+        rng=np.random.default_rng(seed),
+        vectorized=True,
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def method_rank(method: str) -> tuple[int, str]:
@@ -45,32 +103,96 @@ def method_rank(method: str) -> tuple[int, str]:
     return len("single bon fusion oracle"), method
 
 
-def collect(score_paths: list[str], summary_paths: list[str], kinds: dict, settings: dict) -> pd.DataFrame:
-    values: dict[tuple, list[float]] = defaultdict(list)
+def read_item_scores(score_paths: list[str]) -> pd.DataFrame:
+    """One row per (cell, item id); ``value`` is NaN where the metric could not score the item."""
+    rows = []
     for path in score_paths:
+        seen: set[tuple[str, str]] = set()  # a COMET file holds every method of its cell, so key on both
         for record in read_jsonl(path):
+            if (record["method"], record["id"]) in seen:
+                raise PolyfuseError(f"{path}: item {record['id']!r} of {record['method']!r} is scored twice")
+            seen.add((record["method"], record["id"]))
             for metric, value in record["values"].items():
-                values[(record["task"], record["lang"], record["sampler"], record["method"], metric)].append(value)
+                rows.append(
+                    (
+                        record["task"],
+                        record["lang"],
+                        record["sampler"],
+                        record["method"],
+                        metric,
+                        record["id"],
+                        np.nan if value is None else float(value),
+                    )
+                )
+    return pd.DataFrame(rows, columns=CELL_KEYS + ["id", "value"])
+
+
+def read_corpus_scores(score_paths: list[str], summary_paths: list[str]) -> dict[tuple, dict]:
+    """Corpus-level {score, signature} per cell, from the score rules' summaries (paired with their scores)."""
     corpus = {}
-    for scores_path, summary_path in zip(score_paths, summary_paths):
+    for scores_path, summary_path in zip(score_paths, summary_paths, strict=True):
         first = next(read_jsonl(scores_path), None)
         if first is None:
             continue
         summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
         for metric, result in summary.get("corpus", {}).items():
-            corpus[(first["task"], first["lang"], first["sampler"], first["method"], metric)] = result["score"]
+            corpus[(first["task"], first["lang"], first["sampler"], first["method"], metric)] = result
+    return corpus
+
+
+def summarise_cells(items: pd.DataFrame, corpus: dict[tuple, dict], kinds: dict, settings: dict) -> pd.DataFrame:
+    """Mean, interval and item counts per cell, in TABLE_COLUMNS."""
     rows = []
-    for key, cell in sorted(values.items()):
-        scored = [value for value in cell if value is not None]
-        low, high = bootstrap_ci(scored, int(settings["bootstrap"]), float(settings["confidence"]), int(settings["seed"]))
+    for key, cell in items.groupby(CELL_KEYS, sort=True):
+        scored = cell["value"].dropna().to_numpy()
+        low, high = bootstrap_ci(
+            [scored], int(settings["bootstrap"]), float(settings["confidence"]), int(settings["seed"])
+        )
         task, lang, sampler, method, metric = key
-        mean = float(np.mean(scored)) if scored else float("nan")
-        rows.append([task, kinds[task], lang, sampler, method, metric, len(scored), len(cell) - len(scored), mean, low,
-                     high, corpus.get(key)])
+        mean = float(scored.mean()) if len(scored) else float("nan")
+        result = corpus.get(key, {})
+        rows.append(
+            [
+                task,
+                kinds[task],
+                lang,
+                sampler,
+                method,
+                metric,
+                len(scored),
+                len(cell) - len(scored),
+                mean,
+                low,
+                high,
+                result.get("score"),
+                result.get("signature"),
+            ]
+        )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
+def common_item_averages(items: pd.DataFrame, settings: dict) -> tuple[pd.DataFrame, pd.Series]:
+    """For one table's items (one task, sampler and metric): per method, the mean over languages of its mean over
+    the items every method scored, with a stratified bootstrap interval; and that common item count per language."""
+    methods = sorted(items["method"].unique(), key=method_rank)
+    langs = sorted(items["lang"].unique())
+    by_item = items.pivot(index=["lang", "id"], columns="method", values="value").reindex(columns=methods)
+    common = by_item.dropna()  # a method with no record for an item, or no score, drops the item for all
+    common_n = common.groupby(level="lang").size().reindex(langs, fill_value=0)
+    strata = [common.xs(lang, level="lang") for lang in langs if common_n[lang] > 0]
+    rows = []
+    for method in methods:
+        samples = [stratum[method].to_numpy() for stratum in strata]
+        mean = float(mean_of_means(*samples)) if samples else float("nan")
+        low, high = bootstrap_ci(
+            samples, int(settings["bootstrap"]), float(settings["confidence"]), int(settings["seed"])
+        )
+        rows.append({"method": method, "mean": mean, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["method", "mean", "ci_low", "ci_high"]).set_index("method"), common_n
+
+
 def fusion_parse_table(fusion_paths: list[str]) -> pd.DataFrame:
+    """Parse outcomes per fused cell; ``exemplar_leaks`` is empty for cells whose records predate the field."""
     counts: dict[tuple, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for path in fusion_paths:
         for record in read_jsonl(path):
@@ -78,38 +200,70 @@ def fusion_parse_table(fusion_paths: list[str]) -> pd.DataFrame:
             counts[key]["n"] += 1
             counts[key]["failed"] += record["parse_status"] != "ok"
             counts[key][record["parse_status"]] += 1
+            counts[key]["leak_checked"] += "exemplar_leak" in record
+            counts[key]["leaks"] += bool(record.get("exemplar_leak"))
     rows = [
-        {"task": k[0], "lang": k[1], "sampler": k[2], "fusor": k[3], "n": c["n"], "parse_failures": c["failed"],
-         "failure_rate": c["failed"] / c["n"], "missing": c["missing"], "unclosed": c["unclosed"], "empty": c["empty"]}
+        {
+            "task": k[0],
+            "lang": k[1],
+            "sampler": k[2],
+            "fusor": k[3],
+            "n": c["n"],
+            "parse_failures": c["failed"],
+            "failure_rate": c["failed"] / c["n"],
+            "missing": c["missing"],
+            "unclosed": c["unclosed"],
+            "empty": c["empty"],
+            "exemplar_leaks": c["leaks"] if c["leak_checked"] else None,
+        }
         for k, c in sorted(counts.items())
     ]
-    return pd.DataFrame(rows, columns=["task", "lang", "sampler", "fusor", "n", "parse_failures", "failure_rate",
-                                       "missing", "unclosed", "empty"])
+    frame = pd.DataFrame(rows, columns=PARSE_COLUMNS)
+    return frame.astype({"exemplar_leaks": "Int64"})
 
 
-def format_cell(row: pd.DataFrame) -> str:
-    if row.empty:
-        return ""
-    if row["n"].iloc[0] == 0:
+def format_interval(mean: float, low: float, high: float) -> str:
+    if not np.isfinite(mean):
         return "unavailable"
-    return f"{row['mean'].iloc[0]:.1f} [{row['ci_low'].iloc[0]:.1f}, {row['ci_high'].iloc[0]:.1f}]"
+    if not np.isfinite(low):
+        return f"{mean:.1f} [no CI]"
+    return f"{mean:.1f} [{low:.1f}, {high:.1f}]"
 
 
-def markdown_table(frame: pd.DataFrame, metric: str) -> str:
-    """Languages as rows, methods as columns, 'mean [low, high]' cells, plus the average row."""
-    methods = sorted(frame["method"].unique(), key=method_rank)
-    langs = sorted(frame["lang"].unique())
-    lines = ["| lang | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+def format_cell(row: pd.Series) -> str:
+    """'mean [low, high] n=…', the unscored count when any, and the corpus-level score when there is one."""
+    text = f"{format_interval(row['mean'], row['ci_low'], row['ci_high'])} n={row['n']}"
+    if row["n_missing"]:
+        text += f" +{row['n_missing']} unscored"
+    if pd.notna(row["corpus"]):
+        text += f" · corpus {row['corpus']:.1f}"
+    return text
+
+
+def signature_lines(cells: pd.DataFrame) -> str:
+    """Each distinct corpus-level signature once, with the languages it applies to."""
+    signed = cells.dropna(subset=["corpus_signature"])
+    lines = [
+        f"Corpus-level {metric} signature `{signature}` ({', '.join(sorted(group['lang'].unique()))})."
+        for (metric, signature), group in signed.groupby(["metric", "corpus_signature"], sort=True)
+    ]
+    return "".join(f"\n{line}\n" for line in lines)
+
+
+def markdown_table(cells: pd.DataFrame, averages: pd.DataFrame, common_n: pd.Series) -> str:
+    """One task, sampler and metric: languages as rows, methods as columns, the common-item count, the average row."""
+    methods = list(averages.index)
+    langs = list(common_n.index)
+    lines = ["| lang | " + " | ".join(methods) + " | common n |", "|---|" + "---|" * (len(methods) + 1)]
+    by_cell = cells.set_index(["lang", "method"])
     for lang in langs:
-        cells = []
-        for method in methods:
-            row = frame[(frame["lang"] == lang) & (frame["method"] == method)]
-            cells.append(format_cell(row))
-        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
-    means = [frame[frame["method"] == m]["mean"].mean() for m in methods]
-    averages = [f"{mean:.1f}" if np.isfinite(mean) else "unavailable" for mean in means]
-    lines.append("| **avg** | " + " | ".join(averages) + " |")
-    return "\n".join(lines) + "\n"
+        row = [
+            format_cell(by_cell.loc[(lang, method)]) if (lang, method) in by_cell.index else "" for method in methods
+        ]
+        lines.append(f"| {lang} | " + " | ".join(row) + f" | {common_n[lang]} |")
+    average_cells = [format_interval(*averages.loc[method, ["mean", "ci_low", "ci_high"]]) for method in methods]
+    lines.append("| **avg** | " + " | ".join(average_cells) + f" | {common_n.sum()} |")
+    return "\n".join(lines) + "\n" + signature_lines(cells)
 
 
 METHOD_COLOURS = {"single": "#9e9e9e", "oracle": "#c7e9c0"}
@@ -129,8 +283,10 @@ def method_colours(methods: list[str]) -> dict[str, str]:
     return colours
 
 
-def plot_task(frame: pd.DataFrame, task: str, metric: str, path: Path) -> None:
-    """Grouped bars per language (and their average), one bar per method, CI whiskers."""
+def plot_task(
+    frame: pd.DataFrame, averages: dict[str, pd.DataFrame], task: str, metric: str, confidence: float, path: Path
+) -> None:
+    """Grouped bars per language and the common-item average, one panel per sampler, one bar per method."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,33 +297,51 @@ def plot_task(frame: pd.DataFrame, task: str, metric: str, path: Path) -> None:
     colours = method_colours(methods)
     langs = sorted(frame["lang"].unique())
     groups = langs + ["avg"]
-    fig, axes = plt.subplots(len(samplers), 1, figsize=(max(6.0, 1.3 * len(groups) * len(methods) / 3 + 2), 4.2 * len(samplers)),
-                             squeeze=False)
+    figsize = (max(6.0, 1.3 * len(groups) * len(methods) / 3 + 2), 4.2 * len(samplers))
+    fig, axes = plt.subplots(len(samplers), 1, figsize=figsize, squeeze=False)
     width = 0.8 / len(methods)
-    for ax, sampler in zip(axes[:, 0], samplers):
+    for ax, sampler in zip(axes[:, 0], samplers, strict=True):
         cells = frame[frame["sampler"] == sampler]
         for offset, method in enumerate(methods):
             rows = cells[cells["method"] == method].set_index("lang")
-            means = [rows["mean"].get(lang, np.nan) for lang in langs] + [rows["mean"].mean()]
-            low = [rows["ci_low"].get(lang, np.nan) for lang in langs] + [np.nan]
-            high = [rows["ci_high"].get(lang, np.nan) for lang in langs] + [np.nan]
+            average = averages[sampler].reindex([method])
+            means = [rows["mean"].get(lang, np.nan) for lang in langs] + [average["mean"].iloc[0]]
+            low = [rows["ci_low"].get(lang, np.nan) for lang in langs] + [average["ci_low"].iloc[0]]
+            high = [rows["ci_high"].get(lang, np.nan) for lang in langs] + [average["ci_high"].iloc[0]]
             xs = np.arange(len(groups)) + (offset - (len(methods) - 1) / 2) * width
-            bars = ax.bar(xs, means, width * 0.92, color=colours[method], edgecolor="#333333", linewidth=0.5,
-                          label=method, hatch="//" if method == "oracle" else None)
-            has_ci = np.isfinite(low)  # the average over languages is drawn without an interval
-            ax.errorbar(xs[has_ci], np.asarray(means)[has_ci],
-                        yerr=[np.subtract(means, low)[has_ci], np.subtract(high, means)[has_ci]],
-                        fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2.5)
+            bars = ax.bar(
+                xs,
+                means,
+                width * 0.92,
+                color=colours[method],
+                edgecolor="#333333",
+                linewidth=0.5,
+                label=method,
+                hatch="//" if method == "oracle" else None,
+            )
+            has_ci = np.isfinite(low)  # a cell of one item has no interval
+            ax.errorbar(
+                xs[has_ci],
+                np.asarray(means)[has_ci],
+                yerr=[np.subtract(means, low)[has_ci], np.subtract(high, means)[has_ci]],
+                fmt="none",
+                ecolor="#333333",
+                elinewidth=0.8,
+                capsize=2.5,
+            )
             ax.bar_label(bars, labels=[f"{m:.0f}" if np.isfinite(m) else "" for m in means], fontsize=7, padding=2)
         n_items = int(cells["n"].max()) if not cells.empty else 0
         ax.set_title(f"{task} · sampler {sampler} · {n_items} items per language", fontsize=10, loc="left")
         ax.set_xticks(np.arange(len(groups)), groups)
-        ax.set_ylabel(f"{metric} (mean, 95% CI)")
+        ax.set_ylabel(f"{metric} (mean, {confidence:.0%} CI)")
         ax.axvline(len(langs) - 0.5, color="#bbbbbb", linewidth=0.8, linestyle=":")
         ax.spines[["top", "right"]].set_visible(False)
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-        top = np.nanmax(cells["ci_high"].to_numpy(dtype=float)) if not cells.empty else 1.0
+        highs = np.concatenate(
+            [cells["ci_high"].to_numpy(dtype=float), averages[sampler]["ci_high"].to_numpy(dtype=float)]
+        )
+        top = np.nanmax(highs) if np.isfinite(highs).any() else 1.0
         ax.set_ylim(0, 100 if metric == "winrate" else max(1.0, top * 1.15))
         if metric == "winrate":
             ax.axhline(50, color="#555555", linewidth=0.8, linestyle="--")  # parity with the reference system
@@ -185,63 +359,111 @@ def judge_parse_table(summary_paths: list[str]) -> pd.DataFrame:
     for path in summary_paths:
         summary = json.loads(Path(path).read_text(encoding="utf-8"))
         if "verdicts" in summary:
-            rows.append({key: summary.get(key) for key in ("task", "lang", "sampler", "method", "judge", "items",
-                                                            "verdicts", "position_bound")}
-                        | {"unparsed": summary["unparsed_verdicts"]})
-    return pd.DataFrame(rows, columns=["task", "lang", "sampler", "method", "judge", "items", "verdicts", "unparsed",
-                                       "position_bound"])
+            rows.append(
+                {
+                    key: summary.get(key)
+                    for key in ("task", "lang", "sampler", "method", "judge", "items", "verdicts", "position_bound")
+                }
+                | {"unparsed": summary["unparsed_verdicts"]}
+            )
+    return pd.DataFrame(
+        rows, columns=["task", "lang", "sampler", "method", "judge", "items", "verdicts", "unparsed", "position_bound"]
+    )
 
 
 def is_head_to_head(method: str) -> bool:
     return " vs " in method
 
 
-JUDGE_CAVEAT = ("Win rates here come from the configured judge model. With a small judge (such as the "
-                "135M-parameter SmolLM2 of the default study) they test that the pipeline runs end to end; "
-                "they are not a measurement of answer quality.")
+JUDGE_CAVEAT = (
+    "Win rates here come from the configured judge model. With a small judge (such as the "
+    "135M-parameter SmolLM2 of the default study) they test that the pipeline runs end to end; "
+    "they are not a measurement of answer quality."
+)
+
+
+def sampler_tables(title: str, cells: pd.DataFrame, items: pd.DataFrame, settings: dict) -> tuple[str, dict]:
+    """One Markdown table per sampler for one metric's cells; also returns each sampler's averages."""
+    text, averages = "", {}
+    for sampler in sorted(cells["sampler"].unique()):
+        sampler_items = items[items["sampler"] == sampler]
+        averages[sampler], common_n = common_item_averages(sampler_items, settings)
+        text += f"\n### {title} · sampler {sampler}\n\n" + markdown_table(
+            cells[cells["sampler"] == sampler], averages[sampler], common_n
+        )
+    return text, averages
 
 
 def run_report(scores, summaries, fusions, outputs: dict, settings: dict) -> None:
     """Write the declared outputs: ``<task>_csv``, ``<task>_md``, ``<task>_figure``, ``parse`` and ``report``."""
     tasks = settings["tasks"]
     kinds = {task: spec["kind"] for task, spec in tasks.items()}
-    frame = collect(scores, summaries, kinds, settings)
+    items = read_item_scores(scores)
+    frame = summarise_cells(items, read_corpus_scores(scores, summaries), kinds, settings)
     parse = fusion_parse_table(fusions)
     report_dir = Path(outputs["report"]).parent
     sections = ["# polyfuse results\n"]
     for task in tasks:
-        cells = frame[frame["task"] == task]
+        cells, task_items = frame[frame["task"] == task], items[items["task"] == task]
         kind = task_kind(kinds[task])
         metrics = kind.metrics + tuple(m for m in kind.extra_metrics if (cells["metric"] == m).any())
-        head_to_head = cells[cells["method"].map(is_head_to_head)]
-        cells_by_method = cells[~cells["method"].map(is_head_to_head)]
         with atomic_path(outputs[f"{task}_csv"]) as tmp:
             cells.to_csv(tmp, index=False, float_format="%.4f")
-        text = "".join(f"\n### {task}: {metric}\n\n" + markdown_table(cells_by_method[cells_by_method["metric"] == metric], metric)
-                       for metric in metrics)
-        if not head_to_head.empty:
-            text += (f"\n### {task}: head-to-head (win rate of the first method, ties as half)\n\n"
-                     + markdown_table(head_to_head, "winrate"))
+        pairwise = cells["method"].map(is_head_to_head)
+        pairwise_items = task_items["method"].map(is_head_to_head)
+        tables = {
+            metric: sampler_tables(
+                f"{task}: {metric}",
+                cells[~pairwise & (cells["metric"] == metric)],
+                task_items[~pairwise_items & (task_items["metric"] == metric)],
+                settings,
+            )
+            for metric in metrics
+        }
+        text = f"\n{AVERAGE_NOTE}\n" + "".join(table_text for table_text, _ in tables.values())
+        if pairwise.any():
+            text += sampler_tables(
+                f"{task}: head-to-head (win rate of the first method, ties as half)",
+                cells[pairwise],
+                task_items[pairwise_items],
+                settings,
+            )[0]
         if metrics[0] == "winrate":
             text += f"\n{JUDGE_CAVEAT} Win rates count ties as half; each item is judged in both orders.\n"
         write_text(outputs[f"{task}_md"], text)
         figure = Path(outputs[f"{task}_figure"])
-        plot_task(cells_by_method[cells_by_method["metric"] == metrics[0]], task, metrics[0], figure)
+        plot_task(
+            cells[~pairwise & (cells["metric"] == metrics[0])],
+            tables[metrics[0]][1],
+            task,
+            metrics[0],
+            float(settings["confidence"]),
+            figure,
+        )
         sections.append(f"## {task}\n{text}\n![{task}]({figure.relative_to(report_dir)})\n")
     with atomic_path(outputs["parse"]) as tmp:
         parse.to_csv(tmp, index=False, float_format="%.4f")
     if not parse.empty:
         rate = parse["parse_failures"].sum() / parse["n"].sum()
-        sections.append(f"## Fusor parse failures\n\n{rate:.1%} of fused outputs had no parseable `[[ ]]` answer "
-                        f"(fallback: {settings['fallback']}).\n\n" + parse.to_markdown(index=False) + "\n")
+        leaks = parse["exemplar_leaks"].sum()  # NA (field not recorded) counts as nothing
+        shown = parse.astype({"exemplar_leaks": object}).fillna({"exemplar_leaks": "not recorded"})
+        sections.append(
+            f"## Fusor parse failures\n\n{rate:.1%} of fused outputs had no parseable `[[ ]]` answer "
+            f"(fallback: {settings['fallback']}); {leaks} copied a few-shot exemplar "
+            "(`exemplar_leaks`, where recorded).\n\n" + shown.to_markdown(index=False) + "\n"
+        )
     judged = judge_parse_table(summaries)
     if not judged.empty:
         rate = judged["unparsed"].sum() / max(1, judged["verdicts"].sum())
         bound = judged["position_bound"].sum() / max(1, judged["items"].sum())
-        sections.append(f"## Judge verdicts that could not be parsed\n\n{rate:.1%} of {judged['verdicts'].sum()} verdicts "
-                        "(left out of the win rates, never guessed). "
-                        f"On {bound:.1%} of items the judge named the same position the winner in both orders "
-                        "(`position_bound`): it followed position, not content, and such an item counts 50.\n\n"
-                        + judged.to_markdown(index=False) + "\n")
+        sections.append(
+            "## Judge verdicts that could not be parsed\n\n"
+            f"{rate:.1%} of {judged['verdicts'].sum()} verdicts "
+            "(left out of the win rates, never guessed). "
+            f"On {bound:.1%} of items the judge named the same position the winner in both orders "
+            "(`position_bound`): it followed position, not content, and such an item counts 50.\n\n"
+            + judged.to_markdown(index=False)
+            + "\n"
+        )
     write_text(outputs["report"], "\n".join(sections))
     log.info("cells=%d tasks=%d", len(frame), len(tasks))

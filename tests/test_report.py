@@ -1,0 +1,267 @@
+"""The report: bootstrap intervals, per-sampler tables, common-item averages, corpus signatures, parse counts."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polyfuse.errors import PolyfuseError
+from polyfuse.report import bootstrap_ci, fusion_parse_table, run_report
+
+SETTINGS = {"bootstrap": 500, "confidence": 0.95, "seed": 0}
+CHRF_SIGNATURE = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
+
+
+def write_cell(
+    root: Path, task: str, lang: str, sampler: str, method: str, values: dict[str, dict], corpus: dict | None = None
+) -> tuple[str, str]:
+    """A score file (one record per item id) and its summary, as the score rules write them."""
+    stem = root / task / lang / sampler / method
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    records = [
+        {"id": item, "task": task, "lang": lang, "sampler": sampler, "method": method, "values": item_values}
+        for item, item_values in values.items()
+    ]
+    scores = stem.with_suffix(".jsonl")
+    scores.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    summary = stem.with_suffix(".summary.json")
+    summary.write_text(json.dumps({"items": len(records), "corpus": corpus or {}}), encoding="utf-8")
+    return str(scores), str(summary)
+
+
+def report(root: Path, cells: list[tuple[str, str]], tasks: dict, fusions: tuple[str, ...] = ()) -> Path:
+    results = root / "results"
+    outputs = {f"{task}_{ext}": str(results / f"tables/{task}.{ext}") for task in tasks for ext in ("csv", "md")}
+    outputs |= {f"{task}_figure": str(results / f"figures/{task}.png") for task in tasks}
+    outputs |= {"parse": str(results / "tables/fusion_parse.csv"), "report": str(results / "report.md")}
+    for path in outputs.values():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    run_report(
+        [scores for scores, _ in cells],
+        [summary for _, summary in cells],
+        list(fusions),
+        outputs,
+        SETTINGS | {"tasks": tasks, "fallback": "first"},
+    )
+    return results
+
+
+def tables_by_heading(markdown: str) -> dict[str, str]:
+    """Each '### heading' with the text up to the next heading."""
+    parts = re.split(r"^### (.+)$", markdown, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def table_row(table: str, label: str) -> list[str]:
+    line = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
+def test_bootstrap_interval_narrows_with_more_items():
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (20, 80, 320):
+        values = rng.normal(50, 10, n)
+        low, high = bootstrap_ci([values], 500, 0.95, 0)
+        widths.append(high - low)
+        normal_theory_width = 2 * 1.96 * values.std(ddof=1) / np.sqrt(n)
+        assert widths[-1] == pytest.approx(normal_theory_width, rel=0.2)
+    assert widths[0] > widths[1] > widths[2]
+
+
+def test_bootstrap_confidence_and_seed_take_effect():
+    values = [np.random.default_rng(2).normal(50, 10, 40)]
+    low90, high90 = bootstrap_ci(values, 500, 0.90, 0)
+    low99, high99 = bootstrap_ci(values, 500, 0.99, 0)
+    assert low99 < low90 < values[0].mean() < high90 < high99
+    assert bootstrap_ci(values, 500, 0.95, 3) == bootstrap_ci(values, 500, 0.95, 3)
+    assert bootstrap_ci(values, 500, 0.95, 3) != bootstrap_ci(values, 500, 0.95, 4)
+
+
+def test_bootstrap_covers_the_true_mean_near_nominal():
+    rng = np.random.default_rng(3)
+    true_mean = 60.0  # Bernoulli(0.6) items scored 0/100, like accuracy
+    covered = 0
+    for _ in range(200):
+        low, high = bootstrap_ci([100.0 * (rng.random(60) < 0.6)], 400, 0.95, int(rng.integers(1 << 31)))
+        covered += low <= true_mean <= high
+    assert 0.90 <= covered / 200 <= 0.99
+
+
+def test_stratified_bootstrap_averages_languages_with_equal_weight():
+    small, constant = np.array([0.0, 100.0, 100.0, 0.0, 100.0]), np.full(40, 20.0)
+    low, high = bootstrap_ci([small, constant], 500, 0.95, 0)
+    small_low, small_high = bootstrap_ci([small], 500, 0.95, 0)
+    # the constant language adds no spread and weighs as much as the small one: (small mean + 20) / 2
+    assert (low, high) == pytest.approx(((small_low + 20) / 2, (small_high + 20) / 2))
+    assert low < (small.mean() + 20) / 2 < high
+
+
+def test_bootstrap_degenerate_data_gives_clean_intervals_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bootstrap_ci([np.full(5, 100.0)], 500, 0.95, 0) == (100.0, 100.0)
+        assert bootstrap_ci([np.full(5, 100.0), np.zeros(3)], 500, 0.95, 0) == (50.0, 50.0)
+        assert np.isnan(bootstrap_ci([np.array([7.0])], 500, 0.95, 0)).all()
+        assert np.isnan(bootstrap_ci([np.array([])], 500, 0.95, 0)).all()
+        assert np.isnan(bootstrap_ci([], 500, 0.95, 0)).all()
+        low, high = bootstrap_ci([np.array([0.0, 100.0])], 500, 0.95, 0)
+        assert low <= 50.0 <= high
+
+
+def test_tables_are_split_by_sampler(tmp_path):
+    cells = [
+        write_cell(
+            tmp_path,
+            "mgsm",
+            lang,
+            sampler,
+            method,
+            {f"{lang}-{i}": {"accuracy": value * (i % 2), "lang_correct": 100.0} for i in range(4)},
+        )
+        for lang in ("de", "ja")
+        for sampler, value in (("gemma", 100.0), ("smol", 0.0))
+        for method in ("single", "fusion-smol")
+    ]
+    cells += [
+        write_cell(tmp_path, "arena", "de", sampler, method, {f"de-{i}": {"winrate": value} for i in range(3)})
+        for sampler, value in (("gemma", 75.0), ("smol", 25.0))
+        for method in ("fusion-smol", "fusion-smol vs bon-loglik")
+    ]
+    results = report(tmp_path, cells, {"mgsm": {"kind": "math"}, "arena": {"kind": "chat"}})
+    tables = tables_by_heading((results / "tables/mgsm.md").read_text())
+    assert {
+        "mgsm: accuracy · sampler gemma",
+        "mgsm: accuracy · sampler smol",
+        "mgsm: lang_correct · sampler gemma",
+        "mgsm: lang_correct · sampler smol",
+    } == set(tables)
+    assert table_row(tables["mgsm: accuracy · sampler gemma"], "ja")[0].startswith("50.0 [")
+    assert table_row(tables["mgsm: accuracy · sampler smol"], "ja")[0].startswith("0.0 [0.0, 0.0] n=4")
+    assert table_row(tables["mgsm: accuracy · sampler gemma"], "**avg**")[0].startswith("50.0 [")
+    assert table_row(tables["mgsm: accuracy · sampler smol"], "**avg**")[0] == "0.0 [0.0, 0.0]"
+    head_to_head = tables_by_heading((results / "tables/arena.md").read_text())
+    title = "arena: head-to-head (win rate of the first method, ties as half)"
+    gemma, smol = (f"{title} · sampler {sampler}" for sampler in ("gemma", "smol"))
+    assert table_row(head_to_head[gemma], "de")[0] == "75.0 [75.0, 75.0] n=3"
+    assert table_row(head_to_head[smol], "**avg**")[0] == "25.0 [25.0, 25.0]"
+    csv = pd.read_csv(results / "tables/mgsm.csv")
+    assert set(csv["sampler"]) == {"gemma", "smol"} and len(csv) == 2 * 2 * 2 * 2
+
+
+def test_average_row_compares_methods_on_the_items_every_method_scored(tmp_path):
+    single = {"de-0": 100.0, "de-1": 0.0, "de-2": 100.0, "de-3": 100.0}
+    fusion = {"de-0": 100.0, "de-1": None, "de-2": 0.0, "de-3": None}  # two items it could not score
+    cells = [
+        write_cell(
+            tmp_path,
+            "mgsm",
+            "de",
+            "gemma",
+            method,
+            {i: {"accuracy": 50.0, "lang_correct": v} for i, v in values.items()},
+        )
+        for method, values in (("single", single), ("fusion-smol", fusion))
+    ]
+    cells.append(
+        write_cell(tmp_path, "mgsm", "fr", "gemma", "single", {"fr-0": {"accuracy": 0.0, "lang_correct": 0.0}})
+    )  # fusion has no fr cell at all
+    results = report(tmp_path, cells, {"mgsm": {"kind": "math"}})
+    table = tables_by_heading((results / "tables/mgsm.md").read_text())["mgsm: lang_correct · sampler gemma"]
+    assert table.strip().splitlines()[0] == "| lang | single | fusion-smol | common n |"
+    single_de, fusion_de, common_de = table_row(table, "de")
+    assert re.fullmatch(r"75\.0 \[.+\] n=4", single_de) and re.fullmatch(r"50\.0 \[.+\] n=2 \+2 unscored", fusion_de)
+    assert common_de == "2"
+    assert table_row(table, "fr") == ["0.0 [no CI] n=1", "", "0"]
+    single_avg, fusion_avg, common = table_row(table, "**avg**")
+    assert single_avg.startswith("100.0 ") and fusion_avg.startswith("50.0 ") and common == "2"  # de-0, de-2 only
+    csv = pd.read_csv(results / "tables/mgsm.csv")
+    cell = csv[(csv["method"] == "fusion-smol") & (csv["metric"] == "lang_correct")].iloc[0]
+    assert (cell["n"], cell["n_missing"], cell["mean"]) == (2, 2, 50.0)
+
+
+def test_corpus_scores_and_signatures_appear_beside_the_sentence_means(tmp_path):
+    bleu_signatures = {
+        "de": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0",
+        "ja": "nrefs:1|case:mixed|eff:no|tok:ja-mecab-0.996-IPA|smooth:exp|version:2.6.0",
+    }
+    cells = [
+        write_cell(
+            tmp_path,
+            "wmt",
+            lang,
+            "gemma",
+            method,
+            {f"{lang}-{i}": {"chrf": 40.0 + i, "bleu": 10.0 + i, "comet": None} for i in range(3)},
+            corpus={
+                "chrf": {"score": 44.25, "signature": CHRF_SIGNATURE},
+                "bleu": {"score": 12.5, "signature": bleu_signatures[lang]},
+            },
+        )
+        for lang in ("de", "ja")
+        for method in ("single", "fusion-smol")
+    ]
+    results = report(tmp_path, cells, {"wmt": {"kind": "translation"}})
+    tables = tables_by_heading((results / "tables/wmt.md").read_text())
+    chrf, bleu = tables["wmt: chrf · sampler gemma"], tables["wmt: bleu · sampler gemma"]
+    assert table_row(chrf, "de")[0].endswith("n=3 · corpus 44.2")
+    assert table_row(bleu, "ja")[1].endswith("n=3 · corpus 12.5")
+    assert chrf.count(CHRF_SIGNATURE) == 1 and f"`{CHRF_SIGNATURE}` (de, ja)" in chrf
+    assert f"`{bleu_signatures['de']}` (de)" in bleu and f"`{bleu_signatures['ja']}` (ja)" in bleu
+    comet = tables["wmt: comet · sampler gemma"]  # COMET could not run: no number, and no corpus score
+    assert table_row(comet, "de") == ["unavailable n=0 +3 unscored"] * 2 + ["0"]
+    assert table_row(comet, "**avg**") == ["unavailable"] * 2 + ["0"] and "signature" not in comet
+    csv = pd.read_csv(results / "tables/wmt.csv")
+    assert set(csv[csv["metric"] == "chrf"]["corpus_signature"]) == {CHRF_SIGNATURE}
+    assert set(csv[csv["metric"] == "bleu"]["corpus_signature"]) == set(bleu_signatures.values())
+
+
+def test_fusion_parse_table_counts_exemplar_leaks_when_recorded(tmp_path):
+    def fusion_file(name: str, lang: str, leaks: list[bool] | None) -> str:
+        statuses = ["ok", "missing", "ok"]
+        records = [
+            {"task": "mgsm", "lang": lang, "sampler": "gemma", "fusor": "smol", "parse_status": status}
+            | ({} if leaks is None else {"exemplar_leak": leak})
+            for status, leak in zip(statuses, leaks or [False] * 3, strict=True)
+        ]
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+        return str(path)
+
+    fusions = (fusion_file("de.jsonl", "de", [True, False, True]), fusion_file("ja.jsonl", "ja", None))
+    table = fusion_parse_table(list(fusions))
+    de, ja = table.iloc[0], table.iloc[1]
+    assert (de["lang"], de["n"], de["parse_failures"], de["missing"], de["exemplar_leaks"]) == ("de", 3, 1, 1, 2)
+    assert ja["lang"] == "ja" and pd.isna(ja["exemplar_leaks"])
+    csv = tmp_path / "parse.csv"
+    table.to_csv(csv, index=False, float_format="%.4f")
+    rows = csv.read_text().splitlines()[1:]
+    assert rows == ["mgsm,de,gemma,smol,3,1,0.3333,1,0,0,2", "mgsm,ja,gemma,smol,3,1,0.3333,1,0,0,"]
+    cells = [
+        write_cell(tmp_path, "mgsm", "de", "gemma", "single", {"de-0": {"accuracy": 100.0, "lang_correct": 100.0}})
+    ]
+    report_text = (report(tmp_path, cells, {"mgsm": {"kind": "math"}}, fusions) / "report.md").read_text()
+    assert "2 copied a few-shot exemplar" in report_text
+    assert report_text.count("| not recorded ") == 1 and "<NA>" not in report_text
+
+
+def test_one_file_may_score_each_method_once_per_item(tmp_path):
+    """A COMET file scores every method of its cell: the same item id under two methods is not a duplicate."""
+    scores, summary = write_cell(tmp_path, "wmt", "de", "gemma", "single", {"de-0": {"chrf": 50.0, "comet": 80.0}})
+    other = json.loads(Path(scores).read_text()) | {"method": "oracle", "values": {"chrf": 60.0, "comet": 90.0}}
+    Path(scores).write_text(Path(scores).read_text() + json.dumps(other) + "\n")
+    table = pd.read_csv(report(tmp_path, [(scores, summary)], {"wmt": {"kind": "translation"}}) / "tables/wmt.csv")
+    assert set(table["method"]) == {"oracle", "single"} and (table["n"] == 1).all()
+
+
+def test_an_item_scored_twice_is_rejected_naming_the_file(tmp_path):
+    scores, summary = write_cell(tmp_path, "mgsm", "de", "gemma", "single", {"de-0": {"accuracy": 100.0}})
+    Path(scores).write_text(Path(scores).read_text() * 2)
+    with pytest.raises(PolyfuseError, match=rf"^{re.escape(scores)}: item 'de-0' of 'single' is scored twice$"):
+        report(tmp_path, [(scores, summary)], {"mgsm": {"kind": "math"}})
