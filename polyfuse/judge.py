@@ -1,23 +1,41 @@
 """LLM judges: pairwise verdicts (win rates against a reference system) and pointwise ratings.
 
-A pairwise comparison is judged in both orders, (method, opponent) and (opponent,
-method), to cancel position bias. Each order's verdict counts 1 for a win, 0.5 for
-a tie and 0 for a loss (the paper does not say how it counts ties); an item's value
-is the mean over the orders whose verdict parsed. A verdict that cannot be parsed
-is recorded and counted, never guessed: an item with no parseable order has no value.
+A pairwise comparison is judged in both orders, (method, opponent) and (opponent, method), to cancel
+position bias. Three modes (``judge.mode``):
+
+``generate`` (the paper's): the judge writes its reasoning and a label, which is parsed (the last label
+    wins, see `parse_pairwise`). Each order counts 1 for a win, 0.5 for a tie and 0 for a loss (the paper
+    does not say how it counts ties); an item's value is the mean over the orders whose verdict parsed. A
+    verdict that cannot be parsed is recorded and counted, never guessed: an item with no parseable order
+    has no value.
+``loglik``: per order, the judge model's probability of each verdict string ``Verdict: [[<label>]]``
+    (the total log-probability of its tokens, so labels of different token counts compare fairly and the
+    shared ``Verdict: [[`` cancels), normalised over the labels; the order's verdict is the winner with the
+    most probability mass (A: ``A>>B`` + ``A>B``, tie: ``A=B``, B: ``B>A`` + ``B>>A``), counted as above.
+``calibrated``: the loglik label probabilities of both orders combined, so a judge that always puts its
+    mass on position A still separates methods where its content preference is real. With q_o(ours) the
+    mass on our answer's position in order o plus half the tie mass, the item's score is
+    s = (q_AB(A) + q_BA(B)) / 2 (balanced position calibration, as in Wang et al. 2023, "Large Language
+    Models are not Fair Evaluators"); s > 0.5 + tie_band is a win (100), s < 0.5 - tie_band a loss (0),
+    anything between a tie (50). Swapping the two answers gives 1 - s.
+
+The loglik modes need an engine that gives summed log-probabilities (``Engine.loglik_terms``). Every
+order's record keeps the raw label log-probabilities and the normalised label probabilities; pointwise
+ratings take the most probable ``Rating: [[N]]``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from polyfuse.cache import OutputCache
+from polyfuse.data import load_answers
 from polyfuse.engines import Engine, Prompt, SamplingParams
 from polyfuse.errors import PolyfuseError
-from polyfuse.data import load_answers
 from polyfuse.io import read_jsonl, read_paired, with_progress, write_json, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, generate_cached, loglik_cached
@@ -25,20 +43,39 @@ from polyfuse.tasks import TaskKind, instruction_text, load_template
 
 log = logging.getLogger(__name__)
 
+MODES = ("generate", "loglik", "calibrated")
+DEFAULT_TIE_BAND = 0.02  # the schema's judge.tie_band default, for callers that pass partial settings
 PAIRWISE_LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
 RATINGS = tuple(str(n) for n in range(1, 11))
-PAIRWISE_LABEL = re.compile(r"\[\[\s*(A>>B|A>B|A=B|B>A|B>>A|A<<B|A<B|B<A|B<<A|A|B|C|tie)\s*\]\]", re.IGNORECASE)
-WINNER = {"a>>b": "A", "a>b": "A", "b<a": "A", "b<<a": "A", "a": "A",
-          "b>>a": "B", "b>a": "B", "a<b": "B", "a<<b": "B", "b": "B",
-          "a=b": "tie", "c": "tie", "tie": "tie"}
+# [[A>B]], [[ b >> a ]], [[B<A]], [[A=B]], and MT-bench's [[A]], [[B]], [[C]] (tie); any case, spaces allowed
+PAIRWISE_LABEL = re.compile(
+    r"\[\[\s*(?:(?P<left>[AB])\s*(?P<relation>>>|<<|>|<|=)\s*(?P<right>[AB])|(?P<single>A|B|C|tie))\s*\]\]",
+    re.IGNORECASE,
+)
+SINGLE_WINNER = {"a": "A", "b": "B", "c": "tie", "tie": "tie"}
 RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
 FEWSHOT_STOP = ("\n###",)
 
 
+def label_winner(match: re.Match) -> str | None:
+    """'A', 'B' or 'tie' for one matched label; None for a label that names one side twice ([[A>A]])."""
+    if match["single"]:
+        return SINGLE_WINNER[match["single"].lower()]
+    left, right = match["left"].upper(), match["right"].upper()
+    if left == right:
+        return None
+    return "tie" if match["relation"] == "=" else left if match["relation"].startswith(">") else right
+
+
 def parse_pairwise(raw: str) -> str | None:
-    """'A', 'B' or 'tie'; None when no label, or labels naming different winners."""
-    winners = {WINNER[label.lower()] for label in PAIRWISE_LABEL.findall(raw)}
-    return winners.pop() if len(winners) == 1 else None
+    """'A', 'B' or 'tie' from the judge's last label; None when it wrote none.
+
+    The template asks for reasoning first and the final verdict last, so labels quoted in the reasoning
+    ("not [[A>B]] but ...") give way to the final one. arena-hard instead counts any disagreeing labels
+    as a failure and asks again; the raw text stays in every record for audit.
+    """
+    winners = [winner for winner in map(label_winner, PAIRWISE_LABEL.finditer(raw)) if winner is not None]
+    return winners[-1] if winners else None
 
 
 def parse_rating(raw: str, low: float = 1, high: float = 10) -> float | None:
@@ -46,14 +83,37 @@ def parse_rating(raw: str, low: float = 1, high: float = 10) -> float | None:
     return ratings[-1] if ratings and low <= ratings[-1] <= high else None
 
 
+def label_distribution(logprobs: list[float]) -> list[float]:
+    """Softmax over the labels' total log-probabilities: each label's share of the label mass."""
+    peak = max(logprobs)
+    weights = [math.exp(value - peak) for value in logprobs]
+    return [weight / sum(weights) for weight in weights]
+
+
+def winner_mass(probs: dict[str, float]) -> dict[str, float]:
+    return {"A": probs["A>>B"] + probs["A>B"], "tie": probs["A=B"], "B": probs["B>A"] + probs["B>>A"]}
+
+
+def probabilities_text(probs: dict[str, float]) -> str:
+    return "(label probabilities: " + ", ".join(f"{label}={p:.3f}" for label, p in probs.items()) + ")"
+
+
+def outcome_of(winner: str | None, ours: str) -> float | None:
+    return None if winner is None else 0.5 if winner == "tie" else float(winner == ours)
+
+
+def calibrated_score(orders: list[dict]) -> float:
+    """Our expected score averaged over both orders: position preference cancels, content preference stays."""
+    shares = []
+    for order in orders:
+        mass = winner_mass(order["label_probs"])
+        shares.append(mass[order["position"]] + 0.5 * mass["tie"])
+    return sum(shares) / len(shares)
+
+
 @dataclass
 class Judge:
-    """Asks a model for verdicts.
-
-    mode ``generate``: the judge writes its reasoning and a label, which is parsed.
-    mode ``loglik``: the judge's verdict is the label it finds most likely after the prompt, for
-    small models that seldom write a label on their own; every verdict then parses by construction.
-    """
+    """Asks a model for verdicts in one of `MODES` (see the module docstring)."""
 
     engine: Engine
     style: str
@@ -62,45 +122,102 @@ class Judge:
     params: SamplingParams
     seed: int
     mode: str = "generate"
+    tie_band: float = DEFAULT_TIE_BAND
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise PolyfuseError(f"judge.mode: unknown mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.mode != "generate" and type(self.engine).loglik_terms is Engine.loglik_terms:
+            raise PolyfuseError(
+                f"model {self.engine.model_name!r}: judge.mode {self.mode} needs summed label "
+                f"log-probabilities, which the {self.engine.engine_name} engine does not give; "
+                "use judge.mode generate"
+            )
 
     @classmethod
-    def from_settings(cls, engine: Engine, style: str, settings: dict, cache: OutputCache, template: str) -> "Judge":
+    def from_settings(cls, engine: Engine, style: str, settings: dict, cache: OutputCache, template: str) -> Judge:
         params = SamplingParams(
             temperature=float(settings["temperature"]),
             top_p=1.0,
             max_tokens=int(settings["max_tokens"]),
             stop=FEWSHOT_STOP if style == "fewshot" else (),
         )
-        return cls(engine, style, template, cache, params, int(settings["seed"]), settings.get("mode", "generate"))
+        return cls(
+            engine,
+            style,
+            template,
+            cache,
+            params,
+            int(settings["seed"]),
+            settings.get("mode", "generate"),
+            float(settings.get("tie_band", DEFAULT_TIE_BAND)),
+        )
 
-    def _ask(self, variables: dict, key: str, labels: tuple[str, ...], prefix: str) -> str:
-        """The judge's raw answer; in loglik mode, the most likely ``prefix[[label]]`` and all label scores."""
+    def _prompt(self, variables: dict) -> Prompt:
         text = load_template(self.template, "judge", self.style).render(**variables)
-        prompt: Prompt = [{"role": "user", "content": text}] if self.style == "chat" else text
-        if self.mode == "loglik":
-            scores = loglik_cached(self.engine, self.cache, prompt, [f" {prefix}[[{label}]]" for label in labels])
-            best = max(range(len(labels)), key=lambda i: (scores[i], -i))
-            return f"{prefix}[[{labels[best]}]] (loglik: " + ", ".join(f"{l}={s:.3f}" for l, s in zip(labels, scores)) + ")"
-        (answer,) = generate_cached(self.engine, self.cache, prompt, self.params, [derive_seed(self.seed, "judge", key)])
-        return answer["text"]
+        return [{"role": "user", "content": text}] if self.style == "chat" else text
+
+    def _generate(self, prompt: Prompt, key: str) -> dict:
+        seeds = [derive_seed(self.seed, "judge", key)]
+        (answer,) = generate_cached(self.engine, self.cache, prompt, self.params, seeds)
+        return answer
+
+    def _label_scores(self, prompt: Prompt, prefix: str, labels: tuple[str, ...]) -> tuple[dict, dict]:
+        """Total log-probability of each ``prefix[[label]]`` after the prompt, and each label's share of the mass."""
+        # a few-shot judgement continues the text after "Judgement:"; a chat answer starts a fresh turn
+        lead = " " if self.style == "fewshot" else ""
+        continuations = [f"{lead}{prefix}[[{label}]]" for label in labels]
+        totals = loglik_cached(self.engine, self.cache, prompt, continuations, normalization="sum")
+        return dict(zip(labels, totals, strict=True)), dict(zip(labels, label_distribution(totals), strict=True))
+
+    def _order(self, prompt: Prompt, key: str, ours: str) -> dict:
+        """One order's verdict, with our answer at position `ours`."""
+        if self.mode == "generate":
+            answer = self._generate(prompt, key)
+            winner = parse_pairwise(answer["text"])
+            return {
+                "position": ours,
+                "verdict": winner,
+                "outcome": outcome_of(winner, ours),
+                "raw": answer["text"],
+                "finish_reason": answer["finish_reason"],
+            }
+        logprobs, probs = self._label_scores(prompt, "Verdict: ", PAIRWISE_LABELS)
+        mass = winner_mass(probs)
+        winner = max(mass, key=mass.get)
+        raw = f"Verdict: [[{max(probs, key=probs.get)}]] {probabilities_text(probs)}"
+        return {
+            "position": ours,
+            "verdict": winner,
+            "outcome": outcome_of(winner, ours),
+            "raw": raw,
+            "label_logprobs": logprobs,
+            "label_probs": probs,
+        }
 
     def compare(self, kind: TaskKind, item: dict, answer: str, opponent: str) -> dict:
-        """Judge `answer` against `opponent` in both orders."""
+        """Judge `answer` against `opponent` in both orders; `value` is our win rate on this item (0-100)."""
         common = {"instruction": instruction_text(kind, item), "language": language_name(item["lang"])}
-        orders = []
-        for first, second, ours in ((answer, opponent, "A"), (opponent, answer, "B")):
-            raw = self._ask({**common, "answer_a": first, "answer_b": second}, f"{item['id']}:{ours}",
-                            PAIRWISE_LABELS, "Verdict: ")
-            winner = parse_pairwise(raw)
-            outcome = None if winner is None else 0.5 if winner == "tie" else float(winner == ours)
-            orders.append({"position": ours, "verdict": winner, "outcome": outcome, "raw": raw})
+        orders = [
+            self._order(self._prompt({**common, "answer_a": first, "answer_b": second}), f"{item['id']}:{ours}", ours)
+            for first, second, ours in ((answer, opponent, "A"), (opponent, answer, "B"))
+        ]
+        if self.mode == "calibrated":
+            score = calibrated_score(orders)
+            outcome = 1.0 if score > 0.5 + self.tie_band else 0.0 if score < 0.5 - self.tie_band else 0.5
+            return {"value": 100.0 * outcome, "calibrated_score": score, "orders": orders}
         parsed = [order["outcome"] for order in orders if order["outcome"] is not None]
         return {"value": 100.0 * sum(parsed) / len(parsed) if parsed else None, "orders": orders}
 
     def rate(self, kind: TaskKind, item: dict, answer: str) -> tuple[float | None, str]:
         common = {"instruction": instruction_text(kind, item), "language": language_name(item["lang"])}
-        raw = self._ask({**common, "answer": answer}, f"{item['id']}:rate:{answer}", RATINGS, "Rating: ")
-        return parse_rating(raw), raw
+        prompt = self._prompt({**common, "answer": answer})
+        if self.mode == "generate":
+            raw = self._generate(prompt, f"{item['id']}:rate:{answer}")["text"]
+            return parse_rating(raw), raw
+        _, probs = self._label_scores(prompt, "Rating: ", RATINGS)
+        best = max(probs, key=probs.get)
+        return float(best), f"Rating: [[{best}]] {probabilities_text(probs)}"
 
 
 def opponent_texts(path: str) -> dict[str, str]:
@@ -108,11 +225,30 @@ def opponent_texts(path: str) -> dict[str, str]:
 
 
 def reference_from_pools(pools: Iterator[dict]) -> Iterator[dict]:
-    """A reference system's answers, drawn as one-candidate pools."""
+    """A reference system's answers, drawn as one-candidate pools.
+
+    An empty answer is an error (every method would beat it), and so is one cut at its token budget:
+    a truncated reference loses to any complete answer, which would inflate every method's win rate.
+    """
     for pool in pools:
         (candidate,) = pool["candidates"]
-        yield {"id": pool["id"], "task": pool["task"], "lang": pool["lang"], "output": candidate["text"].strip(),
-               "system": candidate["model"], "candidate": candidate}
+        text = candidate["text"].strip()
+        where = f"reference answer for item {pool['id']!r} by {candidate['model']!r}"
+        if not text:
+            raise PolyfuseError(f"{where} is empty")
+        if candidate.get("finish_reason") == "length":
+            raise PolyfuseError(
+                f"{where} was cut at {candidate['params']['max_tokens']} tokens; raise "
+                f"tasks.{pool['task']}.reference.max_tokens, or give the answers as a file"
+            )
+        yield {
+            "id": pool["id"],
+            "task": pool["task"],
+            "lang": pool["lang"],
+            "output": text,
+            "system": candidate["model"],
+            "candidate": candidate,
+        }
 
 
 def reference_from_file(items_path: str, answers_path: str) -> Iterator[dict]:
@@ -120,8 +256,15 @@ def reference_from_file(items_path: str, answers_path: str) -> Iterator[dict]:
     for item in read_jsonl(items_path):
         if item["id"] not in answers:
             raise PolyfuseError(f"{answers_path}: no reference answer for item {item['id']!r}")
-        yield {"id": item["id"], "task": item["task"], "lang": item["lang"], "output": answers[item["id"]],
-               "system": str(answers_path)}
+        if not answers[item["id"]].strip():
+            raise PolyfuseError(f"{answers_path}: the reference answer for item {item['id']!r} is empty")
+        yield {
+            "id": item["id"],
+            "task": item["task"],
+            "lang": item["lang"],
+            "output": answers[item["id"]],
+            "system": str(answers_path),
+        }
 
 
 def position_bound(orders: list[dict]) -> bool:
@@ -130,8 +273,15 @@ def position_bound(orders: list[dict]) -> bool:
     return verdicts[0] in ("A", "B") and verdicts[0] == verdicts[1]
 
 
-def judge_records(items_path: str, outputs_path: str, opponents: dict[str, str], kind: TaskKind, judge: Judge,
-                  stats: dict, label: str | None) -> Iterator[dict]:
+def judge_records(
+    items_path: str,
+    outputs_path: str,
+    opponents: dict[str, str],
+    kind: TaskKind,
+    judge: Judge,
+    stats: dict,
+    label: str | None,
+) -> Iterator[dict]:
     for item, output in read_paired(items_path, outputs_path):
         if item["id"] not in opponents:
             raise PolyfuseError(f"no opponent answer for item {item['id']!r}")
@@ -140,14 +290,21 @@ def judge_records(items_path: str, outputs_path: str, opponents: dict[str, str],
         stats["verdicts"] = stats.get("verdicts", 0) + 2
         stats["unparsed"] = stats.get("unparsed", 0) + failed
         stats["position_bound"] = stats.get("position_bound", 0) + position_bound(verdict["orders"])
-        cell = {"task": item["task"], "lang": item["lang"], "method": label or output["method"], "sampler": output["sampler"]}
+        cell = {
+            "task": item["task"],
+            "lang": item["lang"],
+            "method": label or output["method"],
+            "sampler": output["sampler"],
+        }
         stats["cell"] = cell
         yield {
             "id": item["id"],
             **cell,
             "values": {"winrate": verdict["value"]},
             "judge": judge.engine.model_name,
+            "judge_mode": judge.mode,
             "orders": verdict["orders"],
+            **({"calibrated_score": verdict["calibrated_score"]} if "calibrated_score" in verdict else {}),
         }
 
 
@@ -156,9 +313,23 @@ def run_judge(items_path, outputs_path, opponent_path, scores_path, summary_path
     stats: dict = {}
     records = judge_records(items_path, outputs_path, opponent_texts(opponent_path), kind, judge, stats, label)
     count = write_jsonl(scores_path, with_progress(records, items_path, f"judge {label or 'vs reference'}"))
-    write_json(summary_path, {**stats.get("cell", {}), "items": count, "judge": judge.engine.model_name,
-                              "verdicts": stats.get("verdicts", 0),
-                              "unparsed_verdicts": stats.get("unparsed", 0),
-                              "position_bound": stats.get("position_bound", 0), "corpus": {}})
-    log.info("judged=%d verdicts=%d unparsed=%d position_bound=%d model_calls=%d", count, stats.get("verdicts", 0),
-             stats.get("unparsed", 0), stats.get("position_bound", 0), judge.engine.calls)
+    write_json(
+        summary_path,
+        {
+            **stats.get("cell", {}),
+            "items": count,
+            "judge": judge.engine.model_name,
+            "verdicts": stats.get("verdicts", 0),
+            "unparsed_verdicts": stats.get("unparsed", 0),
+            "position_bound": stats.get("position_bound", 0),
+            "corpus": {},
+        },
+    )
+    log.info(
+        "judged=%d verdicts=%d unparsed=%d position_bound=%d model_calls=%d",
+        count,
+        stats.get("verdicts", 0),
+        stats.get("unparsed", 0),
+        stats.get("position_bound", 0),
+        judge.engine.calls,
+    )
