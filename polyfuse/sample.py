@@ -8,11 +8,21 @@ generates three more per item and reuses the five already made.
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 from polyfuse.cache import OutputCache, cache_key
 from polyfuse.engines import Engine, GenerationRequest, Prompt, SamplingParams
-from polyfuse.io import content_hash, in_batches, read_jsonl, sha256_hex, stable_json, with_progress, write_jsonl
+from polyfuse.errors import PolyfuseError
+from polyfuse.io import (
+    content_hash,
+    in_batches,
+    paired_exactly,
+    read_jsonl,
+    sha256_hex,
+    stable_json,
+    with_progress,
+    write_jsonl,
+)
 from polyfuse.tasks import TaskKind, stop_sequences, task_prompt
 
 log = logging.getLogger(__name__)
@@ -44,7 +54,7 @@ def generate_many(
             if results[j][index] is None:
                 missing.append((j, index, key, GenerationRequest(prompt, params, seed)))
     generations = engine.generate([request for *_, request in missing]) if missing else iter(())
-    for (j, index, key, request), generation in zip(missing, generations):
+    for (j, index, key, request), generation in paired_exactly(missing, generations, f"model {engine.model_name!r}"):
         candidate = {
             "text": generation.texts[0],
             "model": engine.model_name,
@@ -67,14 +77,33 @@ def generate_cached(
     return generate_many(engine, cache, [(prompt, params, seeds)])[0]
 
 
-def loglik_cached(engine: Engine, cache: OutputCache, prompt: Prompt, continuations: list[str]) -> list[float]:
-    """Mean token log-probabilities of the continuations, from the cache where possible."""
+LOGLIK_NORMALIZATIONS = ("mean", "sum")  # per-token mean (length-neutral) or total (favours shorter text)
+
+
+def loglik_cached(
+    engine: Engine, cache: OutputCache, prompt: Prompt, continuations: list[str], normalization: str = "mean"
+) -> list[float]:
+    """Token log-probabilities of the continuations (their mean or sum), from the cache where possible.
+
+    An empty continuation scores -inf under either normalization, so it never wins a selection.
+    """
+    if normalization not in LOGLIK_NORMALIZATIONS:
+        raise PolyfuseError(
+            f"study.loglik_normalization: unknown {normalization!r}; known: {', '.join(LOGLIK_NORMALIZATIONS)}"
+        )
     identity = engine.identity()
-    keys = [cache_key(model=identity, prompt=prompt, loglik=text) for text in continuations]
+    # The mean keeps the key it always had, so the caches of earlier runs stay valid.
+    variant = {} if normalization == "mean" else {"normalization": normalization}
+    keys = [cache_key(model=identity, prompt=prompt, loglik=text, **variant) for text in continuations]
     values = [cache.get(key) for key in keys]
     missing = [i for i, value in enumerate(values) if value is None]
     if missing:
-        for i, value in zip(missing, engine.loglik(prompt, [continuations[i] for i in missing])):
+        todo = [continuations[i] for i in missing]
+        if normalization == "mean":
+            fresh = engine.loglik(prompt, todo)
+        else:
+            fresh = [total if count else float("-inf") for total, count in engine.loglik_terms(prompt, todo)]
+        for i, value in zip(missing, fresh, strict=True):
             cache.put(keys[i], value)
             values[i] = value
     return values
@@ -101,9 +130,13 @@ def sample_pools(
     # Items go to the engine a batch at a time: memory stays bounded and batching engines stay busy.
     for batch in in_batches(read_jsonl(items_path), engine.batch_items):
         prompts = [task_prompt(kind, item, style, shots) for item in batch]
-        jobs = [(prompt, params, [derive_seed(seed, item["id"], i) for i in range(n)])
-                for item, (prompt, _) in zip(batch, prompts)]
-        for item, (prompt, template_hash), candidates in zip(batch, prompts, generate_many(engine, cache, jobs)):
+        jobs = [
+            (prompt, params, [derive_seed(seed, item["id"], i) for i in range(n)])
+            for item, (prompt, _) in zip(batch, prompts, strict=True)
+        ]
+        for item, (prompt, template_hash), candidates in zip(
+            batch, prompts, generate_many(engine, cache, jobs), strict=True
+        ):
             yield {
                 "id": item["id"],
                 "task": item["task"],

