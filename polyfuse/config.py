@@ -8,12 +8,12 @@ no engine backend, pandas or plotting library is loaded.
 from __future__ import annotations
 
 from polyfuse.data import LOADERS
-from polyfuse.engines import BACKEND_MODULES
+from polyfuse.engines import BACKEND_MODULES, CONTEXT_KEYS
 from polyfuse.errors import PolyfuseError
 from polyfuse.fuse import FALLBACKS
 from polyfuse.languages import LANGUAGE_NAMES
 from polyfuse.select import MODEL_SCORERS, SCORERS
-from polyfuse.tasks import PROMPT_STYLES, TASK_KINDS, load_template
+from polyfuse.tasks import PROMPT_STYLES, TASK_KINDS, load_template, task_kind
 
 
 def check_schema(config: dict, schema_path: str) -> None:
@@ -64,11 +64,34 @@ def check_config(config: dict) -> None:
     for name, task in config["tasks"].items():
         reference = task.get("reference", {})
         if task["kind"] == "chat" and not reference:
-            raise PolyfuseError(f"tasks.{name}.reference: a chat task needs a reference system ({{model: ...}} or {{file: ...}})")
+            raise PolyfuseError(
+                f"tasks.{name}.reference: a chat task needs a reference system ({{model: ...}} or {{file: ...}})"
+            )
         if "model" in reference:
             _known(reference["model"], models, f"tasks.{name}.reference.model")
     fusion = config["fusion"]
     _known(fusion["fallback"], FALLBACKS, "fusion.fallback")
+    check_fusor_context(config)
     fusors = set(study["fusors"]).union(*(task.get("fusors", []) for task in config["tasks"].values()))
     for fusor in fusors:
         load_template(fusion["template"], "fusion", models[fusor]["prompt_style"])
+
+
+def check_fusor_context(config: dict) -> None:
+    """A fusor's context must hold study.n candidates of each task's budget plus its own budget.
+
+    The prompt's own length is not known before the items exist, so this is a floor checked at parse time;
+    the engines check each real prompt before generating.
+    """
+    n, budget = config["study"]["n"], config["fusion"]["max_tokens"]
+    for name, task in config["tasks"].items():
+        needed = n * task.get("max_tokens", task_kind(task["kind"]).max_tokens) + budget
+        for fusor in task.get("fusors", config["study"]["fusors"]):
+            spec = config["models"][fusor]
+            key, default = CONTEXT_KEYS.get(spec["engine"], (None, None))
+            context = spec.get(key, default) if key else None
+            if context is not None and needed >= context:
+                raise PolyfuseError(
+                    f"models.{fusor}.{key}: {context} tokens cannot hold study.n={n} candidates of "
+                    f"tasks.{name}.max_tokens plus fusion.max_tokens={budget} ({needed} tokens) and the prompt"
+                )

@@ -14,8 +14,9 @@ import itertools
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from polyfuse.errors import PolyfuseError
 
@@ -81,6 +82,16 @@ def in_batches(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
     records = iter(records)
     while batch := list(itertools.islice(records, size)):
         yield batch
+
+
+def paired_exactly(requests: Iterable, results: Iterable, what: str) -> Iterator[tuple]:
+    """Pair each request with its result; a backend that returns fewer or more results is an error, not a short zip."""
+    missing = object()
+    for request, result in itertools.zip_longest(requests, results, fillvalue=missing):
+        if request is missing or result is missing:
+            side = "more" if request is missing else "fewer"
+            raise PolyfuseError(f"{what}: returned {side} results than requests")
+        yield request, result
 
 
 def with_progress(records: Iterable[dict], items_path: str | os.PathLike, desc: str) -> Iterator[dict]:

@@ -13,8 +13,8 @@ import time
 
 from polyfuse import data, fuse, score
 from polyfuse import judge as judging
-from polyfuse import select as bon
 from polyfuse import sample as sampling
+from polyfuse import select as bon
 from polyfuse.cache import OutputCache
 from polyfuse.engines import create_engine
 from polyfuse.errors import PolyfuseError
@@ -63,6 +63,7 @@ def items(smk) -> None:
         task["dataset"],
         shots=int(task.get("shots", 0)),
         max_items=task.get("max_items"),
+        seed=int(smk.params.seed),
     )
     log.info("items=%d", count)
 
@@ -100,11 +101,19 @@ def reference(smk) -> None:
         write_jsonl(smk.output.reference, records)
         return
     model = spec["model"]
-    sampling_params = {"temperature": spec.get("temperature", 0.0), "top_p": 1.0, "max_tokens": smk.params.max_tokens}
+    sampling_params = {"temperature": spec["temperature"], "top_p": 1.0, "max_tokens": smk.params.max_tokens}
     with OutputCache(smk.params.cache) as cache:
-        pools = sampling.sample_pools(smk.input.items_file, smk.input.shots, task_kind(smk.params.kind),
-                                      _engine(smk, model), smk.params.models[model]["prompt_style"], cache, n=1,
-                                      sampling=sampling_params, seed=int(smk.params.seed))
+        pools = sampling.sample_pools(
+            smk.input.items_file,
+            smk.input.shots,
+            task_kind(smk.params.kind),
+            _engine(smk, model),
+            smk.params.models[model]["prompt_style"],
+            cache,
+            n=1,
+            sampling=sampling_params,
+            seed=int(smk.params.seed),
+        )
         log.info("references=%d", write_jsonl(smk.output.reference, judging.reference_from_pools(pools)))
 
 
@@ -115,8 +124,13 @@ def select(smk) -> None:
     with OutputCache(smk.params.cache) as cache:
         context: dict = {}
         if scorer_name == "loglik":
-            context = dict(engine=_engine(smk, model), style=smk.params.models[model]["prompt_style"],
-                           shots=list(read_jsonl(smk.input.shots)), cache=cache)
+            context = dict(
+                engine=_engine(smk, model),
+                style=smk.params.models[model]["prompt_style"],
+                shots=list(read_jsonl(smk.input.shots)),
+                cache=cache,
+                normalization=smk.params.loglik_normalization,
+            )
         elif scorer_name == "llm_judge_pointwise":
             context = dict(judge=_judge(smk, model, cache, "pointwise_template"))
         scorer = bon.make_scorer(scorer_name, task_kind(smk.params.kind), **context)
@@ -131,6 +145,7 @@ def fusion(smk) -> None:
     with OutputCache(smk.params.cache) as cache:
         fuse.run_fuse(
             smk.input.items_file,
+            smk.input.shots,
             smk.input.pools,
             smk.output.outputs,
             task_kind(smk.params.kind),
@@ -146,16 +161,25 @@ def fusion(smk) -> None:
 
 @step
 def score_outputs(smk) -> None:
-    score.run_score(smk.input.items_file, smk.input.outputs, smk.output.scores, smk.output.summary, task_kind(smk.params.kind))
+    score.run_score(
+        smk.input.items_file, smk.input.outputs, smk.output.scores, smk.output.summary, task_kind(smk.params.kind)
+    )
 
 
 @step
 def judge(smk) -> None:
     """Win rates: a method against the reference system, or head-to-head against another method."""
     with OutputCache(smk.params.cache) as cache:
-        judging.run_judge(smk.input.items_file, smk.input.outputs, smk.input.opponent, smk.output.scores,
-                          smk.output.summary, task_kind(smk.params.kind),
-                          _judge(smk, smk.params.judge["model"], cache, "template"), label=smk.params.label)
+        judging.run_judge(
+            smk.input.items_file,
+            smk.input.outputs,
+            smk.input.opponent,
+            smk.output.scores,
+            smk.output.summary,
+            task_kind(smk.params.kind),
+            _judge(smk, smk.params.judge["model"], cache, "template"),
+            label=smk.params.label,
+        )
 
 
 @step

@@ -9,7 +9,7 @@ exactly the outputs it touched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jinja2
@@ -69,7 +69,7 @@ class Template:
             raise PolyfuseError(f"template {self.path}: {exc}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_template(reference: str, family: str, variant: str) -> Template:
     """A template by path, or the built-in ``templates/<family>/<reference>.<variant>.j2``."""
     candidate = Path(reference).expanduser()

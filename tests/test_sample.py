@@ -11,8 +11,16 @@ SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 12}
 BASE = dict(model={"gguf": "a", "sha256": "1"}, prompt="p", params=SAMPLING, seed=1, index=0)
 
 
-@pytest.mark.parametrize("field, other", [("model", {"gguf": "a", "sha256": "2"}), ("prompt", "q"),
-                                           ("params", {**SAMPLING, "temperature": 0.3}), ("seed", 2), ("index", 1)])
+@pytest.mark.parametrize(
+    "field, other",
+    [
+        ("model", {"gguf": "a", "sha256": "2"}),
+        ("prompt", "q"),
+        ("params", {**SAMPLING, "temperature": 0.3}),
+        ("seed", 2),
+        ("index", 1),
+    ],
+)
 def test_cache_key_changes_with_every_part(field, other):
     assert cache_key(**BASE) == cache_key(**dict(BASE))
     assert cache_key(**{**BASE, field: other}) != cache_key(**BASE)
@@ -20,8 +28,10 @@ def test_cache_key_changes_with_every_part(field, other):
 
 @pytest.fixture
 def files(tmp_path):
-    items = [{"id": f"m{i}", "task": "mgsm", "lang": "en", "input": f"What is {i} plus {i}?", "reference": str(2 * i)}
-             for i in range(1, 4)]
+    items = [
+        {"id": f"m{i}", "task": "mgsm", "lang": "en", "input": f"What is {i} plus {i}?", "reference": str(2 * i)}
+        for i in range(1, 4)
+    ]
     write_jsonl(tmp_path / "items.jsonl", items)
     write_jsonl(tmp_path / "shots.jsonl", [{"input": "What is 5 plus 5?", "reference": "10"}])
     return tmp_path
@@ -29,8 +39,18 @@ def files(tmp_path):
 
 def sample(files, engine, n, out="pools.jsonl"):
     with OutputCache(files / "cache.sqlite") as cache:
-        run_sample(str(files / "items.jsonl"), str(files / "shots.jsonl"), str(files / out), task_kind("math"),
-                   engine, "fewshot", cache, n=n, sampling=SAMPLING, seed=3)
+        run_sample(
+            str(files / "items.jsonl"),
+            str(files / "shots.jsonl"),
+            str(files / out),
+            task_kind("math"),
+            engine,
+            "fewshot",
+            cache,
+            n=n,
+            sampling=SAMPLING,
+            seed=3,
+        )
     return list(read_jsonl(files / out))
 
 

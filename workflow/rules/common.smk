@@ -120,12 +120,37 @@ def scorer_model(selector):
     return STUDY["scorer_models"].get(selector.removeprefix("bon-"))
 
 
+# The model a job runs, by rule, from its wildcards; None for jobs that run none.
+def selector_model(wildcards):
+    """The model a BoN selector runs; None for model-free ones (single, oracle, mbr_chrf)."""
+    return scorer_model(wildcards.selector)
+
+
+def reference_model(wildcards):
+    """The model answering as a chat task's reference system; None when its answers come from a file."""
+    return TASKS[wildcards.task]["reference"].get("model")
+
+
+def reference_answers(wildcards):
+    """A chat task's file of reference answers, so editing it re-runs the judging; a reference model has none."""
+    reference = TASKS[wildcards.task]["reference"]
+    return reference["file"].format(lang=wildcards.lang) if "file" in reference else []
+
+
+def judge_model(wildcards):
+    return config["judge"].get("model")
+
+
 def report_outputs():
     per_task = [f"results/tables/{task}.{ext}" for task in TASKS for ext in ("csv", "md")]
-    return per_task + [f"results/figures/{task}.png" for task in TASKS] + [
-        "results/tables/fusion_parse.csv",
-        "results/report.md",
-    ]
+    return (
+        per_task
+        + [f"results/figures/{task}.png" for task in TASKS]
+        + [
+            "results/tables/fusion_parse.csv",
+            "results/report.md",
+        ]
+    )
 
 
 def dataset_file(wildcards):
@@ -154,6 +179,36 @@ def model_resource(key, default):
 GPUS = model_resource("gpu", 0)
 MEM_MB = model_resource("mem_mb", 8000)
 RUNTIME = model_resource("runtime", 120)
+
+
+def slurm_partition(gpus):
+    """A job's SLURM partition follows its GPU need, so CPU-only jobs never queue for GPU nodes."""
+    return config["slurm"]["gpu_partition" if gpus else "cpu_partition"]
+
+
+def model_resources(model_of):
+    """The cluster resources of a job that runs the model `model_of(wildcards)` (None: no model)."""
+    return {
+        "gpu": lambda w: GPUS(model_of(w)),
+        "mem_mb": lambda w: MEM_MB(model_of(w)),
+        "runtime": lambda w: RUNTIME(model_of(w)),
+        "slurm_partition": lambda w: slurm_partition(GPUS(model_of(w))),
+    }
+
+
+# The conda environment each engine's rules run in (envs/*.yaml); jobs without a model use llama.cpp's.
+ENGINE_ENVS = {"llamacpp": "llamacpp", "openai": "llamacpp", "vllm": "vllm"}
+
+
+def model_env(model_of):
+    """The conda directive of a rule whose job runs the model `model_of(wildcards)`."""
+
+    def env(wildcards):
+        model = model_of(wildcards)
+        engine = MODELS[model]["engine"] if model else "llamacpp"
+        return f"../../envs/{ENGINE_ENVS[engine]}.yaml"
+
+    return env
 
 
 def cache_file(model):

@@ -4,13 +4,16 @@ rule items:
     output:
         items_file="results/{task}/{lang}/items.jsonl",
         shots="results/{task}/{lang}/shots.jsonl",
-    params:
-        task=lambda w: TASKS[w.task],
     log:
         "results/logs/items/{task}/{lang}.log",
     benchmark:
         "results/benchmarks/items/{task}/{lang}.tsv"
     conda:
         "../../envs/score.yaml"
+    resources:
+        slurm_partition=slurm_partition(gpus=0),
+    params:
+        task=lambda w: TASKS[w.task],
+        seed=STUDY["seed"],
     script:
         "../scripts/items.py"

@@ -6,26 +6,25 @@ rule reference:
     input:
         items_file="results/{task}/{lang}/items.jsonl",
         shots="results/{task}/{lang}/shots.jsonl",
+        answers=reference_answers,
     output:
         reference="results/{task}/{lang}/reference.jsonl",
-    params:
-        kind=lambda w: TASKS[w.task]["kind"],
-        reference=lambda w: TASKS[w.task]["reference"],
-        models=lambda w: model_params(*filter(None, [TASKS[w.task]["reference"].get("model")])),
-        max_tokens=lambda w: max_tokens(w.task),
-        seed=STUDY["seed"],
-        cache=lambda w: cache_file(TASKS[w.task]["reference"].get("model", "reference")),
-    threads: config["threads"]
-    resources:
-        gpu=lambda w: GPUS(TASKS[w.task]["reference"].get("model")),
-        mem_mb=lambda w: MEM_MB(TASKS[w.task]["reference"].get("model")),
-        runtime=lambda w: RUNTIME(TASKS[w.task]["reference"].get("model")),
     log:
         "results/logs/reference/{task}/{lang}.log",
     benchmark:
         "results/benchmarks/reference/{task}/{lang}.tsv"
     conda:
-        "../../envs/llamacpp.yaml"
+        model_env(reference_model)
+    threads: config["threads"]
+    resources:
+        **model_resources(reference_model),
+    params:
+        kind=lambda w: TASKS[w.task]["kind"],
+        reference=lambda w: TASKS[w.task]["reference"],
+        models=lambda w: model_params(*filter(None, [reference_model(w)])),
+        max_tokens=lambda w: TASKS[w.task]["reference"].get("max_tokens", max_tokens(w.task)),
+        seed=STUDY["seed"],
+        cache=lambda w: cache_file(reference_model(w) or "reference"),
     script:
         "../scripts/reference.py"
 
@@ -38,25 +37,23 @@ rule judge:
     output:
         scores="results/{task}/{lang}/scores/{model}/{method}.jsonl",
         summary="results/{task}/{lang}/scores/{model}/{method}.summary.json",
+    log:
+        "results/logs/judge/{task}/{lang}/{model}/{method}.log",
+    benchmark:
+        "results/benchmarks/judge/{task}/{lang}/{model}/{method}.tsv"
     wildcard_constraints:
         task=alternatives(JUDGED_TASKS),
+    conda:
+        model_env(judge_model)
+    threads: config["threads"]
+    resources:
+        **model_resources(judge_model),
     params:
         kind=lambda w: TASKS[w.task]["kind"],
         judge=config["judge"],
         models=model_params(*filter(None, [config["judge"].get("model")])),
         label=None,
         cache=cache_file(config["judge"].get("model", "judge")),
-    threads: config["threads"]
-    resources:
-        gpu=lambda w: GPUS(config["judge"].get("model")),
-        mem_mb=lambda w: MEM_MB(config["judge"].get("model")),
-        runtime=lambda w: RUNTIME(config["judge"].get("model")),
-    log:
-        "results/logs/judge/{task}/{lang}/{model}/{method}.log",
-    benchmark:
-        "results/benchmarks/judge/{task}/{lang}/{model}/{method}.tsv"
-    conda:
-        "../../envs/llamacpp.yaml"
     script:
         "../scripts/judge.py"
 
@@ -69,24 +66,22 @@ rule head_to_head:
     output:
         scores="results/{task}/{lang}/scores/{model}/h2h/{pair}.jsonl",
         summary="results/{task}/{lang}/scores/{model}/h2h/{pair}.summary.json",
+    log:
+        "results/logs/head_to_head/{task}/{lang}/{model}/{pair}.log",
+    benchmark:
+        "results/benchmarks/head_to_head/{task}/{lang}/{model}/{pair}.tsv"
     wildcard_constraints:
         task=alternatives(JUDGED_TASKS),
+    conda:
+        model_env(judge_model)
+    threads: config["threads"]
+    resources:
+        **model_resources(judge_model),
     params:
         kind=lambda w: TASKS[w.task]["kind"],
         judge=config["judge"],
         models=model_params(*filter(None, [config["judge"].get("model")])),
         label=lambda w: w.pair.replace("__vs__", " vs "),
         cache=cache_file(config["judge"].get("model", "judge")),
-    threads: config["threads"]
-    resources:
-        gpu=lambda w: GPUS(config["judge"].get("model")),
-        mem_mb=lambda w: MEM_MB(config["judge"].get("model")),
-        runtime=lambda w: RUNTIME(config["judge"].get("model")),
-    log:
-        "results/logs/head_to_head/{task}/{lang}/{model}/{pair}.log",
-    benchmark:
-        "results/benchmarks/head_to_head/{task}/{lang}/{model}/{pair}.tsv"
-    conda:
-        "../../envs/llamacpp.yaml"
     script:
         "../scripts/judge.py"

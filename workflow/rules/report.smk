@@ -8,13 +8,15 @@ rule report:
         **{f"{task}_figure": report(f"results/figures/{task}.png", category="Figures") for task in TASKS},
         parse="results/tables/fusion_parse.csv",
         report="results/report.md",
-    params:
-        report=lambda w: {**config["report"], "tasks": TASKS, "fallback": config["fusion"]["fallback"]},
     log:
         "results/logs/report/report.log",
     benchmark:
         "results/benchmarks/report/report.tsv"
     conda:
         "../../envs/report.yaml"
+    resources:
+        slurm_partition=slurm_partition(gpus=0),
+    params:
+        report=lambda w: {**config["report"], "tasks": TASKS, "fallback": config["fusion"]["fallback"]},
     script:
         "../scripts/report.py"

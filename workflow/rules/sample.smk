@@ -4,6 +4,15 @@ rule sample:
         shots="results/{task}/{lang}/shots.jsonl",
     output:
         pools="results/{task}/{lang}/pools/{model}.jsonl",
+    log:
+        "results/logs/sample/{task}/{lang}/{model}.log",
+    benchmark:
+        "results/benchmarks/sample/{task}/{lang}/{model}.tsv"
+    conda:
+        model_env(lambda w: w.model)
+    threads: config["threads"]
+    resources:
+        **model_resources(lambda w: w.model),
     params:
         kind=lambda w: TASKS[w.task]["kind"],
         models=lambda w: model_params(w.model),
@@ -14,16 +23,5 @@ rule sample:
             "max_tokens": max_tokens(w.task),
         },
         cache=lambda w: cache_file(w.model),
-    threads: config["threads"]
-    resources:
-        gpu=lambda w: GPUS(w.model),
-        mem_mb=lambda w: MEM_MB(w.model),
-        runtime=lambda w: RUNTIME(w.model),
-    log:
-        "results/logs/sample/{task}/{lang}/{model}.log",
-    benchmark:
-        "results/benchmarks/sample/{task}/{lang}/{model}.tsv"
-    conda:
-        "../../envs/llamacpp.yaml"
     script:
         "../scripts/sample.py"

@@ -5,15 +5,17 @@ rule score:
     output:
         scores="results/{task}/{lang}/scores/{model}/{method}.jsonl",
         summary="results/{task}/{lang}/scores/{model}/{method}.summary.json",
-    wildcard_constraints:
-        task=alternatives(METRIC_TASKS),
-    params:
-        kind=lambda w: TASKS[w.task]["kind"],
     log:
         "results/logs/score/{task}/{lang}/{model}/{method}.log",
     benchmark:
         "results/benchmarks/score/{task}/{lang}/{model}/{method}.tsv"
+    wildcard_constraints:
+        task=alternatives(METRIC_TASKS),
     conda:
         "../../envs/score.yaml"
+    resources:
+        slurm_partition=slurm_partition(gpus=0),
+    params:
+        kind=lambda w: TASKS[w.task]["kind"],
     script:
         "../scripts/score.py"

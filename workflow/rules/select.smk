@@ -5,22 +5,21 @@ rule select:
         pools="results/{task}/{lang}/pools/{model}.jsonl",
     output:
         outputs="results/{task}/{lang}/outputs/{model}/{selector}.jsonl",
-    params:
-        kind=lambda w: TASKS[w.task]["kind"],
-        scorer_model=lambda w: scorer_model(w.selector),
-        models=lambda w: model_params(*filter(None, [scorer_model(w.selector)])),
-        judge=config["judge"],
-        cache=lambda w: cache_file(scorer_model(w.selector) or "selection"),
-    threads: config["threads"]
-    resources:
-        gpu=lambda w: GPUS(scorer_model(w.selector)),
-        mem_mb=lambda w: MEM_MB(scorer_model(w.selector)),
-        runtime=lambda w: RUNTIME(scorer_model(w.selector)),
     log:
         "results/logs/select/{task}/{lang}/{model}/{selector}.log",
     benchmark:
         "results/benchmarks/select/{task}/{lang}/{model}/{selector}.tsv"
     conda:
-        "../../envs/llamacpp.yaml"
+        model_env(selector_model)
+    threads: config["threads"]
+    resources:
+        **model_resources(selector_model),
+    params:
+        kind=lambda w: TASKS[w.task]["kind"],
+        scorer_model=selector_model,
+        models=lambda w: model_params(*filter(None, [selector_model(w)])),
+        judge=config["judge"],
+        loglik_normalization=STUDY["loglik_normalization"],
+        cache=lambda w: cache_file(selector_model(w) or "selection"),
     script:
         "../scripts/select_best.py"
