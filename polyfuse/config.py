@@ -8,7 +8,7 @@ no engine backend, pandas or plotting library is loaded.
 from __future__ import annotations
 
 from polyfuse.data import LOADERS
-from polyfuse.engines import BACKEND_MODULES, CONTEXT_KEYS
+from polyfuse.engines import BACKEND_MODULES, CONTEXT_KEYS, SUMMED_LOGLIK_ENGINES
 from polyfuse.errors import PolyfuseError
 from polyfuse.fuse import FALLBACKS
 from polyfuse.languages import LANGUAGE_NAMES
@@ -35,6 +35,15 @@ def _known(value, known, where: str) -> None:
         raise PolyfuseError(f"{where}: unknown {value!r}; known: {', '.join(sorted(known))}")
 
 
+def _needs_summed_loglik(models: dict, model: str, setting: str) -> None:
+    engine = models[model]["engine"]
+    if engine not in SUMMED_LOGLIK_ENGINES:
+        raise PolyfuseError(
+            f"{setting} needs summed token log-probabilities, which model {model!r} on the {engine} engine does "
+            f"not give (engines that do: {', '.join(sorted(SUMMED_LOGLIK_ENGINES))})"
+        )
+
+
 def check_config(config: dict) -> None:
     models = config["models"]
     for name, spec in models.items():
@@ -56,9 +65,13 @@ def check_config(config: dict) -> None:
         _known(selector, set(SCORERS) - {"single", "oracle"}, "study.selectors")
         if selector in MODEL_SCORERS:
             _known(study["scorer_models"].get(selector), models, f"study.scorer_models.{selector}")
+    if "loglik" in study["selectors"] and study["loglik_normalization"] == "sum":
+        _needs_summed_loglik(models, study["scorer_models"]["loglik"], "study.loglik_normalization: sum")
     judge = config["judge"]
     if any(task["kind"] == "chat" for task in config["tasks"].values()) or "llm_judge_pointwise" in study["selectors"]:
         _known(judge.get("model"), models, "judge.model")
+        if judge["mode"] != "generate":
+            _needs_summed_loglik(models, judge["model"], f"judge.mode: {judge['mode']}")
         load_template(judge["template"], "judge", models[judge["model"]]["prompt_style"])
         load_template(judge["pointwise_template"], "judge", models[judge["model"]]["prompt_style"])
     for name, task in config["tasks"].items():

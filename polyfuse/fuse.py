@@ -17,8 +17,9 @@ Base-model (``fewshot``) fusors are shown worked examples built from the task's 
 few-shot shots (same task and language, documents disjoint from the items): each
 shot's reference, a shortened copy of it and another shot's reference are the
 candidates, an honest comparison says which is which, and the reference is the fused
-answer. Every record flags ``exemplar_leak``: whether its output contains the text of
-an exemplar shown to the fusor.
+answer. Every record flags ``exemplar_leak``: whether its parsed answer contains, on word
+boundaries, a whole exemplar source or answer (of 20 or more non-space characters) that the
+item's own reference does not contain; ``None`` when the fusor gave no answer.
 """
 
 from __future__ import annotations
@@ -35,18 +36,17 @@ from polyfuse.errors import PolyfuseError
 from polyfuse.io import in_batches, read_jsonl, read_paired, with_progress, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, generate_many, prompt_hash
-from polyfuse.tasks import TaskKind, instruction_text, load_template
+from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, load_template
 
 log = logging.getLogger(__name__)
 
 # first: the pool's first candidate (the single-sample answer); raw: the whole fusor output; empty: ""
 FALLBACKS = ("first", "raw", "empty")
-FEWSHOT_STOP = ("\n###",)  # the few-shot fusor template separates its examples with '###'
 # A line opening with 'Answer:' in any case, spacing or full-width colon, optionally in markdown emphasis or a heading.
 ANSWER_LINE = re.compile(r"^[ \t>#*_]*answer[ \t*_]*[:\uff1a]", re.IGNORECASE | re.MULTILINE)
 OPEN, CLOSE = "[[", "]]"
-# Exemplar texts shorter than this (numbers, single words) recur in honest answers by chance: not counted as leaks.
-LEAK_MIN_CHARS = 10
+# Exemplar texts shorter than this (numbers, names like 'United States') recur in honest answers: not leaks.
+LEAK_MIN_CHARS = 20
 # A shortened exemplar candidate keeps this share of the reference's words (characters for unspaced scripts).
 SHORTENED_SHARE = (2, 3)
 
@@ -138,14 +138,20 @@ def _normalised(text: str) -> str:
 
 
 def exemplar_texts(exemplars: list[FusionExemplar]) -> set[str]:
-    """The exemplar texts a fused answer must not contain: each source and candidate of reasonable length."""
-    texts = {_normalised(text) for exemplar in exemplars for text in (exemplar.source, *exemplar.candidates)}
+    """The exemplar texts a fused answer must not contain: each whole source and answer of reasonable length.
+
+    The shortened candidates are left out: they are prefixes of an answer, so an honest answer that opens the same
+    way would match them.
+    """
+    texts = {_normalised(text) for exemplar in exemplars for text in (exemplar.source, exemplar.answer)}
     return {text for text in texts if len(text.replace(" ", "")) >= LEAK_MIN_CHARS}
 
 
-def leaks_exemplar(output: str, texts: set[str]) -> bool:
+def leaks_exemplar(output: str, texts: set[str], reference: object = None) -> bool:
+    """Whether `output` holds an exemplar text on word boundaries, one the item's own reference does not hold."""
     output = _normalised(output)
-    return any(text in output for text in texts)
+    own = _normalised(" ".join(reference) if isinstance(reference, list) else reference or "")
+    return any(re.search(rf"(?<!\w){re.escape(text)}(?!\w)", output) and text not in own for text in texts)
 
 
 def fusion_prompt(
@@ -186,7 +192,7 @@ def fuse_pools(
         temperature=float(sampling["temperature"]),
         top_p=float(sampling["top_p"]),
         max_tokens=int(sampling["max_tokens"]),
-        stop=FEWSHOT_STOP if style == "fewshot" else (),
+        stop=EXAMPLE_SEPARATOR_STOP if style == "fewshot" else (),
     )
     # Chat fusors follow the instruction alone; only base models get worked examples, from this task's shots.
     exemplars = fusion_exemplars(kind, list(read_jsonl(shots_path)), seed) if style == "fewshot" else []
@@ -209,8 +215,9 @@ def fuse_pools(
             output = parsed.text
             if output is None:
                 output = {"first": texts[0], "raw": generation["text"].strip(), "empty": ""}[fallback]
-            leak = leaks_exemplar(output, leak_texts)
-            stats["exemplar_leaks"] = stats.get("exemplar_leaks", 0) + leak
+            # Only the fusor's own answer can leak; a fallback's text is not one (None: no answer to check).
+            leak = None if parsed.text is None else leaks_exemplar(parsed.text, leak_texts, item.get("reference"))
+            stats["exemplar_leaks"] = stats.get("exemplar_leaks", 0) + bool(leak)
             yield {
                 "id": item["id"],
                 "task": item["task"],

@@ -39,7 +39,7 @@ from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, read_paired, with_progress, write_json, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, generate_cached, loglik_cached
-from polyfuse.tasks import TaskKind, instruction_text, load_template
+from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, load_template
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ PAIRWISE_LABEL = re.compile(
 )
 SINGLE_WINNER = {"a": "A", "b": "B", "c": "tie", "tie": "tie"}
 RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
-FEWSHOT_STOP = ("\n###",)
 
 
 def label_winner(match: re.Match) -> str | None:
@@ -140,7 +139,7 @@ class Judge:
             temperature=float(settings["temperature"]),
             top_p=1.0,
             max_tokens=int(settings["max_tokens"]),
-            stop=FEWSHOT_STOP if style == "fewshot" else (),
+            stop=EXAMPLE_SEPARATOR_STOP if style == "fewshot" else (),
         )
         return cls(
             engine,

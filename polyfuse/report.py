@@ -62,7 +62,8 @@ PARSE_COLUMNS = [
 AVERAGE_NOTE = (
     "Cells: mean [CI] over the method's own scored items (n; unscored items are counted, never "
     "guessed). **avg**: mean over languages of each method's mean over the `common n` items that every "
-    "method in the table scored, so the methods are compared on the same items."
+    "method in the table scored, so the methods are compared on the same items (a method that scored no item is "
+    "left out of that intersection and shown unavailable)."
 )
 
 
@@ -75,17 +76,24 @@ def bootstrap_ci(samples, resamples: int, confidence: float, seed: int) -> tuple
     """BCa bootstrap interval of ``mean_of_means``, resampling items within each sample (stratified).
 
     BCa rather than percentile: item scores are bounded and skewed (0/100 accuracies near a floor or ceiling,
-    win rates), where BCa's bias and skew corrections keep coverage closer to nominal.
+    win rates), where BCa's bias and skew corrections keep coverage closer to nominal. A sample of one item
+    cannot be resampled (scipy needs two): it enters every resample's mean as the constant it is.
     """
     samples = [np.asarray(sample, dtype=float) for sample in samples]
-    if not samples or min(len(sample) for sample in samples) < 2:
-        return float("nan"), float("nan")  # one item says nothing about spread (scipy needs two per sample)
-    if all(np.ptp(sample) == 0 for sample in samples):
-        estimate = float(mean_of_means(*samples))
+    fixed = [float(sample[0]) for sample in samples if len(sample) == 1]
+    varying = [sample for sample in samples if len(sample) >= 2]
+    if not varying:
+        return float("nan"), float("nan")  # one item says nothing about spread
+
+    def statistic(*resampled: np.ndarray, axis: int = -1) -> np.ndarray:
+        return (np.sum([sample.mean(axis=axis) for sample in resampled], axis=0) + sum(fixed)) / len(samples)
+
+    if all(np.ptp(sample) == 0 for sample in varying):
+        estimate = float(statistic(*varying))
         return estimate, estimate  # every resample gives the same value; BCa would warn and return NaN
     result = stats.bootstrap(
-        samples,
-        mean_of_means,
+        varying,
+        statistic,
         n_resamples=resamples,
         confidence_level=confidence,
         method="BCa",
@@ -100,7 +108,7 @@ def method_rank(method: str) -> tuple[int, str]:
     for rank, prefix in enumerate(("single", "bon-", "fusion-", "oracle")):
         if method.startswith(prefix):
             return rank, method
-    return len("single bon fusion oracle"), method
+    return 4, method  # unknown kinds last
 
 
 def read_item_scores(score_paths: list[str]) -> pd.DataFrame:
@@ -177,12 +185,15 @@ def common_item_averages(items: pd.DataFrame, settings: dict) -> tuple[pd.DataFr
     methods = sorted(items["method"].unique(), key=method_rank)
     langs = sorted(items["lang"].unique())
     by_item = items.pivot(index=["lang", "id"], columns="method", values="value").reindex(columns=methods)
-    common = by_item.dropna()  # a method with no record for an item, or no score, drops the item for all
+    # A method with no record for an item, or no score, drops the item for all; a method that scored nothing in
+    # the table is left out of the intersection (its average is unavailable) rather than emptying it.
+    scored = [method for method in methods if by_item[method].notna().any()]
+    common = by_item[scored].dropna() if scored else by_item.iloc[:0]
     common_n = common.groupby(level="lang").size().reindex(langs, fill_value=0)
     strata = [common.xs(lang, level="lang") for lang in langs if common_n[lang] > 0]
     rows = []
     for method in methods:
-        samples = [stratum[method].to_numpy() for stratum in strata]
+        samples = [stratum[method].to_numpy() for stratum in strata] if method in scored else []
         mean = float(mean_of_means(*samples)) if samples else float("nan")
         low, high = bootstrap_ci(
             samples, int(settings["bootstrap"]), float(settings["confidence"]), int(settings["seed"])

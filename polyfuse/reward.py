@@ -69,6 +69,11 @@ class RewardModel:
             )
             prompt_start = text.find(prompt)
             response_start = text.find(response, prompt_start + len(prompt))
+            if prompt_start < 0 or response_start < 0:  # a template that rewrites the turns (e.g. trims them)
+                raise PolyfuseError(
+                    f"reward model {self.name!r}: its chat template does not keep the prompt and the response "
+                    "verbatim, so the prompt side cannot be found to truncate"
+                )
             spans = {
                 PROMPT: (prompt_start, prompt_start + len(prompt)),
                 RESPONSE: (response_start, response_start + len(response)),

@@ -4,7 +4,8 @@ Per-item values are 0-100 for every metric, so tables and figures share one scal
 
 The final answer is read from the last \\boxed{}, else from the line after the last answer marker (word-bounded, in
 the suite's languages; an 'Answer:' form with a colon wins over a marker in running text). Numeric accuracy takes the
-final number there (its first sentence first; with no marker, of the whole output), read with the language's decimal
+final number there (its first sentence when that is just a number, with at most a unit; with no marker, of the
+whole output), read with the language's decimal
 mark; short-answer accuracy looks for an accepted answer, normalised, on token boundaries in that line (with no
 marker, the last line). Language correctness asks py3langid, restricted to the suite's languages, about the
 response's prose: reasoning and answer, without the English 'Answer:' marker and LaTeX.
@@ -162,9 +163,9 @@ def _final_number(text: str) -> str | None:
 # as 2, '70.000' in German as 70, misses '答えは３' and '١٨'), and MGSM answers are integers, so after this extraction
 # equivalence is plain numeric equality and its sympy stack would buy nothing.
 def extract_answer(text: str, lang: str) -> float | None:
-    """The final numeric answer: the final number in the last \\boxed{}; else in the first sentence of the answer line
-    (so 'Answer: 18. 2 eggs' is 18), then the whole answer line; else the final number of the text (lm-eval's
-    flexible extract)."""
+    """The final numeric answer: the final number in the last \\boxed{}; else the answer line's first sentence when it
+    is one number with at most a unit (so 'Answer: 18. 2 eggs' is 18), else the final number of the answer line (so
+    'Answer: 16 - 7 = 9 eggs. 9 * 2 = 18' is 18); else the final number of the text (lm-eval's flexible extract)."""
     text = unicodedata.normalize("NFKC", text)
     boxed = _boxed(text)
     if boxed is not None:
@@ -172,8 +173,11 @@ def extract_answer(text: str, lang: str) -> float | None:
         token = _final_number(LATEX_COMMAND.sub(" ", boxed))
         return parse_number(token, lang) if token else None
     line = answer_line(text)
-    scopes = [SENTENCE_END.split(line, 1)[0], line] if line is not None else []
-    token = next((number for scope in [*scopes, text] if (number := _final_number(scope))), None)
+    scopes = [line, text] if line is not None else [text]
+    first = SENTENCE_END.split(line, 1)[0] if line is not None else ""
+    if len(NUMBER.findall(first)) == 1 and len(NUMBER.sub(" ", first).split()) <= 1:
+        scopes.insert(0, first)  # a first sentence that is a number (and a unit) is the answer; working is not
+    token = next((number for scope in scopes if (number := _final_number(scope))), None)
     return parse_number(token, lang) if token else None
 
 

@@ -32,7 +32,8 @@ MODEL_SCORERS = {"loglik", "llm_judge_pointwise"}  # scorers that run a generati
 TORCH_SCORERS = {"reward_model"}  # scorers that run in the torch environment (envs/comet.yaml)
 REPETITION_NGRAM = 4  # seq-rep-4 (Welleck et al. 2020, "Neural Text Degeneration with Unlikelihood Training")
 REPETITIVE_SHARE = 0.5  # a candidate is flagged when at least half of its word 4-grams repeat an earlier one
-WORD = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]|\w+")  # each kana/CJK character is a word: no spaces
+# Kana, CJK and Thai write no spaces: each character counts as a word.
+WORD = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]|\w+")
 
 
 def repetition(text: str) -> float:

@@ -21,6 +21,8 @@ from polyfuse.languages import language_name
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 PROMPT_STYLES = ("chat", "fewshot")
+# Few-shot prompts whose examples are multi-line (chat, fusion, judging) separate them with '###': stop there.
+EXAMPLE_SEPARATOR_STOP = ("\n###",)
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ TASK_KINDS = {
     "translation": TaskKind("translation", ("chrf", "bleu"), ("\n",), 128, extra_metrics=("comet",)),
     "math": TaskKind("math", ("accuracy", "lang_correct"), ("\n",), 256),
     "factqa": TaskKind("factqa", ("accuracy", "lang_correct"), ("\n",), 256),
-    "chat": TaskKind("chat", ("winrate",), ("\n###",), 384),  # judged against a reference system
+    "chat": TaskKind("chat", ("winrate",), EXAMPLE_SEPARATOR_STOP, 384),  # judged against a reference system
 }
 
 

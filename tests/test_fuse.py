@@ -163,6 +163,18 @@ def test_exemplar_leak_flags_exemplar_text_of_reasonable_length_only():
     texts = exemplar_texts(fusion_exemplars(task_kind("translation"), DE_SHOTS, seed=7))
     assert leaks_exemplar("Das Museum ist montags geschlossen. Die  bibliothek öffnet jeden Morgen um neun Uhr.", texts)
     assert leaks_exemplar("Mein Bruder hat letzte Woche", texts) is False
+    # a shortened candidate is a prefix: an honest answer opening the same way is not a leak
+    assert not leaks_exemplar("Die Bibliothek öffnet jeden Morgen", texts)
+    # a copy must sit on word boundaries, and text the item's own reference holds is not a leak
+    assert not leaks_exemplar("xDie Bibliothek öffnet jeden Morgen um neun Uhr.", texts)
+    own = "Heute: Die Bibliothek öffnet jeden Morgen um neun Uhr."
+    assert not leaks_exemplar("Die Bibliothek öffnet jeden Morgen um neun Uhr.", texts, own)
+    facts = [
+        {"id": "f1", "lang": "en", "input": "Which country is Ohio in?", "reference": ["United States"]},
+        {"id": "f2", "lang": "en", "input": "Which country is Kent in?", "reference": ["United Kingdom"]},
+    ]
+    names = exemplar_texts(fusion_exemplars(task_kind("factqa"), facts, 1))
+    assert not leaks_exemplar("United States", names)  # short answers recur across questions
     assert leaks_exemplar("The library opens at nine o'clock every morning.", texts)  # a copied exemplar source
     maths = [
         {"id": "a", "lang": "en", "input": "2+2?", "reference": "4"},
@@ -274,6 +286,8 @@ def test_fewshot_fusion_shows_shot_exemplars_and_flags_leaks(tmp_path):
     records, stats = fuse(tmp_path, engine, style="fewshot")
     assert [r["exemplar_leak"] for r in records] == [True, False]
     assert stats["exemplar_leaks"] == 1 and stats["exemplars"] == 2
+    fallback, _ = fuse(tmp_path, RecordingFusor([copied.replace("]]", ""), "no answer"]), style="fewshot")
+    assert [r["exemplar_leak"] for r in fallback] == [None, None]  # a fallback's text is not the fusor's answer
     assert all("Die Bibliothek öffnet jeden Morgen um neun Uhr." in prompt for prompt in engine.prompts)
     chat, chat_stats = fuse(tmp_path, RecordingFusor([copied, copied]), style="chat")
     assert chat_stats["exemplars"] == 0 and [r["exemplar_leak"] for r in chat] == [False, False]  # chat sees none

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.report import bootstrap_ci, fusion_parse_table, run_report
+from polyfuse.report import bootstrap_ci, common_item_averages, fusion_parse_table, run_report
 
 SETTINGS = {"bootstrap": 500, "confidence": 0.95, "seed": 0}
 CHRF_SIGNATURE = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
@@ -265,3 +265,22 @@ def test_an_item_scored_twice_is_rejected_naming_the_file(tmp_path):
     Path(scores).write_text(Path(scores).read_text() * 2)
     with pytest.raises(PolyfuseError, match=rf"^{re.escape(scores)}: item 'de-0' of 'single' is scored twice$"):
         report(tmp_path, [(scores, summary)], {"mgsm": {"kind": "math"}})
+
+
+def test_a_one_item_language_enters_the_average_interval_as_a_constant():
+    low, high = bootstrap_ci([[100.0] * 5 + [0.0] * 5, [7.0]], 500, 0.95, 0)
+    assert np.isfinite(low) and low < (50.0 + 7.0) / 2 < high
+    assert high <= (100.0 + 7.0) / 2 and low >= 7.0 / 2  # the single item only shifts, never widens, the interval
+
+
+def test_a_method_that_scored_nothing_does_not_blank_the_other_averages():
+    rows = [
+        (lang, method, f"{lang}-{i}", value)
+        for lang in ("de", "fr")
+        for i in range(4)
+        for method, value in (("single", 100.0 * (i % 2)), ("fusion-x", np.nan))
+    ]
+    items = pd.DataFrame(rows, columns=["lang", "method", "id", "value"])
+    averages, common_n = common_item_averages(items, SETTINGS)
+    assert averages.loc["single", "mean"] == 50.0 and np.isfinite(averages.loc["single", "ci_low"])
+    assert np.isnan(averages.loc["fusion-x", "mean"]) and list(common_n) == [4, 4]

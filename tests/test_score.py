@@ -26,6 +26,10 @@ from polyfuse.tasks import task_kind
         ("I am not sure.", "en", None),
         # issue 7 item 2: the final number of the answer's first sentence, word-bounded markers, space groups of three
         ("Die Antwort lautet 18. 2 Eier bleiben übrig.", "de", 18),
+        # a first sentence with working is not the answer: the answer line's final number is
+        ("Answer: She sells 16 - 3 - 4 = 9 eggs. 9 * 2 = 18 dollars.", "en", 18),
+        ("Antwort: Janet verkauft 9 Eier. 9 × 2 = 18 Dollar.", "de", 18),
+        ("Answer: 18 dollars. She had 3 eggs left.", "en", 18),
         ("The answer is 18. 3 eggs are left over.", "en", 18),
         ("the answer: 10 20", "en", 20),
         ("Answer: 3 + 5 = 8", "en", 8),

@@ -160,6 +160,7 @@ def test_repetition_is_seq_rep_4_over_words():
     assert repetition("no, no, no, no, no, no, no") == pytest.approx(0.75)  # 4 word 4-grams, 1 distinct
     assert repetition("いいえいいえいいえいいえいいえ") == pytest.approx(0.75)  # kana count as words
     assert repetition("no no no") == 0.0  # under four words there is nothing to repeat
+    assert repetition("ไม่ใช่" * 8) > 0.5 and repetition("แมวนอนอยู่บนเสื่อสีแดงใกล้หน้าต่าง") < 0.2  # Thai too
 
 
 def test_select_records_flag_repetitive_candidates_and_count_chosen_ones(tmp_path, caplog):

@@ -197,6 +197,35 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, message):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"judge": {"model": "api", "mode": "calibrated"}}, "config: judge.mode: calibrated needs summed token"),
+        (
+            {
+                "study": {
+                    "samplers": ["gemma270m"],
+                    "selectors": ["loglik"],
+                    "scorer_models": {"loglik": "api"},
+                    "loglik_normalization": "sum",
+                }
+            },
+            "config: study.loglik_normalization: sum needs summed token",
+        ),
+    ],
+)
+def test_settings_an_openai_model_cannot_serve_are_rejected_at_parse_time(tmp_path, setting, message):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["models"]["api"] = {"engine": "openai", "prompt_style": "fewshot", "base_url": "http://127.0.0.1:9"}
+    for section, values in setting.items():
+        config[section] |= values
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", check=False)
+    assert result.returncode != 0 and message in result.stderr + result.stdout
+    assert "model 'api' on the openai engine" in result.stderr + result.stdout
+
+
 def test_chat_task_win_rates_head_to_head_and_judge_failures(study):
     results = study.workdir / "results"
     table = pd.read_csv(results / "tables/arena.csv")

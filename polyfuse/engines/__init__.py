@@ -5,7 +5,9 @@ An engine does two things:
   ``loglik(prompt, continuations) -> mean token log-probabilities``
   (engines that see the tokens also give ``loglik_terms``: the sum and the token count).
 A continuation is scored exactly as given (no stripping), tokenized apart from the prompt so
-the tokens at the boundary are the ones the model generated after it. A generation request or
+the tokens at the boundary are the ones the model generated after it (llamacpp, vllm; the openai
+engine's echo path can only send prompt + continuation as one text, and leaves out a token that
+straddles the boundary). A generation request or
 a continuation that does not fit the model's context is a PolyfuseError naming the key to raise,
 never a silent truncation.
 Backends live in sibling modules and are imported only when a model asks for them,
@@ -30,6 +32,8 @@ BACKEND_MODULES = {
 ENGINES: dict[str, type[Engine]] = {}
 # engine name -> (the model key that sets its context window, its default; None: the model's own, unknown here)
 CONTEXT_KEYS = {"llamacpp": ("n_ctx", 4096), "vllm": ("max_model_len", None)}
+# engines that see the tokens and so give summed log-probabilities (loglik_terms); the openai echo path gives means
+SUMMED_LOGLIK_ENGINES = frozenset({"llamacpp", "vllm"})
 
 Prompt = str | list[dict]  # a raw prompt, or chat messages [{role, content}, ...]
 
