@@ -472,7 +472,8 @@ def run_report(scores, summaries, fusions, outputs: dict, settings: dict) -> Non
             f"{rate:.1%} of {judged['verdicts'].sum()} verdicts "
             "(left out of the win rates, never guessed). "
             f"On {bound:.1%} of items the judge named the same position the winner in both orders "
-            "(`position_bound`): it followed position, not content, and such an item counts 50.\n\n"
+            "(`position_bound`): it followed position, not content. In `generate` and `loglik` modes such an item "
+            "counts 50; `calibrated` mode weighs both orders' label probabilities instead.\n\n"
             + judged.to_markdown(index=False)
             + "\n"
         )
