@@ -198,6 +198,24 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, message):
 
 
 @pytest.mark.parametrize(
+    "where, key",
+    [(("models", "gemma270m"), "n_cxt"), (("models", "smol", "resources"), "gpus"), (("tasks", "wmt24pp"), "shot")],
+)
+def test_a_misspelled_key_is_an_error_naming_it(tmp_path, where, key):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    section = config
+    for name in where:
+        section = section.setdefault(name, {})
+    section[key] = 1
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", check=False)
+    expected = f"config: {'.'.join(where)}: Additional properties are not allowed ('{key}' was unexpected)"
+    assert result.returncode != 0 and expected in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
     "setting, message",
     [
         ({"judge": {"model": "api", "mode": "calibrated"}}, "config: judge.mode: calibrated needs summed token"),
