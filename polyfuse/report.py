@@ -393,8 +393,56 @@ JUDGE_CAVEAT = (
 )
 
 
-def sampler_tables(title: str, cells: pd.DataFrame, items: pd.DataFrame, settings: dict) -> tuple[str, dict]:
-    """One Markdown table per sampler for one metric's cells; also returns each sampler's averages."""
+def paired_test(first, second, resamples: int, seed: int) -> tuple[float, float]:
+    """Mean paired difference and its two-sided p-value: a sign-flip permutation test over items.
+
+    Exact when the items allow fewer sign patterns than `resamples`; identical methods give p = 1.
+    """
+    differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
+    if not len(differences):
+        return float("nan"), float("nan")
+    if not differences.any():
+        return 0.0, 1.0
+    result = stats.permutation_test(
+        (differences,),
+        lambda sample, axis=-1: sample.mean(axis=axis),
+        permutation_type="samples",  # with one sample: each item's difference keeps or flips its sign
+        n_resamples=resamples,
+        alternative="two-sided",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
+    )
+    return float(differences.mean()), float(result.pvalue)
+
+
+def paired_table(items: pd.DataFrame, settings: dict) -> str:
+    """FusioN against each BoN, per language and over all items: mean difference, p-value and items compared."""
+    methods = sorted(items["method"].unique(), key=method_rank)
+    pairs = [(f, b) for f in methods if f.startswith("fusion-") for b in methods if b.startswith("bon-")]
+    if not pairs:
+        return ""
+    by_item = items.pivot(index=["lang", "id"], columns="method", values="value")
+    alpha = 1 - float(settings["confidence"])
+    groups = [(lang, by_item.xs(lang, level="lang", drop_level=False)) for lang in sorted(items["lang"].unique())]
+    lines = ["| lang | " + " | ".join(f"{f} − {b}" for f, b in pairs) + " |", "|---|" + "---|" * len(pairs)]
+    for label, group in [*groups, ("all", by_item)]:
+        cells = []
+        for fusion, bon in pairs:
+            both = group[[fusion, bon]].dropna()
+            difference, p = paired_test(both[fusion], both[bon], int(settings["bootstrap"]), int(settings["seed"]))
+            mark = "*" if p < alpha else ""
+            cells.append("n=0" if not len(both) else f"{difference:+.1f} (p={p:.3f}{mark}, n={len(both)})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return (
+        f"\nPaired FusioN − BoN difference per item; p from a two-sided sign-flip permutation test over items "
+        f"(the resampling unit), `*` below {alpha:g}; `all` pools every language's items.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def sampler_tables(
+    title: str, cells: pd.DataFrame, items: pd.DataFrame, settings: dict, paired: bool = False
+) -> tuple[str, dict]:
+    """One Markdown table per sampler for one metric's cells, with paired tests if asked; each sampler's averages."""
     text, averages = "", {}
     for sampler in sorted(cells["sampler"].unique()):
         sampler_items = items[items["sampler"] == sampler]
@@ -402,6 +450,7 @@ def sampler_tables(title: str, cells: pd.DataFrame, items: pd.DataFrame, setting
         text += f"\n### {title} · sampler {sampler}\n\n" + markdown_table(
             cells[cells["sampler"] == sampler], averages[sampler], common_n
         )
+        text += paired_table(sampler_items, settings) if paired else ""
     return text, averages
 
 
@@ -428,6 +477,7 @@ def run_report(scores, summaries, fusions, outputs: dict, settings: dict) -> Non
                 cells[~pairwise & (cells["metric"] == metric)],
                 task_items[~pairwise_items & (task_items["metric"] == metric)],
                 settings,
+                paired=True,
             )
             for metric in metrics
         }

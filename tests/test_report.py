@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.report import bootstrap_ci, common_item_averages, fusion_parse_table, run_report
+from polyfuse.report import bootstrap_ci, common_item_averages, fusion_parse_table, paired_test, run_report
 
 SETTINGS = {"bootstrap": 500, "confidence": 0.95, "seed": 0}
 CHRF_SIGNATURE = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
@@ -284,3 +284,29 @@ def test_a_method_that_scored_nothing_does_not_blank_the_other_averages():
     averages, common_n = common_item_averages(items, SETTINGS)
     assert averages.loc["single", "mean"] == 50.0 and np.isfinite(averages.loc["single", "ci_low"])
     assert np.isnan(averages.loc["fusion-x", "mean"]) and list(common_n) == [4, 4]
+
+
+def test_paired_test_gives_p_one_for_identical_methods_and_a_small_p_for_a_uniform_win():
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(0, 100, size=12)
+    assert paired_test(scores, scores, 1000, 0) == (0.0, 1.0)
+    difference, p = paired_test(scores + 5.0, scores, 1000, 0)
+    assert difference == pytest.approx(5.0) and p < 0.01  # exact: 2 of 2**12 sign patterns are as extreme
+    noise = rng.normal(0, 10, size=12)
+    assert paired_test(scores + noise - noise.mean(), scores, 1000, 0)[1] > 0.5  # mean difference 0: no evidence
+
+
+def test_every_metric_table_carries_paired_tests_of_fusion_against_each_bon(tmp_path):
+    better = {f"de-{i}": {"chrf": 60.0 + i} for i in range(8)}
+    worse = {f"de-{i}": {"chrf": 40.0 + i} for i in range(8)}
+    cells = [
+        write_cell(tmp_path, "wmt", "de", "gemma", "fusion-g", better),
+        write_cell(tmp_path, "wmt", "de", "gemma", "bon-loglik", worse),
+        write_cell(tmp_path, "wmt", "de", "gemma", "bon-mbr_chrf", better),
+    ]
+    markdown = (report(tmp_path, cells, {"wmt": {"kind": "translation"}}) / "tables/wmt.md").read_text()
+    table = tables_by_heading(markdown)["wmt: chrf · sampler gemma"].split("Paired FusioN − BoN")[1]
+    assert "fusion-g − bon-loglik | fusion-g − bon-mbr_chrf" in table
+    loglik, mbr = table_row(table, "de")
+    assert loglik.startswith("+20.0 (p=0.008*, n=8)") and mbr == "+0.0 (p=1.000, n=8)"
+    assert table_row(table, "all")[0].startswith("+20.0")
