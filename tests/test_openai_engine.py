@@ -6,6 +6,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -380,6 +381,7 @@ def server_study(workdir, server) -> list[str]:
                 "max_retries": 1,
                 "backoff_seconds": 0.1,
                 "timeout_seconds": 30,
+                "api_key_env": "POLYFUSE_TEST_API_KEY",
             }
         },
         "tasks": {
@@ -428,7 +430,9 @@ def test_study_through_a_server_that_dies_fails_cleanly_and_resumes(server, tmp_
 
     chaos = threading.Thread(target=kill_once_work_is_cached)
     chaos.start()
-    first = snakemake(tmp_path, "--cores", "1", *targets, check=False)
+    secret = "sk-polyfuse-test-0123456789abcdef"  # sent on every request; must be written nowhere
+    env = {**os.environ, "POLYFUSE_TEST_API_KEY": secret}
+    first = snakemake(tmp_path, "--cores", "1", *targets, check=False, env=env)
     chaos.join()
     assert killed.is_set() and first.returncode != 0
     assert re.search(
@@ -444,8 +448,12 @@ def test_study_through_a_server_that_dies_fails_cleanly_and_resumes(server, tmp_
 
     server.start()
     shutil.rmtree(tmp_path / "results/logs")  # count the calls of the resumed run alone
-    snakemake(tmp_path, "--cores", "1", *targets)
+    second = snakemake(tmp_path, "--cores", "1", *targets, env=env)
     assert sum(model_calls(tmp_path).values()) == 12 - done_before  # nothing asked for twice
+    # The key is in no result, log, benchmark, cache or Snakemake metadata file, nor in what Snakemake printed.
+    leaked = [path for path in tmp_path.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+    assert leaked == [] and all(secret not in run.stdout + run.stderr for run in (first, second))
+    assert (tmp_path / ".snakemake/metadata").is_dir() and any((tmp_path / "results/logs").rglob("*.log"))
     assert cached_outputs(cache) == 12
     pools = list(read_jsonl(tmp_path / targets[0]))
     assert [len(pool["candidates"]) for pool in pools] == [2, 2, 2, 2]
