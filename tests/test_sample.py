@@ -3,9 +3,11 @@
 import pytest
 
 from polyfuse.cache import OutputCache, cache_key
+from polyfuse.engines import create_engine
 from polyfuse.io import read_jsonl, write_jsonl
 from polyfuse.sample import run_sample
 from polyfuse.tasks import task_kind
+from tests.helpers.models import GEMMA
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 12}
 BASE = dict(model={"gguf": "a", "sha256": "1"}, prompt="p", params=SAMPLING, seed=1, index=0)
@@ -106,3 +108,23 @@ def test_killed_job_resumes_at_the_item_and_leaves_no_partial_output(files, gemm
     pools = sample(files, gemma, n=2)
     assert gemma.calls - before == 3  # 6 candidates, 3 of them finished before the crash
     assert len(pools) == 3
+
+
+def test_same_seeds_give_the_same_candidates_after_the_cache_is_cleared(files):
+    """Whatever ran before: llama.cpp's reuse of the previous prompt's KV prefix once made a re-generated candidate
+    differ (' 5' then ' 3' for the same seed), so a resumed job would not have matched an uninterrupted one."""
+    engine = create_engine("gemma270m", GEMMA, threads=2)  # a fresh state for the first run
+    first = sample(files, engine, n=2)
+    (files / "cache.sqlite").unlink()
+    before = engine.calls
+    again = sample(files, engine, n=2, out="again.jsonl")  # starts from the last prompt's KV state
+    assert engine.calls == before + 6  # generated anew, not read back
+    engine.close()
+
+    def without_timing(pools):  # wall-clock seconds are measured, not generated: the one field that may differ
+        return [
+            {**pool, "candidates": [{k: v for k, v in c.items() if k != "seconds"} for c in pool["candidates"]]}
+            for pool in pools
+        ]
+
+    assert without_timing(again) == without_timing(first)

@@ -129,6 +129,9 @@ class LlamaCppEngine(Engine):
                 stop=list(params.stop) or None,
             )
             self.calls += 1
+            # Reusing the previous request's KV prefix changes the batch split and so the logits' last bits: a
+            # candidate would depend on what ran before it (a resumed job would differ). Evaluate every prompt anew.
+            self.generator.reset()
             if isinstance(request.prompt, str):
                 response = self.generator.create_completion(prompt=request.prompt, **kwargs)
                 text = response["choices"][0]["text"]
