@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from polyfuse import methods
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
@@ -222,7 +223,7 @@ def fuse_pools(
                 "id": item["id"],
                 "task": item["task"],
                 "lang": item["lang"],
-                "method": f"fusion-{engine.model_name}",
+                "method": methods.fusion(engine.model_name),
                 "sampler": pool["sampler"],
                 "output": output,
                 "parse_status": parsed.status,

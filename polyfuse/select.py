@@ -17,6 +17,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
+from polyfuse import methods
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
@@ -171,10 +172,6 @@ def best_index(scores: list[float | None]) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
 
 
-def method_name(scorer: str) -> str:
-    return scorer if scorer in ("single", "oracle") else f"bon-{scorer}"
-
-
 def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[dict]:
     for item, pool in read_paired(items_path, pools_path):
         generated = [candidate["text"] for candidate in pool["candidates"]]
@@ -186,7 +183,7 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[d
             "id": item["id"],
             "task": item["task"],
             "lang": item["lang"],
-            "method": method_name(scorer.name),
+            "method": methods.selection(scorer.name),
             "sampler": pool["sampler"],
             "output": texts[chosen],
             "chosen": chosen,
@@ -211,7 +208,9 @@ def run_select(items_path: str, pools_path: str, out_path: str, scorer: Scorer) 
     count = write_jsonl(
         out_path,
         with_progress(
-            counted(select_pools(items_path, pools_path, scorer)), items_path, f"select {method_name(scorer.name)}"
+            counted(select_pools(items_path, pools_path, scorer)),
+            items_path,
+            f"select {methods.selection(scorer.name)}",
         ),
     )
     engine = getattr(scorer, "engine", None)
