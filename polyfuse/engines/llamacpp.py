@@ -79,6 +79,7 @@ class LlamaCppEngine(Engine):
             model_path=str(self.path),
             n_ctx=int(n_ctx),
             n_threads=self.threads,
+            n_threads_batch=self.threads,  # llama-cpp-python would take every core for prompts, past the job's share
             n_batch=int(self.spec.get("n_batch", 512)),
             logits_all=logits_all,
             verbose=False,
