@@ -1,6 +1,7 @@
 """Dataset loaders: real formats in, one normalised item record per line out.
 
-An item is ``{id, task, lang, input, reference, origin: {file, line}, meta}``.
+An item is ``{id, task, lang, input, reference, origin: {file, line}, meta}``; prompt-only sets
+(UltraFeedback-style training prompts, arena) have ``reference`` None.
 Every loader reads a local file; a dataset given as a hub reference is first
 downloaded to the local hub cache and then read by the same loader.
 
@@ -129,6 +130,72 @@ def load_geofactx(path: Path, lang: str) -> Iterator[dict]:
             "reference": answers,
             "origin": {"file": str(path), "line": line_no},
             "meta": {k: record[k] for k in ("group_id", "topic", "region", "answer_type") if k in record},
+        }
+
+
+def _first_user_turn(turns: object) -> str | None:
+    """The content of the first user message of a chat transcript, if it has a non-empty one."""
+    if not isinstance(turns, list):
+        return None
+    for turn in turns:
+        if isinstance(turn, dict) and turn.get("role") == "user":
+            content = turn.get("content")
+            return content if isinstance(content, str) and content.strip() else None
+    return None
+
+
+def _response(record: dict) -> str | None:
+    """A prompt's written answer, when the file has one (``response``, or the last assistant turn of ``chosen``).
+
+    Training prompts need none; the few that have one can serve as few-shot shots and worked fusion examples.
+    """
+    response = record.get("response")
+    if isinstance(response, str) and response.strip():
+        return response
+    turns = record.get("chosen")
+    if isinstance(turns, list) and turns and isinstance(turns[-1], dict) and turns[-1].get("role") == "assistant":
+        content = turns[-1].get("content")
+        return content if isinstance(content, str) and content.strip() else None
+    return None
+
+
+@loader("ultrafeedback")
+def load_ultrafeedback(path: Path, lang: str) -> Iterator[dict]:
+    """UltraFeedback-style prompt files (also Alpagasus-X): ``prompt``, or the first user turn of ``messages``
+    (or ``chosen``); the reference is the record's written answer when it has one, else None."""
+    for line_no, record in read_jsonl_numbered(path):
+        prompt = record.get("prompt")
+        if not (isinstance(prompt, str) and prompt.strip()):
+            prompt = _first_user_turn(record.get("messages")) or _first_user_turn(record.get("chosen"))
+        if prompt is None:
+            raise PolyfuseError(f"{path}:{line_no}: missing field 'prompt' or a user turn in 'messages' or 'chosen'")
+        item_id = next((record[k] for k in ("id", "prompt_id") if record.get(k) is not None), None)
+        yield {
+            "id": str(item_id if item_id is not None else f"ultrafeedback-{lang}-{line_no}"),
+            "input": prompt,
+            "reference": _response(record),
+            "origin": {"file": str(path), "line": line_no},
+            "meta": {k: record[k] for k in ("source", "source_index") if k in record},
+        }
+
+
+@loader("gsm8k")
+def load_gsm8k(path: Path, lang: str) -> Iterator[dict]:
+    """GSM8K-style jsonl: ``question`` and ``answer``, the final number or a GSM8K solution ending ``#### <number>``."""
+    for line_no, record in read_jsonl_numbered(path):
+        question = _field(record, ("question",), path, line_no)
+        solution = _field(record, ("answer",), path, line_no)
+        answer = solution.rpartition("####")[2].strip().replace(",", "")
+        try:
+            float(answer)
+        except ValueError:
+            raise PolyfuseError(f"{path}:{line_no}: answer {solution[-40:]!r} does not end in a number") from None
+        yield {
+            "id": str(record.get("id", f"gsm8k-{lang}-{line_no}")),
+            "input": question,
+            "reference": answer,
+            "origin": {"file": str(path), "line": line_no},
+            "meta": {k: record[k] for k in ("question_en",) if k in record},
         }
 
 

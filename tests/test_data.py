@@ -70,6 +70,14 @@ def test_arena_formats_m_arenahard_and_arena_hard_auto(shared, tmp_path):
         ("mgsm", "What is 2+2?\tfour\n", r"bad.txt:1: answer 'four' is not a number"),
         ("arena", '{"prompt": "hi"}\n', r"bad.txt:1: missing field 'question_id' or 'uid' or 'id'"),
         ("arena", '{"id": 1, "turns": []}\n', r"bad.txt:1: missing field 'prompt' or 'turns\[0\].content'"),
+        (
+            "ultrafeedback",
+            '{"prompt": "hi"}\n{"id": 2, "messages": [{"role": "assistant", "content": "hello"}]}\n',
+            r"bad.txt:2: missing field 'prompt' or a user turn in 'messages' or 'chosen'",
+        ),
+        ("gsm8k", '{"question": "1+1?", "answer": "2"}\n{"answer": "3"}\n', r"bad.txt:2: missing field 'question'"),
+        ("gsm8k", '{"question": "1+1?"}\n', r"bad.txt:1: missing field 'answer'"),
+        ("gsm8k", '{"question": "1+1?", "answer": "So #### two"}\n', r"bad.txt:1: answer 'So #### two' does not end"),
     ],
 )
 def test_malformed_lines_name_file_and_line(tmp_path, fmt, text, message):
@@ -212,3 +220,87 @@ def test_demo_translation_data_keeps_shots_and_items_in_different_documents(tmp_
     assert len(shots) == 2 and len(items) == 8
     assert {s["meta"]["document_id"] for s in shots}.isdisjoint(i["meta"]["document_id"] for i in items)
     assert {i["meta"]["domain"] for i in items} == {"notice", "conversation"}
+
+
+@pytest.mark.parametrize(
+    "name, lang, first_id, first_prompt",
+    [
+        ("ultrafeedback/ultrafeedback_en.jsonl", "en", "ufb-trl-train-36641", "Write a Java program that prompts"),
+        ("alpagasus_x/alpagasus_x_de.jsonl", "de", "alpagasus-0", "Geben Sie drei Tipps, um gesund zu bleiben."),
+        ("alpagasus_x/alpagasus_x_zh.jsonl", "zh", "alpagasus-0", "给出三条保持健康的秘诀。"),
+    ],
+)
+def test_ultrafeedback_reads_the_real_training_prompt_slices(shared, name, lang, first_id, first_prompt):
+    dataset = {"format": "ultrafeedback", "path": str(shared / "train" / name)}
+    items = list(data.load_items("ufb", lang, dataset))
+    assert len(items) == 200 and len({item["id"] for item in items}) == 200
+    assert items[0]["id"] == first_id and items[0]["input"].startswith(first_prompt)
+    assert all(item["reference"] is None and item["input"].strip() for item in items)
+
+
+def test_ultrafeedback_takes_the_first_user_turn_of_chat_transcripts(tmp_path):
+    path = tmp_path / "ufb.jsonl"
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Name a prime."},
+        {"role": "assistant", "content": "7"},
+        {"role": "user", "content": "Another?"},
+    ]
+    rows = [
+        {"prompt_id": "p1", "messages": conversation},
+        {"chosen": conversation[1:3]},
+        {"prompt": "Say hi.", "response": "Hi!"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    items = list(data.load_items("ufb", "en", {"format": "ultrafeedback", "path": str(path)}))
+    # A written answer (`response`, or the last assistant turn of `chosen`) is the reference shots and fusors use.
+    assert [(item["id"], item["input"], item["reference"]) for item in items] == [
+        ("p1", "Name a prime.", None),
+        ("ultrafeedback-en-2", "Name a prime.", "7"),
+        ("ultrafeedback-en-3", "Say hi.", "Hi!"),
+    ]
+
+
+@pytest.mark.parametrize("lang", ["en", "de", "es", "fr", "ja", "ru", "sw", "zh"])
+def test_gsm8k_reads_the_real_training_slices_with_their_final_answers(shared, lang):
+    dataset = {"format": "gsm8k", "path": str(shared / f"train/mgsm8kinstruct/gsm8k_train_{lang}.jsonl")}
+    items = list(data.load_items("gsm", lang, dataset))
+    assert len(items) == 100
+    assert items[0]["id"] == "gsm8k-train-0" and items[0]["reference"] == "72"  # Natalia's clips
+    assert all(float(item["reference"]) == int(float(item["reference"])) for item in items)  # integers, as in GSM8K
+    assert ("question_en" in items[0]["meta"]) == (lang != "en")
+
+
+def test_gsm8k_takes_the_final_number_of_a_solution_string(tmp_path):
+    path = tmp_path / "gsm.jsonl"
+    rows = [
+        {"question": "Clips?", "answer": "48/2 = <<48/2=24>>24\n48+24 = <<48+24=72>>72\n#### 72"},
+        {"question": "Cost?", "answer": "It is #### 1,250"},
+        {"question": "Plain?", "answer": "5"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    items = list(data.load_items("gsm", "en", {"format": "gsm8k", "path": str(path)}))
+    assert [item["reference"] for item in items] == ["72", "1250", "5"]
+
+
+@pytest.mark.parametrize("lang", ["en", "hi", "ja", "sw", "th"])
+def test_geofactx_reads_the_real_train_slices(shared, lang):
+    dataset = {"format": "geofactx", "path": str(shared / f"train/geofactx/geofactx_train_{lang}.jsonl")}
+    items = list(data.load_items("geo", lang, dataset))
+    assert len(items) == 100 and len({item["id"] for item in items}) == 100
+    assert all(item["id"].startswith("geofactx-train-row") for item in items)
+    assert all(isinstance(item["reference"], list) and item["reference"] for item in items)
+    assert {item["meta"]["region"] for item in items} == {"USA", "India", "Kenya", "Japan", "Thailand"}
+
+
+def test_demo_training_prompts_are_parallel_and_not_arena_requests():
+    def prompts(kind, lang):
+        path = REPO / f"resources/demo/{kind}_{lang}.jsonl"
+        fmt = "ultrafeedback" if kind.startswith("train") else "arena"
+        return {item["id"]: item["input"] for item in data.load_items("t", lang, {"format": fmt, "path": str(path)})}
+
+    en, de = prompts("train/chat", "en"), prompts("train/chat", "de")
+    assert len(en) == len(de) == 16 and list(en) == list(de)
+    assert len(set(en.values())) == len(set(de.values())) == 16
+    for lang, train in (("en", en), ("de", de)):
+        assert not set(train.values()) & set(prompts("arena/arena", lang).values())

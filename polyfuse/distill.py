@@ -1,0 +1,222 @@
+"""Setting 2's SFT sets: one training record per prompt, its target taken from one aggregation method of a pool.
+
+``build_sft_set`` streams the items, the pool and every method output given for that pool (BoN picks, fusions,
+the single sample) in step, and writes per prompt Cohere's released shape plus TRL's conversational
+prompt-completion fields: the user turn (the task's instruction text), the target as the assistant turn, the
+target's method and candidate index, every candidate with its model, engine, params and seed (stripped, as
+selection and fusion saw them), what each given method made of the pool, and the pool's provenance.
+
+A fusion target whose parse failed (its output is a fallback, not the fusor's answer) is never trained on, nor is
+a target that is empty after stripping: both are counted in the data card. The card (``card.json``) describes the
+written records: candidate models, target lengths, and how much the targets copy their candidates, both whole
+(``copied_whole``: exact match after stripping) and by the paper's measure (``copy_rate``: the mean
+character-level ``difflib.SequenceMatcher`` ratio of each target to its closest candidate); ``skipped`` counts the
+prompts left out by reason (each fusion parse status, ``empty_target``). A set with no record left is an error and
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import itertools
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from polyfuse import methods
+from polyfuse.errors import PolyfuseError
+from polyfuse.io import read_paired, write_json, write_jsonl
+from polyfuse.tasks import TaskKind, instruction_text
+
+EMPTY_TARGET = "empty_target"
+
+
+def selection_of(method: str, record: dict) -> dict:
+    """What one method made of a pool: a fusion's text and parse status, or a selection's pick and its scores."""
+    family, _ = methods.parse(method)
+    if family == "fusion":
+        # Only a parsed answer is the fusor's own: a missing status or a fallback text never counts as fused.
+        status = record.get("parse_status") or "unknown"
+        if status == "ok" and record.get("fallback"):
+            status = "fallback"
+        return {"text": record["output"], "parse_status": status}
+    chosen = record["chosen"]
+    return {"text": record["output"], "index": chosen, "score": record["scores"][chosen], "scores": record["scores"]}
+
+
+def closest_ratio(target: str, texts: list[str]) -> float:
+    """The character-level SequenceMatcher ratio of `target` to its closest text (the paper's copy measure).
+
+    autojunk is off: on texts of 200+ characters it would treat every common letter as junk and understate
+    how much is copied. A whole copy is 1.0 without matching, and a text whose quick_ratio (an upper bound)
+    cannot beat the best so far is not matched at all.
+    """
+    if target in texts:
+        return 1.0
+    matchers = [difflib.SequenceMatcher(None, target, text, autojunk=False) for text in texts]
+    best = 0.0
+    for matcher in sorted(matchers, key=lambda matcher: -matcher.quick_ratio()):
+        if matcher.quick_ratio() <= best:
+            break
+        best = max(best, matcher.ratio())
+    return best
+
+
+def histogram_stats(histogram: Counter) -> dict:
+    """Mean, median, min and max of the values counted in `histogram`.
+
+    From a histogram rather than statistics over a list: memory stays flat in the number of prompts.
+    """
+    values = sorted(histogram)
+    cumulative = list(itertools.accumulate(histogram[value] for value in values))
+    total = cumulative[-1]
+    middle = [values[bisect.bisect_right(cumulative, rank)] for rank in ((total - 1) // 2, total // 2)]
+    return {
+        "mean": round(sum(value * count for value, count in histogram.items()) / total, 2),
+        "median": sum(middle) / 2,
+        "min": values[0],
+        "max": values[-1],
+    }
+
+
+@dataclass
+class SetTally:
+    """Running counts for the data card; every field is bounded by text lengths or pool sizes, not by prompts."""
+
+    prompts: int = 0
+    written: int = 0
+    task: str | None = None
+    lang: str | None = None
+    pool: str | None = None
+    members: list | None = None
+    parse_failures: Counter = field(default_factory=Counter)
+    empty_targets: int = 0
+    models: Counter = field(default_factory=Counter)
+    candidates_per_prompt: Counter = field(default_factory=Counter)
+    chars: Counter = field(default_factory=Counter)
+    words: Counter = field(default_factory=Counter)
+    exact_copies: int = 0
+    closest_ratio_sum: float = 0.0
+
+    def see(self, item: dict, pool: dict) -> None:
+        self.prompts += 1
+        self.task, self.lang, self.pool = item["task"], item["lang"], pool["sampler"]
+        if self.members is None and "members" in pool:
+            self.members = [{k: member[k] for k in ("model", "n", "temperature")} for member in pool["members"]]
+
+    def write(self, target: str, candidates: list[dict]) -> None:
+        texts = [candidate["text"] for candidate in candidates]
+        self.written += 1
+        self.models.update(candidate["model"] for candidate in candidates)
+        self.candidates_per_prompt[len(candidates)] += 1
+        self.chars[len(target)] += 1
+        self.words[len(target.split())] += 1
+        self.exact_copies += target in texts
+        self.closest_ratio_sum += closest_ratio(target, texts)
+
+    def card(self, set_name: str, target_method: str, methods_given: list[str]) -> dict:
+        return {
+            "set": set_name,
+            "task": self.task,
+            "lang": self.lang,
+            "pool": self.pool,
+            "members": self.members,
+            "target": target_method,
+            "methods": methods_given,
+            "prompts": self.prompts,
+            "written": self.written,
+            "skipped": {**self.parse_failures, EMPTY_TARGET: self.empty_targets},
+            "candidate_models": dict(self.models.most_common()),
+            "candidates_per_prompt": {str(k): count for k, count in sorted(self.candidates_per_prompt.items())},
+            "target_length": {"chars": histogram_stats(self.chars), "words": histogram_stats(self.words)},
+            "copied_whole": self.exact_copies,
+            "copied_whole_share": round(self.exact_copies / self.written, 4),
+            "copy_rate": round(self.closest_ratio_sum / self.written, 4),
+        }
+
+
+def sft_records(
+    items_path: str | os.PathLike,
+    pool_path: str | os.PathLike,
+    outputs: dict[str, str],
+    target_method: str,
+    set_name: str,
+    kind: TaskKind,
+    tally: SetTally,
+) -> Iterator[dict]:
+    """The set's records, streamed; raises at the end when none was left, so the atomic writer keeps nothing."""
+    if target_method not in outputs:
+        raise PolyfuseError(
+            f"distill set {set_name!r}: target method {target_method!r} has no output file "
+            f"(given: {', '.join(outputs)})"
+        )
+    names = list(outputs)
+    walks = [read_paired(items_path, pool_path), *(read_paired(items_path, outputs[name]) for name in names)]
+    for (item, pool), *made in zip(*walks, strict=True):
+        tally.see(item, pool)
+        selections = {}
+        for name, (_, record) in zip(names, made, strict=True):
+            if record["method"] != name or record["sampler"] != pool["sampler"]:
+                raise PolyfuseError(
+                    f"{outputs[name]}: record {record['id']!r} is {record['method']!r} of {record['sampler']!r}, "
+                    f"expected {name!r} of pool {pool['sampler']!r}"
+                )
+            selections[name] = selection_of(name, record)
+        target = selections[target_method]
+        status = target.get("parse_status")  # None for a selection: its pick is a candidate
+        if status not in (None, "ok"):
+            tally.parse_failures[status] += 1
+            continue
+        text = target["text"].strip()
+        if not text:
+            tally.empty_targets += 1
+            continue
+        candidates = [
+            {k: candidate[k] for k in ("model", "engine", "params", "seed")} | {"text": candidate["text"].strip()}
+            for candidate in pool["candidates"]
+        ]
+        tally.write(text, candidates)
+        yield {
+            "id": item["id"],
+            "task": item["task"],
+            "lang": item["lang"],
+            "set": set_name,
+            "prompt": [{"role": "user", "content": instruction_text(kind, item)}],
+            "completion": [{"role": "assistant", "content": text}],
+            "target": {"method": target_method, "index": target.get("index"), "parse_status": status},
+            "candidates": candidates,
+            "selections": selections,
+            "provenance": {
+                "pool": pool["sampler"],
+                **({"members": pool["members"]} if "members" in pool else {}),
+                "prompt_hash": pool["prompt_hash"],
+                "template_hash": pool["template_hash"],
+            },
+        }
+    if tally.written == 0:
+        where = f"{tally.task}/{tally.lang}" if tally.prompts else f"no items in {items_path}"
+        raise PolyfuseError(
+            f"distill set {set_name!r} ({where}): no training record left ({sum(tally.parse_failures.values())} "
+            f"parse failures {dict(tally.parse_failures)}, {tally.empty_targets} empty targets, of {tally.prompts} "
+            f"prompts); nothing to fine-tune on"
+        )
+
+
+def build_sft_set(
+    items_path: str | os.PathLike,
+    pool_path: str | os.PathLike,
+    outputs: dict[str, str],
+    target_method: str,
+    set_name: str,
+    kind: TaskKind,
+    out_path: str | os.PathLike,
+    card_path: str | os.PathLike,
+) -> dict:
+    """Write the SFT set of one training task and language, and its data card; returns the card."""
+    tally = SetTally()
+    write_jsonl(out_path, sft_records(items_path, pool_path, outputs, target_method, set_name, kind, tally))
+    card = tally.card(set_name, target_method, list(outputs))
+    write_json(card_path, card)
+    return card

@@ -1,0 +1,87 @@
+"""Multi-model pools: candidates from several models (teachers), merged into one ordinary pool.
+
+A pool in config names its members, each a model sampled ``n`` times at its own temperature (the pool's by
+default). Each member is sampled into a single-model pool file like any sampler's; ``merge_pools`` then streams
+the member files in step with the items and writes one pool record per item whose candidates are the members'
+candidates in member order, each keeping its own model, engine, params, seed and cost. Select, fuse, score and
+judge read the merged file as they read any pool: its ``sampler`` is the pool's name.
+
+A merged record also lists its ``members`` (model, n, temperature and the prompt and template hash each member
+was sampled from); its own ``prompt_hash`` and ``template_hash`` hash those, so a change to any member's prompt
+or template changes the pool's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from polyfuse.errors import PolyfuseError
+from polyfuse.io import content_hash, read_paired, write_jsonl
+
+
+def pool_members(name: str, spec: dict, models: dict) -> list[dict]:
+    """The members of config pool `name` as ``{model, n, temperature}``, n 1 and the pool's temperature by default.
+
+    Two members with the same model and temperature are an error: their candidates would be sampled from the same
+    seeds (the seed depends on the item and the candidate index only), so they would repeat each other.
+    """
+    if not spec["members"]:
+        raise PolyfuseError(f"pools.{name}.members: a pool needs at least one member")
+    members = []
+    seen: dict[tuple[str, float], int] = {}
+    for index, member in enumerate(spec["members"]):
+        where = f"pools.{name}.members[{index}]"
+        model = member["model"]
+        if model not in models:
+            raise PolyfuseError(f"{where}: unknown model {model!r}; known: {', '.join(sorted(models))}")
+        temperature = float(member.get("temperature", spec["temperature"]))
+        if (model, temperature) in seen:
+            raise PolyfuseError(
+                f"{where}: same model {model!r} and temperature {temperature:g} as members[{seen[model, temperature]}]"
+                f" (they would draw the same seeds); raise that member's n instead"
+            )
+        seen[model, temperature] = index
+        members.append({"model": model, "n": int(member.get("n", 1)), "temperature": temperature})
+    return members
+
+
+def merged_pools(
+    items_path: str | os.PathLike, member_paths: list[str], members: list[dict], pool_name: str
+) -> Iterator[dict]:
+    """One merged pool record per item, streamed from the member pool files in step with the items."""
+    if len(member_paths) != len(members):
+        raise PolyfuseError(f"pool {pool_name!r}: {len(member_paths)} member files for {len(members)} members")
+    walks = [read_paired(items_path, path) for path in member_paths]
+    for pairs in zip(*walks, strict=True):
+        item = pairs[0][0]
+        candidates, listed = [], []
+        for (_, record), member, path in zip(pairs, members, member_paths, strict=True):
+            if record["sampler"] != member["model"] or len(record["candidates"]) != member["n"]:
+                raise PolyfuseError(
+                    f"{path}: record {record['id']!r} has {len(record['candidates'])} candidates from "
+                    f"{record['sampler']!r}; pool {pool_name!r} expects {member['n']} from {member['model']!r}"
+                )
+            candidates.extend(record["candidates"])
+            listed.append({**member, "prompt_hash": record["prompt_hash"], "template_hash": record["template_hash"]})
+        yield {
+            "id": item["id"],
+            "task": item["task"],
+            "lang": item["lang"],
+            "prompt_hash": content_hash([member["prompt_hash"] for member in listed]),
+            "template_hash": content_hash([member["template_hash"] for member in listed]),
+            "sampler": pool_name,
+            "members": listed,
+            "candidates": candidates,
+        }
+
+
+def merge_pools(
+    items_path: str | os.PathLike,
+    member_paths: list[str],
+    members: list[dict],
+    out_path: str | os.PathLike,
+    pool_name: str,
+) -> int:
+    """Write the merged pool of `pool_name` atomically; returns the number of pool records."""
+    return write_jsonl(out_path, merged_pools(items_path, member_paths, members, pool_name))
