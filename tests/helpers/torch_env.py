@@ -20,7 +20,11 @@ def torch_python() -> Path:
 
 
 def run_torch(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(torch_python()), *args], capture_output=True, text=True, env=OFFLINE, timeout=600)
+    return run_python(torch_python(), *args, check=check)
+
+
+def run_python(python: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(python), *args], capture_output=True, text=True, env=OFFLINE, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed:\n{result.stderr[-3000:]}")
     return result
