@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from polyfuse import report as report_module
 from polyfuse.errors import PolyfuseError
 from polyfuse.report import bootstrap_ci, common_item_averages, fusion_parse_table, paired_test, run_report
 
@@ -35,11 +36,29 @@ def write_cell(
     return str(scores), str(summary)
 
 
-def report(root: Path, cells: list[tuple[str, str]], tasks: dict, fusions: tuple[str, ...] = ()) -> Path:
+TEACHER_B = {"model": "gemma270m", "n": 2, "temperature": 1.0}
+
+
+def report(
+    root: Path,
+    cells: list[tuple[str, str]],
+    tasks: dict,
+    fusions: tuple[str, ...] = (),
+    distill: dict | None = None,
+    cards: tuple[str, ...] = (),
+    trainings: tuple[str, ...] = (),
+) -> Path:
     results = root / "results"
-    outputs = {f"{task}_{ext}": str(results / f"tables/{task}.{ext}") for task in tasks for ext in ("csv", "md")}
-    outputs |= {f"{task}_figure": str(results / f"figures/{task}.png") for task in tasks}
+    reported = [task for task, spec in tasks.items() if spec.get("role", "test") == "test"]
+    outputs = {f"{task}_{ext}": str(results / f"tables/{task}.{ext}") for task in reported for ext in ("csv", "md")}
+    outputs |= {f"{task}_figure": str(results / f"figures/{task}.png") for task in reported}
     outputs |= {"parse": str(results / "tables/fusion_parse.csv"), "report": str(results / "report.md")}
+    settings = SETTINGS | {"tasks": tasks, "fallback": "first"}
+    if distill is not None:
+        settings["distill"] = distill
+        settings["pools"] = {"teachers": [{"model": "smol", "n": 1, "temperature": 0.3}, TEACHER_B]}
+        outputs |= {f"distill_{ext}": str(results / f"tables/distill.{ext}") for ext in ("csv", "md")}
+        outputs["distill_figure"] = str(results / "figures/distill.png")
     for path in outputs.values():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     run_report(
@@ -47,14 +66,16 @@ def report(root: Path, cells: list[tuple[str, str]], tasks: dict, fusions: tuple
         [summary for _, summary in cells],
         list(fusions),
         outputs,
-        SETTINGS | {"tasks": tasks, "fallback": "first"},
+        settings,
+        cards=cards,
+        trainings=trainings,
     )
     return results
 
 
-def tables_by_heading(markdown: str) -> dict[str, str]:
-    """Each '### heading' with the text up to the next heading."""
-    parts = re.split(r"^### (.+)$", markdown, flags=re.MULTILINE)
+def tables_by_heading(markdown: str, level: int = 3) -> dict[str, str]:
+    """Each '### heading' (or of the given level) with the text up to the next heading of that level."""
+    parts = re.split(rf"^{'#' * level} (.+)$", markdown, flags=re.MULTILINE)
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
@@ -310,3 +331,191 @@ def test_every_metric_table_carries_paired_tests_of_fusion_against_each_bon(tmp_
     loglik, mbr = table_row(table, "de")
     assert loglik.startswith("+20.0 (p=0.008*, n=8)") and mbr == "+0.0 (p=1.000, n=8)"
     assert table_row(table, "all")[0].startswith("+20.0")
+
+
+def test_students_get_a_table_of_their_own_without_a_paired_test_and_stay_out_of_the_task_figure(tmp_path, monkeypatch):
+    plotted = []
+    plot_task = report_module.plot_task
+    monkeypatch.setattr(
+        report_module, "plot_task", lambda frame, *args: plotted.append(frame) or plot_task(frame, *args)
+    )
+    values = {f"de-{i}": {"accuracy": 100.0 * (i % 2), "lang_correct": 100.0} for i in range(4)}
+    cells = [
+        write_cell(tmp_path, "mgsm", "de", sampler, method, values)
+        for sampler, methods in (("gemma", ("single", "bon-loglik", "fusion-smol")), ("student-fusion", ("single",)))
+        for method in methods
+    ]
+    cells.append(write_cell(tmp_path, "mgsm", "de", "student-base", "single", values))
+    tasks = {"mgsm": {"kind": "math"}, "ufb": {"kind": "chat", "role": "train"}}  # a train task is never reported
+    results = report(tmp_path, cells, tasks)
+    tables = tables_by_heading((results / "tables/mgsm.md").read_text())
+    student = tables["mgsm: accuracy · sampler student-fusion"]
+    assert student.strip().splitlines()[0] == "| lang | single | common n |" and "Paired" not in student
+    assert table_row(student, "de")[0].startswith("50.0 [") and "mgsm: accuracy · sampler student-base" in tables
+    assert "fusion-smol − bon-loglik" in tables["mgsm: accuracy · sampler gemma"]
+    assert [set(frame["sampler"]) for frame in plotted] == [{"gemma"}]
+    assert (results / "figures/mgsm.png").stat().st_size > 0 and not (results / "tables/ufb.md").exists()
+    csv = pd.read_csv(results / "tables/mgsm.csv")
+    assert set(csv["sampler"]) == {"gemma", "student-fusion", "student-base"}
+
+
+DISTILL = {
+    "sets": {
+        "bon": {"pool": "teachers", "method": "bon-mbr_chrf"},
+        "fusion": {"pool": "teachers", "method": "fusion-smol", "label": "5 teachers + FusioN"},
+    },
+    "compare": ["bon", "fusion"],
+    "evaluate": ["arena", "mgsm"],
+}
+DISTILL_TASKS = {"arena": {"kind": "chat"}, "mgsm": {"kind": "math"}, "ufb": {"kind": "chat", "role": "train"}}
+# arena win rates per student and item; None: the judge could not score it; a missing id: no record
+ARENA = {
+    "de": {
+        "base": {"de-0": 0.0, "de-1": 50.0, "de-2": 100.0, "de-3": 50.0},
+        "bon": {"de-0": 50.0, "de-1": 100.0, "de-2": 0.0, "de-3": None},
+        "fusion": {"de-0": 100.0, "de-1": 100.0, "de-3": 50.0},
+    },
+    "fr": {
+        "base": {"fr-0": 100.0, "fr-1": 0.0, "fr-2": 50.0},
+        "bon": {"fr-0": 0.0, "fr-1": 50.0, "fr-2": 50.0},
+        "fusion": {"fr-0": 100.0, "fr-1": 50.0, "fr-2": 100.0},
+    },
+}
+MGSM = {"base": [0.0, 0.0, 100.0, 0.0], "bon": [100.0, 0.0, 100.0, 100.0], "fusion": [100.0, 100.0, 100.0, 0.0]}
+CARDS = [  # set, train task, language, prompts, written, skipped, copied whole, copy rate
+    ("bon", "ufb", "en", 10, 10, {}, 10, 1.0),
+    ("bon", "ufb", "de", 6, 6, {}, 6, 1.0),
+    ("fusion", "ufb", "en", 10, 8, {"missing": 1, "unclosed": 1}, 2, 0.25),
+    ("fusion", "ufb", "de", 6, 5, {"missing": 1, "empty": 0}, 3, 0.6),
+]
+TRAININGS = {"bon": (14, 1.5, 70.5), "fusion": (12, 1.2345, 61.2)}
+
+
+def write_json_file(path: Path, record: dict) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record), encoding="utf-8")
+    return str(path)
+
+
+def distill_inputs(root: Path, training_fields: tuple[str, ...] = ("set", "steps", "final_loss", "seconds")):
+    """Student score files on arena (de, fr) and mgsm (de), the sets' data cards and their train.json files."""
+    cells = [
+        write_cell(root, "arena", lang, f"student-{name}", "single", {i: {"winrate": v} for i, v in scores.items()})
+        for lang, students in ARENA.items()
+        for name, scores in students.items()
+    ]
+    cells += [
+        write_cell(
+            root,
+            "mgsm",
+            "de",
+            f"student-{name}",
+            "single",
+            {f"m-{i}": {"accuracy": v, "lang_correct": 100.0 - v} for i, v in enumerate(values)},
+        )
+        for name, values in MGSM.items()
+    ]
+    fields = ("set", "task", "lang", "prompts", "written", "skipped", "copied_whole", "copy_rate")
+    cards = tuple(
+        write_json_file(
+            root / f"results/distill/{card[0]}/{card[1]}/{card[2]}/card.json", dict(zip(fields, card, strict=True))
+        )
+        for card in CARDS
+    )
+    trainings = tuple(
+        write_json_file(
+            root / f"results/distill/{name}/student/train.json",
+            {
+                key: value
+                for key, value in zip(("set", "steps", "final_loss", "seconds"), (name, *summary), strict=True)
+                if key in training_fields
+            }
+            | {"base_model": "smol", "samples_per_second": 3.5},  # extra fields are kept out of the table
+        )
+        for name, summary in TRAININGS.items()
+    )
+    return cells, cards, trainings
+
+
+def common_arena(name: str) -> list[np.ndarray]:
+    """A student's arena scores on the items every student scored: de-0 and de-1 in de, all three in fr."""
+    return [np.array([ARENA["de"][name][i] for i in ("de-0", "de-1")]), np.array(list(ARENA["fr"][name].values()))]
+
+
+def test_teacher_pool_table_averages_languages_on_common_items_beside_cards_and_training(tmp_path):
+    cells, cards, trainings = distill_inputs(tmp_path)
+    results = report(tmp_path, cells, DISTILL_TASKS, distill=DISTILL, cards=cards, trainings=trainings)
+    table = pd.read_csv(results / "tables/distill.csv").set_index("student")
+    assert list(table.index) == ["base", "bon", "fusion"]
+    assert list(table["label"]) == ["not fine-tuned", "teachers + bon-mbr_chrf", "5 teachers + FusioN"]
+    assert list(table["sampler"]) == ["student-base", "student-bon", "student-fusion"]
+    assert list(table["arena_n"]) == [5, 5, 5] and list(table["mgsm_n"]) == [4, 4, 4]
+    for name, expected_mean in (("base", (25 + 50) / 2), ("bon", (75 + 100 / 3) / 2), ("fusion", (100 + 250 / 3) / 2)):
+        low, high = bootstrap_ci(common_arena(name), SETTINGS["bootstrap"], SETTINGS["confidence"], SETTINGS["seed"])
+        row = table.loc[name]
+        assert row["arena_winrate"] == pytest.approx(expected_mean, abs=1e-4)
+        assert (row["arena_winrate_ci_low"], row["arena_winrate_ci_high"]) == pytest.approx((low, high), abs=1e-4)
+        assert row["mgsm_accuracy"] == pytest.approx(np.mean(MGSM[name]))  # the primary metric, not lang_correct
+    fusion, bon, base = table.loc["fusion"], table.loc["bon"], table.loc["base"]
+    assert (fusion["prompts"], fusion["written"], fusion["not_written"], fusion["copied_whole"]) == (16, 13, 3, 5)
+    assert fusion["not_written_reasons"] == "missing: 2; unclosed: 1"
+    assert fusion["copy_rate"] == pytest.approx((0.25 * 8 + 0.6 * 5) / 13, abs=1e-4)
+    assert (bon["written"], bon["not_written"], bon["copy_rate"]) == (16, 0, 1.0)
+    assert (fusion["steps"], fusion["final_loss"], fusion["seconds"]) == (12, 1.2345, 61.2)
+    assert base[["prompts", "steps", "final_loss", "copy_rate"]].isna().all()
+    markdown = (results / "tables/distill.md").read_text()
+    rows = tables_by_heading(markdown)["Teacher-pool table"]
+    assert "| student | pool | method | arena: winrate (n=5) | mgsm: accuracy (n=4) |" in rows
+    assert "the resampling unit is the item, resampled within each language" in " ".join(rows.split())
+    fusion_row = table_row(rows, "fusion: 5 teachers + FusioN")
+    # The table says what the pool was: each member's model, count and temperature.
+    pool = "teachers (smol@0.3, gemma270m×2@1)"
+    assert fusion_row[:3] == [pool, "fusion-smol", "91.7 [" + fusion_row[2].split("[")[1]]
+    assert fusion_row[4:] == ["16", "13", "3 (missing: 2; unclosed: 1)", "5", "38.5%", "12", "1.2345", "61"]
+    assert table_row(rows, "base: not fine-tuned")[:2] == ["—", "—"]
+    assert table_row(rows, "base: not fine-tuned")[4:] == ["—"] * 8
+
+
+def test_distill_paired_test_and_figure_compare_the_bon_and_fusion_data_students(tmp_path, monkeypatch):
+    drawn = []
+    draw_bars = report_module.draw_bars
+
+    def recording_draw_bars(ax, xs, means, low, high, width, colour, label, hatch=None):
+        drawn.append((label, means))
+        draw_bars(ax, xs, means, low, high, width, colour, label, hatch)
+
+    monkeypatch.setattr(report_module, "draw_bars", recording_draw_bars)
+    cells, cards, trainings = distill_inputs(tmp_path)
+    results = report(tmp_path, cells, DISTILL_TASKS, distill=DISTILL, cards=cards, trainings=trainings)
+    assert (results / "figures/distill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (results / "figures/distill.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "![distill](figures/distill.png)" in (results / "report.md").read_text()
+    # per panel (arena, mgsm): de, fr, avg on the items both compared students scored; base is not drawn
+    drawn = [(label, means) for label, means in drawn if not label.startswith("single")]  # the task figures' bars
+    assert [label for label, _ in drawn] == ["bon: teachers + bon-mbr_chrf", "fusion: 5 teachers + FusioN"] * 2
+    assert drawn[0][1] == pytest.approx([75.0, 100 / 3, (75 + 100 / 3) / 2])
+    assert drawn[1][1] == pytest.approx([100.0, 250 / 3, (100 + 250 / 3) / 2])
+    assert drawn[3][1] == pytest.approx([75.0, 75.0])
+    paired = tables_by_heading((results / "tables/distill.md").read_text(), level=4)
+    arena = paired["arena: winrate"]  # fusion − bon on de-0, de-1, fr-0, fr-1, fr-2: 50, 0, 100, 0, 50
+    differences = [50.0, 0.0, 100.0, 0.0, 50.0]
+    _, p = paired_test(differences, np.zeros(5), SETTINGS["bootstrap"], SETTINGS["seed"])
+    assert "student-fusion − student-bon" in arena and table_row(arena, "all") == [f"+40.0 (p={p:.3f}, n=5)"]
+    assert table_row(arena, "de")[0].startswith("+25.0 (") and table_row(arena, "de")[0].endswith("n=2)")
+    assert table_row(paired["mgsm: accuracy"], "all")[0].startswith("+0.0 (p=1.000, n=4)")
+
+
+def test_a_train_json_missing_a_field_is_one_error_naming_the_file(tmp_path):
+    cells, cards, trainings = distill_inputs(tmp_path, training_fields=("set", "steps", "seconds"))
+    with pytest.raises(PolyfuseError, match=rf"^{re.escape(trainings[0])}: missing field\(s\) final_loss$"):
+        report(tmp_path, cells, DISTILL_TASKS, distill=DISTILL, cards=cards, trainings=trainings)
+
+
+def test_a_card_whose_set_is_not_its_path_or_a_set_without_train_json_is_an_error(tmp_path):
+    cells, cards, trainings = distill_inputs(tmp_path)
+    with pytest.raises(PolyfuseError, match=r"^distill set 'fusion': no train\.json among the report's inputs$"):
+        report(tmp_path, cells, DISTILL_TASKS, distill=DISTILL, cards=cards, trainings=trainings[:1])
+    card = json.loads(Path(cards[0]).read_text()) | {"set": "fusion"}
+    Path(cards[0]).write_text(json.dumps(card))
+    with pytest.raises(PolyfuseError, match=rf"^{re.escape(cards[0])}: set 'fusion' is not the path's distill/<set>/"):
+        report(tmp_path, cells, DISTILL_TASKS, distill=DISTILL, cards=cards, trainings=trainings)
