@@ -15,6 +15,7 @@ include: "workflow/rules/fuse.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/comet.smk"
+include: "workflow/rules/distill.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -7,11 +7,13 @@ no engine backend, pandas or plotting library is loaded.
 
 from __future__ import annotations
 
+from polyfuse import methods
 from polyfuse.data import LOADERS
 from polyfuse.engines import BACKEND_MODULES, CONTEXT_KEYS, SUMMED_LOGLIK_ENGINES
 from polyfuse.errors import PolyfuseError
 from polyfuse.fuse import FALLBACKS
 from polyfuse.languages import LANGUAGE_NAMES
+from polyfuse.pools import pool_members
 from polyfuse.select import MODEL_SCORERS, SCORERS
 from polyfuse.tasks import PROMPT_STYLES, TASK_KINDS, load_template, task_kind
 
@@ -55,12 +57,17 @@ def check_config(config: dict) -> None:
         for lang in task["languages"]:
             _known(lang, LANGUAGE_NAMES, f"tasks.{name}.languages")
     study = config["study"]
-    for role in ("samplers", "fusors"):
+    pools = config.get("pools", {})
+    for name, spec in pools.items():
+        if name in models:
+            raise PolyfuseError(f"pools.{name}: a pool cannot share its name with a model")
+        pool_members(name, {"temperature": study["temperature"], **spec}, models)
+    for role, known in (("samplers", {**models, **pools}), ("fusors", models)):
         for model in study[role]:
-            _known(model, models, f"study.{role}")
+            _known(model, known, f"study.{role}")
         for name, task in config["tasks"].items():
             for model in task.get(role, []):
-                _known(model, models, f"tasks.{name}.{role}")
+                _known(model, known, f"tasks.{name}.{role}")
     for selector in study["selectors"]:
         _known(selector, set(SCORERS) - {"single", "oracle"}, "study.selectors")
         if selector in MODEL_SCORERS:
@@ -76,16 +83,22 @@ def check_config(config: dict) -> None:
         load_template(judge["pointwise_template"], "judge", models[judge["model"]]["prompt_style"])
     for name, task in config["tasks"].items():
         reference = task.get("reference", {})
-        if task["kind"] == "chat" and not reference:
+        if task["kind"] == "chat" and not reference and task.get("role", "test") == "test":
             raise PolyfuseError(
                 f"tasks.{name}.reference: a chat task needs a reference system ({{model: ...}} or {{file: ...}})"
             )
         if "model" in reference:
             _known(reference["model"], models, f"tasks.{name}.reference.model")
+    if "distill" in config:
+        check_distill(config)
     fusion = config["fusion"]
     _known(fusion["fallback"], FALLBACKS, "fusion.fallback")
     check_fusor_context(config)
     fusors = set(study["fusors"]).union(*(task.get("fusors", []) for task in config["tasks"].values()))
+    for spec in config.get("distill", {}).get("sets", {}).values():
+        family, fusor = methods.parse(spec["method"])
+        if family == "fusion" and fusor in models:
+            fusors.add(fusor)
     for fusor in fusors:
         load_template(fusion["template"], "fusion", models[fusor]["prompt_style"])
 
@@ -97,14 +110,98 @@ def check_fusor_context(config: dict) -> None:
     the engines check each real prompt before generating.
     """
     n, budget = config["study"]["n"], config["fusion"]["max_tokens"]
+    sets = config.get("distill", {}).get("sets", {}).values()
     for name, task in config["tasks"].items():
-        needed = n * task.get("max_tokens", task_kind(task["kind"]).max_tokens) + budget
-        for fusor in task.get("fusors", config["study"]["fusors"]):
+        if task.get("role", "test") == "test":
+            jobs = [(fusor, n, f"study.n={n}") for fusor in task.get("fusors", config["study"]["fusors"])]
+        else:  # a training prompt is fused only by the sets' fusors, over their pools
+            jobs = [
+                (fusor, pool_size(config, spec["pool"]), f"pool {spec['pool']!r}'s {pool_size(config, spec['pool'])}")
+                for spec in sets
+                for family, fusor in [methods.parse(spec["method"])]
+                if family == "fusion"
+            ]
+        for fusor, count, what in jobs:
+            needed = count * task.get("max_tokens", task_kind(task["kind"]).max_tokens) + budget
             spec = config["models"][fusor]
             key, default = CONTEXT_KEYS.get(spec["engine"], (None, None))
             context = spec.get(key, default) if key else None
             if context is not None and needed >= context:
                 raise PolyfuseError(
-                    f"models.{fusor}.{key}: {context} tokens cannot hold study.n={n} candidates of "
+                    f"models.{fusor}.{key}: {context} tokens cannot hold {what} candidates of "
                     f"tasks.{name}.max_tokens plus fusion.max_tokens={budget} ({needed} tokens) and the prompt"
                 )
+
+
+def pool_size(config: dict, sampler: str) -> int:
+    """Candidates per prompt of a sampler: the members' counts of a pool, study.n of a model."""
+    pool = config.get("pools", {}).get(sampler)
+    return sum(member.get("n", 1) for member in pool["members"]) if pool else config["study"]["n"]
+
+
+def check_distill(config: dict) -> None:
+    """The synthetic-data setting: sets built from known pools by known methods, students evaluated on test tasks."""
+    distill, models, study = config["distill"], config["models"], config["study"]
+    samplers = {**models, **config.get("pools", {})}
+    train_tasks = [name for name, task in config["tasks"].items() if task["role"] == "train"]
+    if not train_tasks:
+        raise PolyfuseError("distill: no task has role: train, so there are no prompts to build sets from")
+    for name, spec in distill["sets"].items():
+        where = f"distill.sets.{name}"
+        if name == methods.BASE_STUDENT or not name.replace("_", "").isalnum():
+            raise PolyfuseError(
+                f"{where}: a set name is letters, digits and '_', and not 'base' (the untrained student)"
+            )
+        _known(spec["pool"], samplers, f"{where}.pool")
+        family, argument = methods.parse(spec["method"])
+        if family == "bon":
+            _known(argument, set(study["selectors"]), f"{where}.method (its selector, from study.selectors)")
+        elif family == "fusion":
+            _known(argument, models, f"{where}.method (its fusor)")
+        elif family != "single":
+            raise PolyfuseError(f"{where}.method: {spec['method']!r} needs references; use single, bon-* or fusion-*")
+    for name, family in zip(distill["compare"], ("bon", "fusion"), strict=True):
+        _known(name, distill["sets"], "distill.compare")
+        if methods.parse(distill["sets"][name]["method"])[0] != family:
+            raise PolyfuseError(f"distill.compare: [a bon-* set, a fusion-* set], got {distill['compare']}")
+    for name in [*models, *config.get("pools", {})]:
+        if methods.is_student(name):
+            raise PolyfuseError(f"{name!r}: names starting {methods.STUDENT_PREFIX!r} are the students' own")
+    test_tasks = [name for name, task in config["tasks"].items() if task["role"] == "test"]
+    for task in distill["evaluate"]:
+        _known(task, test_tasks, "distill.evaluate")
+    student = distill["student"]["model"]
+    _known(student, models, "distill.student.model")
+    if models[student]["engine"] != "llamacpp":
+        raise PolyfuseError(f"distill.student.model: {student!r} must be a llamacpp model: its GGUF is fine-tuned")
+
+
+def student_gguf(set_name: str) -> str:
+    return f"results/distill/{set_name}/student/student.gguf"
+
+
+def student_models(config: dict) -> dict[str, dict]:
+    """The student models: the untrained base and one per set, each its exported GGUF answering in chat style."""
+    distill = config["distill"]
+    n_ctx = distill["student"]["n_ctx"]
+    return {
+        methods.student(name): {
+            "engine": "llamacpp",
+            "path": student_gguf(name),
+            "prompt_style": "chat",
+            "n_ctx": n_ctx,
+        }
+        for name in [methods.BASE_STUDENT, *distill["sets"]]
+    }
+
+
+def finetune_settings(config: dict) -> dict:
+    """The fine-tune's settings with the base student's GGUF resolved; cluster resources stay with the rule."""
+    from polyfuse.engines.llamacpp import resolve_gguf
+
+    student = config["distill"]["student"]["model"]
+    spec = config["models"][student]
+    settings = {key: value for key, value in config["distill"]["finetune"].items() if key != "resources"}
+    # A hub GGUF is fetched by the fine-tuning job, so parsing the workflow never downloads a model.
+    base = {"hub": spec["hub"]} if "hub" in spec else {"gguf": str(resolve_gguf(student, spec))}
+    return {**settings, "base": base, "export": "gguf"}

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 
-from polyfuse import data, fuse, score
+from polyfuse import data, distill, fuse, methods, pools, score
 from polyfuse import judge as judging
 from polyfuse import sample as sampling
 from polyfuse import select as bon
@@ -70,7 +70,7 @@ def items(smk) -> None:
 
 @step
 def sample(smk) -> None:
-    model = smk.wildcards.model
+    (model,) = smk.params.models  # a sampling job runs exactly one model
     engine = _engine(smk, model)
     with OutputCache(smk.params.cache) as cache:
         sampling.run_sample(
@@ -85,6 +85,29 @@ def sample(smk) -> None:
             sampling=smk.params.sampling,
             seed=int(smk.params.study["seed"]),
         )
+
+
+@step
+def pool(smk) -> None:
+    count = pools.merge_pools(
+        smk.input.items_file, list(smk.input.members), smk.params.members, smk.output.pools, smk.wildcards.pool
+    )
+    log.info("pools=%d members=%d", count, len(smk.params.members))
+
+
+@step
+def sft_set(smk) -> None:
+    card = distill.build_sft_set(
+        smk.input.items_file,
+        smk.input.pools,
+        dict(zip(smk.params.methods, smk.input.outputs, strict=True)),
+        smk.params.target,
+        smk.wildcards.set,
+        task_kind(smk.params.kind),
+        smk.output.sft,
+        smk.output.card,
+    )
+    log.info("set=%s written=%d of %d prompts", smk.wildcards.set, card["written"], card["prompts"])
 
 
 def _judge(smk, model: str, cache: OutputCache, template_key: str) -> Judge:
@@ -119,7 +142,7 @@ def reference(smk) -> None:
 
 @step
 def select(smk) -> None:
-    scorer_name = smk.wildcards.selector.removeprefix("bon-")
+    scorer_name = methods.parse(smk.wildcards.selector)[1] or smk.wildcards.selector
     model = smk.params.scorer_model
     with OutputCache(smk.params.cache) as cache:
         context: dict = {}
@@ -192,4 +215,6 @@ def aggregate(smk) -> None:
         fusions=list(smk.input.fusions),
         outputs=dict(smk.output),
         settings=smk.params.report,
+        cards=list(smk.input.cards),
+        trainings=list(smk.input.trainings),
     )

@@ -4,6 +4,7 @@ and dry runs of the default and paper configs, the SLURM profile and the conda e
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -39,13 +40,51 @@ def study(tmp_path_factory):
     return Study(workdir, args, yaml.safe_load(TEST_CONFIG.read_text()))
 
 
+def test_tasks(config: dict) -> dict[str, dict]:
+    return {task: spec for task, spec in config["tasks"].items() if spec.get("role", "test") == "test"}
+
+
+def students(config: dict) -> list[str]:
+    return [f"student-{name}" for name in ["base", *config["distill"]["sets"]]]
+
+
 def pools(config: dict) -> list[tuple[str, str, str]]:
-    """(task, language, sampler) of every candidate pool a study draws."""
+    """(task, language, sampler) of every test-time candidate pool a study draws (students excluded)."""
     return [
         (task, lang, sampler)
-        for task, spec in config["tasks"].items()
+        for task, spec in test_tasks(config).items()
         for lang in spec["languages"]
         for sampler in spec.get("samplers", config["study"]["samplers"])
+    ]
+
+
+def student_pools(config: dict) -> list[tuple[str, str, str]]:
+    """(task, language, student) of every student's answers."""
+    return [
+        (task, lang, student)
+        for task in config["distill"]["evaluate"]
+        for lang in config["tasks"][task]["languages"]
+        for student in students(config)
+    ]
+
+
+def train_cells(config: dict) -> list[tuple[str, str]]:
+    return [
+        (task, lang)
+        for task, spec in config["tasks"].items()
+        if spec.get("role") == "train"
+        for lang in spec["languages"]
+    ]
+
+
+def member_pools(config: dict) -> list[tuple[str, str, str, int]]:
+    """(task, language, pool, member) of every pool member's answers to the training prompts."""
+    used = {spec["pool"] for spec in config["distill"]["sets"].values()}
+    return [
+        (task, lang, pool, k)
+        for task, lang in train_cells(config)
+        for pool in sorted(used)
+        for k in range(len(config["pools"][pool]["members"]))
     ]
 
 
@@ -62,7 +101,7 @@ def digests(workdir: Path) -> dict[str, str]:
 
 def test_study_writes_tables_figures_and_report(study):
     results = study.workdir / "results"
-    for task in study.config["tasks"]:
+    for task in test_tasks(study.config):
         for name in (f"tables/{task}.csv", f"tables/{task}.md"):
             assert (results / name).stat().st_size > 0, name
         data = (results / f"figures/{task}.png").read_bytes()
@@ -125,16 +164,62 @@ def test_records_carry_their_provenance(study):
     assert parse["parse_failures"].sum() == sum(status != "ok" for status in statuses)
 
 
+def test_setting_two_builds_sets_trains_students_and_reports_them(study):
+    results, config = study.workdir / "results", study.config
+    distill = config["distill"]
+    for name, spec in distill["sets"].items():
+        for task, lang in train_cells(config):
+            card = json.loads((results / f"distill/{name}/{task}/{lang}/card.json").read_text())
+            records = list(read_jsonl(results / f"distill/{name}/{task}/{lang}/sft.jsonl"))
+            assert card["written"] == len(records) > 0 and card["prompts"] == config["tasks"][task]["max_items"]
+            # A target is the set's method's output on its pool, and a fused answer that did not parse is no target.
+            outputs = {
+                o["id"]: o for o in read_jsonl(results / f"{task}/{lang}/outputs/{spec['pool']}/{spec['method']}.jsonl")
+            }
+            for record in records:
+                output = outputs[record["id"]]
+                assert record["completion"][0]["content"] == output["output"].strip()
+                assert output.get("parse_status", "ok") == "ok"
+                members = config["pools"][spec["pool"]]["members"]
+                assert [c["model"] for c in record["candidates"]] == [m["model"] for m in members]
+            failures = sum(o.get("parse_status", "ok") != "ok" for o in outputs.values())
+            assert sum(card["skipped"].values()) >= failures and card["written"] + failures <= card["prompts"]
+        losses = pd.read_csv(results / f"distill/{name}/student/loss.csv")
+        assert len(losses) == distill["finetune"]["max_steps"] and losses["loss"].notna().all()
+        assert (results / f"distill/{name}/student/student.gguf").read_bytes()[:4] == b"GGUF"
+    # Every student, the untrained base included, answered the evaluated tasks and was judged like any sampler.
+    for task, lang, student in student_pools(config):
+        pool = next(read_jsonl(results / f"{task}/{lang}/pools/{student}.jsonl"))
+        assert len(pool["candidates"]) == 1 and pool["candidates"][0]["params"]["temperature"] == 0.0
+        assert (results / f"{task}/{lang}/scores/{student}/single.summary.json").exists()
+    table = pd.read_csv(results / "tables/distill.csv")
+    assert list(table["student"]) == ["base", *distill["sets"]]
+    task = distill["evaluate"][0]
+    assert table[f"{task}_winrate"].between(0, 100).all() and (table[f"{task}_n"] > 0).all()
+    assert "paired" in (results / "tables/distill.md").read_text()
+    for figure in ("distill.png", "distill.pdf"):
+        assert (results / "figures" / figure).stat().st_size > 10_000, figure
+
+
 def test_second_run_makes_zero_model_calls(study):
     workdir = study.workdir
     before = digests(workdir)
     assert snakemake(workdir, "-n", *study.args).stdout.count("Nothing to be done") == 1
     snakemake(workdir, "--cores", "2", "--forceall", *study.args)
     calls = model_calls(workdir)
-    assert len([log for log in calls if "/sample/" in log]) == len(pools(study.config))
+    sample_jobs = len(pools(study.config)) + len(student_pools(study.config))
+    assert len([log for log in calls if "/sample/" in log]) == sample_jobs
+    assert len([log for log in calls if "/sample_member/" in log]) == len(member_pools(study.config))
     fuse_jobs = sum(len(fusors(study.config, task)) for task, _, _ in pools(study.config))
+    sets = study.config["distill"]["sets"].values()
+    pool_fusions = {(spec["pool"], spec["method"]) for spec in sets if spec["method"].startswith("fusion-")}
+    fuse_jobs += len(pool_fusions) * len(train_cells(study.config))
     assert len([log for log in calls if "/fuse/" in log]) == fuse_jobs
     assert calls and set(calls.values()) == {0}, calls
+    # Every student was trained in the first run; the forced re-run finds each in the student cache.
+    for name in study.config["distill"]["sets"]:
+        log = (workdir / f"results/logs/finetune/{name}.log").read_text()
+        assert "training_steps=0" in log and "student cache hit" in log, log[-2000:]
     assert digests(workdir) == before
 
 
@@ -149,13 +234,41 @@ def test_dry_run_of_the_default_config():
         [SNAKEMAKE, "-n", "--forceall", "--cores", "2"], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    for rule, jobs in (("sample", 8), ("fuse", 8), ("reference", 2), ("judge", 8), ("head_to_head", 4), ("comet", 3)):
-        assert re.search(rf"\n{rule}\s+{jobs}\n", result.stdout), (rule, result.stdout[-1500:])
+    # Setting 1: 8 pools. Setting 2: 2 training cells x 3 teachers, fused twice (teachers' set, its one fusor),
+    # 3 students trained and 4 (the base too) answering 5 test cells, 2 of them judged, 3 scored by COMET.
+    jobs = {
+        "sample": 8 + 4 * 5,
+        "sample_member": 2 * 3,
+        "fuse": 8 + 2,
+        "reference": 2,
+        "judge": 8 + 4 * 2,
+        "head_to_head": 4,
+        "comet": 3 + 4 * 3,
+        "sft_set": 3 * 2,
+        "finetune": 3,
+        "student_base": 1,
+    }
+    for rule, count in jobs.items():
+        assert re.search(rf"\n{rule}\s+{count}\n", result.stdout), (rule, result.stdout[-1500:])
+
+
+def test_the_teacher_pool_overlay_adds_the_tables_other_rows():
+    overlay = ("--configfile", "config/config.yaml", "config/teacher-pool.yaml")
+    result = subprocess.run(
+        [SNAKEMAKE, "-n", "--forceall", "--cores", "2", *overlay], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    for rule, count in {"finetune": 6, "sft_set": 12, "sample_member": 2 * (3 + 3 + 1), "fuse": 8 + 2 * 3}.items():
+        assert re.search(rf"\n{rule}\s+{count}\n", result.stdout), (rule, result.stdout[-1500:])
 
 
 def test_lint_is_clean():
     result = subprocess.run([SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout
+
+
+DEFAULT_DISTILL = yaml.safe_load((REPO / "config/config.yaml").read_text())["distill"]
+DEFAULT_STUDY = yaml.safe_load((REPO / "config/config.yaml").read_text())["study"]
 
 
 @pytest.mark.parametrize(
@@ -181,8 +294,51 @@ def test_lint_is_clean():
             "config: models.m.engine: unknown 'tgi'",
         ),
         (
-            {"study": {"samplers": ["gemma270m"], "fusors": ["gemma270m"], "n": 80}},
+            {
+                "study": {
+                    "samplers": ["gemma270m"],
+                    "fusors": ["gemma270m"],
+                    "n": 80,
+                    **{key: DEFAULT_STUDY[key] for key in ("selectors", "scorer_models")},  # the sets' BoN
+                }
+            },
             "config: models.smol.n_ctx: 4096 tokens cannot hold study.n=80 candidates of tasks.arena.max_tokens",
+        ),
+        (
+            {"pools": {"teachers": {"members": [{"model": "smol"}, {"model": "gpt9"}]}}},
+            "config: pools.teachers.members[1]: unknown model 'gpt9'",
+        ),
+        (
+            {"pools": {"teachers": {"members": [{"model": "smol"}, {"model": "smol", "n": 2}]}}},
+            "config: pools.teachers.members[1]: same model 'smol' and temperature 0.7 as members[0]",
+        ),
+        (
+            {
+                "pools": {"teachers": {"members": [{"model": "smol"}]}},
+                "distill": {
+                    "sets": {"fusion": {"pool": "teachers", "method": "fusion-gpt9"}},
+                    "compare": ["fusion", "fusion"],
+                    "evaluate": ["arena"],
+                    "student": {"model": "smol"},
+                },
+            },
+            "config: distill.sets.fusion.method (its fusor): unknown 'gpt9'",
+        ),
+        (
+            {
+                "pools": {"teachers": {"members": [{"model": "smol"}]}},
+                "distill": {
+                    "sets": {"base": {"pool": "teachers", "method": "single"}},
+                    "compare": ["base", "base"],
+                    "evaluate": ["arena"],
+                    "student": {"model": "smol"},
+                },
+            },
+            "config: distill.sets.base: a set name is letters, digits and '_', and not 'base'",
+        ),
+        (
+            {"distill": {**DEFAULT_DISTILL, "compare": ["fusion", "bon"]}},
+            "config: distill.compare: [a bon-* set, a fusion-* set], got ['fusion', 'bon']",
         ),
     ],
 )
@@ -199,7 +355,13 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, message):
 
 @pytest.mark.parametrize(
     "where, key",
-    [(("models", "gemma270m"), "n_cxt"), (("models", "smol", "resources"), "gpus"), (("tasks", "wmt24pp"), "shot")],
+    [
+        (("models", "gemma270m"), "n_cxt"),
+        (("models", "smol", "resources"), "gpus"),
+        (("tasks", "wmt24pp"), "shot"),
+        (("distill", "finetune"), "batchsize"),
+        (("pools", "teachers"), "temprature"),
+    ],
 )
 def test_a_misspelled_key_is_an_error_naming_it(tmp_path, where, key):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -276,13 +438,44 @@ def test_reasoning_tables_carry_language_correctness(study):
         assert f"### {task}: lang_correct" in (study.workdir / f"results/tables/{task}.md").read_text()
 
 
+def test_a_pool_is_a_sampler_at_test_time_too(tmp_path):
+    """A hedged pool: the default study's teacher pool as a second sampler of every test task, fused and selected."""
+    overlay = tmp_path / "hedged.yaml"
+    overlay.write_text(yaml.safe_dump({"study": {"samplers": ["gemma270m", "teachers"]}}))
+    result = subprocess.run(
+        [SNAKEMAKE, "-n", "--forceall", "--configfile", "config/config.yaml", str(overlay)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for task in ("wmt24pp", "mgsm"):
+        assert f"results/{task}/de/pools/teachers/1.jsonl" in result.stdout
+        assert f"results/{task}/de/outputs/teachers/fusion-gemma270m.jsonl" in result.stdout
+        assert f"results/{task}/de/scores/teachers/bon-loglik.jsonl" in result.stdout
+
+
 def test_paper_config_builds_the_whole_dag():
     result = subprocess.run(
         [SNAKEMAKE, "-n", "--configfile", "config/paper.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    for rule, jobs in (("sample", 74), ("fuse", 74), ("select_reward_model", 74), ("comet", 20), ("judge", 66)):
-        assert re.search(rf"\n{rule}\s+{jobs}\n", result.stdout), rule
+    # Setting 1: 74 pools (2 samplers x 37 cells). Setting 2: 16 training cells (ufb 11, geofactx 5) answered by 11
+    # pool members, fused 4 ways and BoN-selected on 2 pools; 8 students answer 26 test cells (11 of them judged).
+    jobs = {
+        "sample": 74 + 8 * 26,
+        "sample_member": 16 * 11,
+        "fuse": 74 + 16 * 4,
+        "select_reward_model": 74 + 16 * 2,
+        "comet": 20 + 8 * 10,
+        "judge": 66 + 8 * 11,
+        "sft_set": 16 * 7,
+        "finetune": 7,
+        "student_base": 1,
+    }
+    for rule, count in jobs.items():
+        assert re.search(rf"\n{rule}\s+{count}\n", result.stdout), rule
 
 
 def job_resources(dry_run: str) -> list[tuple[str, dict[str, str]]]:
@@ -311,8 +504,10 @@ def test_slurm_partition_follows_each_jobs_gpu_need(override, cpu, gpu):
         assert resources["slurm_partition"] == expected, (rule, resources)
     # Single, oracle and model-free BoN selection, and the API reference system, need no GPU.
     assert {resources["slurm_partition"] for rule, resources in jobs if rule in ("select", "reference")} == {cpu}
-    fuse = [resources for rule, resources in jobs if rule == "fuse"]
-    assert fuse and all(r["gpu"] == "4" and r["mem_mb"] == "256000" and r["slurm_partition"] == gpu for r in fuse)
+    fuse = re.findall(  # Command A fuses on four GPUs; DeepSeek-V3, a setting-2 fusor, is an API
+        r"rule fuse:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*fusor=command-a\n    resources: ([^\n]*)", result.stdout
+    )
+    assert fuse and all("gpu=4" in r and "mem_mb=256000" in r and f"slurm_partition={gpu}" in r for r in fuse)
     aya = re.findall(
         r"rule sample:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*model=aya-expanse-8b\n    resources: ([^\n]*)",
         result.stdout,

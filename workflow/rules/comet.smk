@@ -5,7 +5,9 @@
 rule comet:
     input:
         items_file="results/{task}/{lang}/items.jsonl",
-        outputs=lambda w: [f"results/{w.task}/{w.lang}/outputs/{w.model}/{m}.jsonl" for m in methods(w.task)],
+        outputs=lambda w: [
+            f"results/{w.task}/{w.lang}/outputs/{w.model}/{m}.jsonl" for m in methods_of(w.task, w.model)
+        ],
     output:
         scores="results/{task}/{lang}/scores/{model}/comet.jsonl",
         summary="results/{task}/{lang}/scores/{model}/comet.summary.json",

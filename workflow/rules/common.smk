@@ -12,7 +12,9 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
-from polyfuse.config import check_config, check_schema
+from polyfuse import methods
+from polyfuse.config import check_config, check_schema, finetune_settings, student_gguf, student_models
+from polyfuse.pools import pool_members
 from polyfuse.errors import PolyfuseError
 from polyfuse.tasks import task_kind
 
@@ -21,43 +23,67 @@ try:
     check_schema(config, SCHEMA)  # one line naming the key, before Snakemake's own multi-line report
     validate(config, SCHEMA)  # fills in the schema's defaults
     check_config(config)
+    FINETUNE = finetune_settings(config) if "distill" in config else {}  # locates the base student's GGUF
 except PolyfuseError as exc:
     raise WorkflowError(f"config: {exc}") from None
 
 TASKS = config["tasks"]
-MODELS = config["models"]
+# Test tasks are scored and reported; train tasks are the prompt pools of the synthetic-data sets, never scored.
+TEST_TASKS = {task: spec for task, spec in TASKS.items() if spec["role"] == "test"}
+TRAIN_TASKS = {task: spec for task, spec in TASKS.items() if spec["role"] == "train"}
 STUDY = config["study"]
-JUDGED_TASKS = [task for task, spec in TASKS.items() if task_kind(spec["kind"]).metrics[0] == "winrate"]
-METRIC_TASKS = [task for task in TASKS if task not in JUDGED_TASKS]
-BON = [f"bon-{selector}" for selector in STUDY["selectors"]]
+# A pool's members sample at the pool's temperature, or the study's, unless they set their own.
+POOLS = {
+    name: pool_members(name, {"temperature": STUDY["temperature"], **spec}, config["models"])
+    for name, spec in config["pools"].items()
+}
+DISTILL = config.get("distill")
+SETS = DISTILL["sets"] if DISTILL else {}
+# Each student is one more model: the base student and one per set, fine-tuned and exported to GGUF for llama.cpp.
+STUDENTS = student_models(config) if DISTILL else {}
+MODELS = {**config["models"], **STUDENTS}
+JUDGED_TASKS = [task for task, spec in TEST_TASKS.items() if task_kind(spec["kind"]).metrics[0] == "winrate"]
+METRIC_TASKS = [task for task in TEST_TASKS if task not in JUDGED_TASKS]
+BON = [methods.bon(selector) for selector in STUDY["selectors"]]
 COMET = config["comet"]
-TRANSLATION_TASKS = [task for task, spec in TASKS.items() if spec["kind"] == "translation"]
+TRANSLATION_TASKS = [task for task, spec in TEST_TASKS.items() if spec["kind"] == "translation"]
 # Rules of the torch group run under conda's env python, or on the pip route under config["torch_python"].
-TORCH_PYTHON = (
-    "python"
-    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-    else os.path.join(workflow.basedir, config["torch_python"])  # relative to the checkout
-)
+ON_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+TORCH_PYTHON = "python" if ON_CONDA else os.path.join(workflow.basedir, config["torch_python"])
+TRAIN_PYTHON = "python" if ON_CONDA else os.path.join(workflow.basedir, config["train_python"])
 
 
 def samplers(task):
+    """The samplers (models or pools) of a test task's test-time comparison."""
     return TASKS[task].get("samplers", STUDY["samplers"])
 
 
+def students(task):
+    return list(STUDENTS) if DISTILL and task in DISTILL["evaluate"] else []
+
+
 def fusion_methods(task):
-    return [f"fusion-{fusor}" for fusor in TASKS[task].get("fusors", STUDY["fusors"])]
+    return [methods.fusion(fusor) for fusor in TASKS[task].get("fusors", STUDY["fusors"])]
 
 
 def head_to_head(task):
     """FusioN against each BoN variant, judged head-to-head on chat tasks."""
-    return [f"{fusion}__vs__{bon}" for fusion in fusion_methods(task) for bon in BON]
+    return [methods.pair(fusion, bon) for fusion in fusion_methods(task) for bon in BON]
 
 
-def methods(task):
+def methods_of(task, sampler=None):
+    """The methods applied to a sampler's pools of a task; a student answers once, so only `single`."""
+    if sampler in STUDENTS:
+        return ["single"]
     oracle = ["oracle"] if task_kind(TASKS[task]["kind"]).has_oracle else []
     if task in TRANSLATION_TASKS and COMET["model"] and COMET["oracle"]:
         oracle.append("oracle-comet")
     return ["single", *oracle, *BON, *fusion_methods(task)]
+
+
+def set_methods(pool):
+    """Every method some set applies to `pool`: the target of each, and the others shown beside it in the records."""
+    return sorted({spec["method"] for spec in SETS.values() if spec["pool"] == pool})
 
 
 def alternatives(names):
@@ -68,29 +94,34 @@ def alternatives(names):
 wildcard_constraints:
     task=alternatives(TASKS),
     lang=alternatives({lang for task in TASKS.values() for lang in task["languages"]}),
-    model=alternatives(MODELS),
-    fusor=alternatives(MODELS),
+    model=alternatives([*MODELS, *POOLS]),
+    pool=alternatives(POOLS),
+    member=r"\d+",
+    set=alternatives(SETS),
+    fusor=alternatives(config["models"]),
     selector=r"single|oracle|bon-(?!reward_model)[a-z_]+",
     method=r"single|oracle|oracle-comet|bon-[a-z_]+|fusion-[A-Za-z0-9_.-]+",
     pair=r"fusion-[A-Za-z0-9_.-]+__vs__bon-[a-z_]+",
 
 
-def cells(task, pattern):
-    """`pattern` for every (language, sampler) cell of `task`."""
+def cells(task, pattern, with_students=False):
+    """`pattern` for every (language, sampler) cell of `task`; with its students when asked."""
     return [
         pattern.format(task=task, lang=lang, model=model)
         for lang in TASKS[task]["languages"]
-        for model in samplers(task)
+        for model in [*samplers(task), *(students(task) if with_students else [])]
     ]
 
 
 def score_files(suffix):
-    """Every method's scores, and on judged tasks the head-to-head verdicts."""
+    """Every method's scores (the students' included), and on judged tasks the head-to-head verdicts."""
     per_method = [
         path
-        for task in TASKS
-        for method in methods(task)
-        for path in cells(task, f"results/{{task}}/{{lang}}/scores/{{model}}/{method}{suffix}")
+        for task in TEST_TASKS
+        for lang in TASKS[task]["languages"]
+        for sampler in [*samplers(task), *students(task)]
+        for method in methods_of(task, sampler)
+        for path in [f"results/{task}/{lang}/scores/{sampler}/{method}{suffix}"]
     ]
     pairs = [
         path
@@ -101,7 +132,7 @@ def score_files(suffix):
     comet = [
         path
         for task in TRANSLATION_TASKS
-        for path in cells(task, f"results/{{task}}/{{lang}}/scores/{{model}}/comet{suffix}")
+        for path in cells(task, f"results/{{task}}/{{lang}}/scores/{{model}}/comet{suffix}", with_students=True)
         if COMET["model"]
     ]
     return per_method + pairs + comet
@@ -110,14 +141,38 @@ def score_files(suffix):
 def fusion_files():
     return [
         path
-        for task in TASKS
+        for task in TEST_TASKS
         for method in fusion_methods(task)
         for path in cells(task, f"results/{{task}}/{{lang}}/outputs/{{model}}/{method}.jsonl")
     ]
 
 
+def distill_files(name):
+    """A file of every set on every training task and language: `sft.jsonl` or `card.json`."""
+    return [
+        f"results/distill/{set_name}/{task}/{lang}/{name}"
+        for set_name in SETS
+        for task in TRAIN_TASKS
+        for lang in TASKS[task]["languages"]
+    ]
+
+
+def set_files(wildcards):
+    """The SFT files a set's student is trained on: every training task and language."""
+    return [
+        f"results/distill/{wildcards.set}/{task}/{lang}/sft.jsonl"
+        for task in TRAIN_TASKS
+        for lang in TASKS[task]["languages"]
+    ]
+
+
+def student_file(model):
+    """The GGUF a student model loads, so sampling a student waits for its fine-tune; other models have none."""
+    return [STUDENTS[model]["path"]] if model in STUDENTS else []
+
+
 def scorer_model(selector):
-    return STUDY["scorer_models"].get(selector.removeprefix("bon-"))
+    return STUDY["scorer_models"].get(methods.parse(selector)[1])
 
 
 # The model a job runs, by rule, from its wildcards; None for jobs that run none.
@@ -142,14 +197,14 @@ def judge_model(wildcards):
 
 
 def report_outputs():
-    per_task = [f"results/tables/{task}.{ext}" for task in TASKS for ext in ("csv", "md")]
+    per_task = [f"results/tables/{task}.{ext}" for task in TEST_TASKS for ext in ("csv", "md")]
+    distill = [f"results/{name}" for name in ("tables/distill.csv", "tables/distill.md", "figures/distill.png")]
+    distill += ["results/figures/distill.pdf"]
     return (
         per_task
-        + [f"results/figures/{task}.png" for task in TASKS]
-        + [
-            "results/tables/fusion_parse.csv",
-            "results/report.md",
-        ]
+        + [f"results/figures/{task}.png" for task in TEST_TASKS]
+        + ["results/tables/fusion_parse.csv", "results/report.md"]
+        + (distill if DISTILL else [])
     )
 
 
@@ -219,3 +274,37 @@ def max_tokens(task):
     from polyfuse.tasks import task_kind
 
     return TASKS[task].get("max_tokens", task_kind(TASKS[task]["kind"]).max_tokens)
+
+
+def sampling_job(wildcards):
+    """What a sampling job draws: its model, how many candidates per item (and the seed), and the sampling params.
+
+    A pool member draws its own count at its own temperature; a student answers once; any other sampler
+    draws study.n candidates.
+    """
+    if hasattr(wildcards, "member"):
+        member = POOLS[wildcards.pool][int(wildcards.member)]
+        model, n, temperature = member["model"], member["n"], member["temperature"]
+    elif wildcards.model in STUDENTS:
+        model, n, temperature = wildcards.model, 1, DISTILL["student"]["temperature"]
+    else:
+        model, n, temperature = wildcards.model, STUDY["n"], STUDY["temperature"]
+    sampling = {"temperature": temperature, "top_p": STUDY["top_p"], "max_tokens": max_tokens(wildcards.task)}
+    return model, {"n": n, "seed": STUDY["seed"]}, sampling
+
+
+def sampling_model(wildcards):
+    return sampling_job(wildcards)[0]
+
+
+# The base student's GGUF, so replacing it retrains every student; a hub GGUF is fetched by the job itself.
+STUDENT_BASE = [FINETUNE["base"]["gguf"]] if "gguf" in FINETUNE.get("base", {}) else []
+EXPORT_SETTINGS = {key: FINETUNE[key] for key in ("base", "export", "gguf_type") if key in FINETUNE}
+FINETUNE_RESOURCES = (
+    {
+        **DISTILL["finetune"]["resources"],
+        "slurm_partition": slurm_partition(DISTILL["finetune"]["resources"]["gpu"]),
+    }
+    if DISTILL
+    else {}
+)

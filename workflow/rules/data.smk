@@ -13,7 +13,7 @@ rule items:
     resources:
         slurm_partition=slurm_partition(gpus=0),
     params:
-        task=lambda w: TASKS[w.task],
+        task=lambda w: {key: value for key, value in TASKS[w.task].items() if key != "role"},  # role: no data change
         seed=STUDY["seed"],
     script:
         "../scripts/items.py"
