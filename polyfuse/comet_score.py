@@ -25,7 +25,10 @@ class CometUnavailable(Exception):
 
 
 def checkpoint_path(model: str) -> str:
-    """A local checkpoint file for `model`, downloading a hub model when the hub is reachable."""
+    """A local checkpoint file for `model`, downloading a hub model when the hub is reachable.
+
+    Resolved before COMET (and torch) is imported: an unavailable model costs a job well under a second, not ten.
+    """
     local = Path(model).expanduser()
     if local.is_file():
         return str(local)
@@ -33,21 +36,27 @@ def checkpoint_path(model: str) -> str:
         return str(local / "checkpoints" / "model.ckpt")
     if local.exists() or model.startswith((".", "/", "~")):
         raise CometUnavailable(f"no COMET checkpoint at {local}")
-    from comet import download_model
-
-    try:
-        return download_model(model, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
-    except Exception as exc:  # comet wraps every hub failure in KeyError; the cause is what matters
+    try:  # installed with unbabel-comet (through transformers)
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CometUnavailable("unbabel-comet is not installed in this environment (see envs/comet.yaml)") from None
+    try:  # what comet.download_model does for every hub-hosted model
+        snapshot = snapshot_download(repo_id=model, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
+    except Exception as exc:  # the hub client raises a different class per network failure; the cause is what matters
         raise CometUnavailable(f"{model} could not be downloaded or found in the hub cache ({exc})") from None
+    checkpoint = Path(snapshot) / "checkpoints" / "model.ckpt"
+    if not checkpoint.is_file():
+        raise CometUnavailable(f"{model} is not a COMET model: no checkpoints/model.ckpt in its repository")
+    return str(checkpoint)
 
 
 class Comet:
     def __init__(self, model: str, batch_size: int = 8, gpus: int = 0):
+        path = checkpoint_path(model)
         try:
             from comet import load_from_checkpoint
         except ImportError:
             raise CometUnavailable("unbabel-comet is not installed in this environment (see envs/comet.yaml)") from None
-        path = checkpoint_path(model)
         try:
             self.model = load_from_checkpoint(path, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
         except Exception as exc:  # its encoder may need a hub download too
