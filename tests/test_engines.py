@@ -27,6 +27,21 @@ def test_chat_generation_uses_the_model_template_and_counts_n(smol):
     assert "<|im_start|>user\nName a colour.<|im_end|>" in smol.render(messages)
 
 
+@pytest.mark.parametrize("which", ["gemma", "smol"])
+def test_a_candidate_is_the_same_whatever_was_generated_before_it(which, request):
+    """A resumed job draws a pool's later candidates alone, after another prompt: they must match a whole run's."""
+    engine = request.getfixturevalue(which)
+    prompt = FEWSHOT if which == "gemma" else [{"role": "user", "content": "Name two rivers in Europe."}]
+    other = "English: Thank you.\nGerman:" if which == "gemma" else [{"role": "user", "content": "Say hello."}]
+    in_sequence = list(engine.generate([GenerationRequest(prompt, PARAMS, seed=s) for s in (1, 2, 3)]))
+    list(engine.generate([GenerationRequest(other, PARAMS, seed=9)]))
+    (alone,) = engine.generate([GenerationRequest(prompt, PARAMS, seed=3)])
+    assert in_sequence[2].texts == alone.texts
+    # The prompt as primed is the prompt llama-cpp-python generates from: its tokens lead the KV's record.
+    llm, tokens = engine.generator, engine.prompt_tokens(engine.generator, prompt)
+    assert list(llm._input_ids[: len(tokens)]) == tokens
+
+
 def test_identity_pins_the_weights(gemma, smol):
     assert gemma.identity()["gguf"] == "gemma-3-270m-q4_k_m.gguf"
     assert gemma.identity()["sha256"] != smol.identity()["sha256"]

@@ -23,6 +23,9 @@ from polyfuse.engines import CONTEXT_KEYS, Engine, Generation, GenerationRequest
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import atomic_path, file_hash
 
+# How candidates and log-likelihoods are computed (prompt prefixes evaluated once, see _prime and loglik_terms):
+# part of the identity, so results cached by another procedure, whose last bits may differ, are never mixed in.
+PROCEDURE = {"procedure": "prefix-once-v1"}
 MODEL_CACHE = Path(os.environ.get("POLYFUSE_MODEL_CACHE", Path.home() / ".cache" / "polyfuse" / "models"))
 
 
@@ -69,6 +72,7 @@ class LlamaCppEngine(Engine):
         self.path = resolve_gguf(model_name, spec)
         self._generator = None
         self._scorer = None
+        self._primed: list[int] | None = None  # the prompt whose tokens but the last are in the generator's KV cache
 
     def _load(self, logits_all: bool):
         from llama_cpp import Llama
@@ -100,7 +104,7 @@ class LlamaCppEngine(Engine):
 
     @functools.cached_property
     def _identity(self) -> dict:
-        return {"engine": self.engine_name, "gguf": self.path.name, "sha256": file_hash(self.path)}
+        return {"engine": self.engine_name, "gguf": self.path.name, "sha256": file_hash(self.path), **PROCEDURE}
 
     def identity(self) -> dict:
         return self._identity  # hashing the weights once per job, not once per batch
@@ -130,9 +134,7 @@ class LlamaCppEngine(Engine):
                 stop=list(params.stop) or None,
             )
             self.calls += 1
-            # Reusing the previous request's KV prefix changes the batch split and so the logits' last bits: a
-            # candidate would depend on what ran before it (a resumed job would differ). Evaluate every prompt anew.
-            self.generator.reset()
+            self._prime(request.prompt)
             if isinstance(request.prompt, str):
                 response = self.generator.create_completion(prompt=request.prompt, **kwargs)
                 text = response["choices"][0]["text"]
@@ -144,6 +146,22 @@ class LlamaCppEngine(Engine):
             tokens_out.append(response["usage"]["completion_tokens"])
             reasons.append(response["choices"][0]["finish_reason"] or "stop")
         return Generation(texts, tokens_in, tokens_out, time.perf_counter() - start, reasons)
+
+    def _prime(self, prompt: Prompt) -> None:
+        """Put the prompt's tokens but the last in the KV cache, evaluated in one pass from an empty cache.
+
+        llama-cpp-python then evaluates only the last prompt token before sampling, for every candidate of the prompt
+        alike (it trims what the previous candidate generated). Every candidate is so computed the same way whatever
+        ran before it: a resumed job, or a candidate drawn alone, matches an uninterrupted run bit for bit, and the
+        prompt is evaluated once per item rather than once per candidate.
+        """
+        tokens = self.prompt_tokens(self.generator, prompt)
+        if tokens == self._primed:
+            return
+        self.generator.reset()
+        if len(tokens) > 1:
+            self.generator.eval(tokens[:-1])
+        self._primed = tokens
 
     def render(self, prompt: Prompt, llm=None) -> str:
         """The text the model sees: chat messages go through the GGUF's own chat template."""
@@ -178,14 +196,20 @@ class LlamaCppEngine(Engine):
         )
         terms = []
         llm.reset()
-        llm.eval(context)  # the shared prefix is evaluated once per prompt
+        # The shared prefix is evaluated once per prompt, without its logits: the projection onto the vocabulary
+        # (262k entries for Gemma 3) of every prompt token would cost more than the model body, for rows never read.
+        llm._logits_all = False
+        try:
+            llm.eval(context[:-1])
+        finally:
+            llm._logits_all = True
         for tokens in encoded:
             if not tokens:
                 terms.append((0.0, 0))
                 continue
-            llm.n_tokens = len(context)  # rewind to the prefix; eval() drops the rest of the KV cache
+            llm.n_tokens = len(context) - 1  # rewind to the prefix; eval() drops the rest of the KV cache
             self.calls += 1
-            llm.eval(tokens)
+            llm.eval([context[-1], *tokens])  # the prompt's last row predicts the continuation's first token
             # logits at position p predict token p+1: the continuation is predicted from len(context)-1 on
             logits = np.asarray(llm.scores[len(context) - 1 : len(context) + len(tokens) - 1], dtype=np.float64)
             peak = logits.max(axis=1, keepdims=True)
