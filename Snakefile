@@ -7,6 +7,9 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/sample.smk"
@@ -16,6 +19,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/comet.smk"
 include: "workflow/rules/distill.smk"
+include: "workflow/rules/analyses.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -23,3 +27,5 @@ rule all:
     default_target: True
     input:
         report_outputs(),
+        analysis_outputs(),
+        "results/README.md",

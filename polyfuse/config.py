@@ -7,6 +7,8 @@ no engine backend, pandas or plotting library is loaded.
 
 from __future__ import annotations
 
+import math
+
 from polyfuse import methods
 from polyfuse.data import LOADERS
 from polyfuse.engines import BACKEND_MODULES, CONTEXT_KEYS, SUMMED_LOGLIK_ENGINES
@@ -91,6 +93,8 @@ def check_config(config: dict) -> None:
             _known(reference["model"], models, f"tasks.{name}.reference.model")
     if "distill" in config:
         check_distill(config)
+    if "analyses" in config:
+        check_analyses(config)
     fusion = config["fusion"]
     _known(fusion["fallback"], FALLBACKS, "fusion.fallback")
     check_fusor_context(config)
@@ -174,6 +178,56 @@ def check_distill(config: dict) -> None:
     _known(student, models, "distill.student.model")
     if models[student]["engine"] != "llamacpp":
         raise PolyfuseError(f"distill.student.model: {student!r} must be a llamacpp model: its GGUF is fine-tuned")
+
+
+def analysis_variants(config: dict) -> list[str]:
+    """The derived pools every analysed sampler gets: N-scaling subsets, robustness injections, position orders."""
+    analyses = config.get("analyses")
+    if not analyses:
+        return []
+    injections = analyses["injections"]
+    return [
+        *(methods.subset_variant(size, index) for size in analyses["sizes"] for index in range(analyses["subsets"])),
+        *(methods.injection_variant(kind, k) for kind in injections["kinds"] for k in injections["k"]),
+        *(methods.order_variant(how) for how in analyses["orders"]),
+    ]
+
+
+def analysed_samplers(config: dict, task: str) -> list[str]:
+    """The samplers an analysed task's derived pools come from: analyses.samplers, or the task's own samplers."""
+    return config["analyses"].get("samplers") or config["tasks"][task].get("samplers", config["study"]["samplers"])
+
+
+def check_analyses(config: dict) -> None:
+    """Analysed cells are test cells; subset sizes and injection counts fit every analysed sampler's pool."""
+    analyses, tasks = config["analyses"], config["tasks"]
+    for task, languages in analyses["cells"].items():
+        _known(task, [name for name, spec in tasks.items() if spec["role"] == "test"], "analyses.cells")
+        for lang in languages:
+            _known(lang, tasks[task]["languages"], f"analyses.cells.{task}")
+        if not task_kind(tasks[task]["kind"]).has_oracle and {"best-first", "worst-first"} & set(analyses["orders"]):
+            raise PolyfuseError(
+                f"analyses.orders: best-first and worst-first rank by a reference metric; {task!r} is judged"
+            )
+        for sampler in analysed_samplers(config, task):
+            _known(sampler, {**config["models"], **config.get("pools", {})}, "analyses.samplers")
+            size = pool_size(config, sampler)
+            for n in analyses["sizes"]:
+                if n >= size:
+                    raise PolyfuseError(
+                        f"analyses.sizes: {n} is not below {sampler!r}'s pool of {size} on {task!r} "
+                        "(N = 1 is the single sample, and the whole pool is the study's own point)"
+                    )
+                if analyses["subsets"] > math.comb(size, n):
+                    raise PolyfuseError(
+                        f"analyses.subsets: {analyses['subsets']} distinct subsets of {n} from {size} candidates "
+                        f"do not exist (at most {math.comb(size, n)})"
+                    )
+            for k in analyses["injections"]["k"]:
+                if k >= size:
+                    raise PolyfuseError(
+                        f"analyses.injections.k: {k} of {sampler!r}'s {size} candidates would leave none to find"
+                    )
 
 
 def student_gguf(set_name: str) -> str:

@@ -18,7 +18,6 @@ writes nothing.
 from __future__ import annotations
 
 import bisect
-import difflib
 import itertools
 import os
 from collections import Counter
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from polyfuse import methods
+from polyfuse.analyses import closest_ratio
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_paired, write_json, write_jsonl
 from polyfuse.tasks import TaskKind, instruction_text
@@ -44,24 +44,6 @@ def selection_of(method: str, record: dict) -> dict:
         return {"text": record["output"], "parse_status": status}
     chosen = record["chosen"]
     return {"text": record["output"], "index": chosen, "score": record["scores"][chosen], "scores": record["scores"]}
-
-
-def closest_ratio(target: str, texts: list[str]) -> float:
-    """The character-level SequenceMatcher ratio of `target` to its closest text (the paper's copy measure).
-
-    autojunk is off: on texts of 200+ characters it would treat every common letter as junk and understate
-    how much is copied. A whole copy is 1.0 without matching, and a text whose quick_ratio (an upper bound)
-    cannot beat the best so far is not matched at all.
-    """
-    if target in texts:
-        return 1.0
-    matchers = [difflib.SequenceMatcher(None, target, text, autojunk=False) for text in texts]
-    best = 0.0
-    for matcher in sorted(matchers, key=lambda matcher: -matcher.quick_ratio()):
-        if matcher.quick_ratio() <= best:
-            break
-        best = max(best, matcher.ratio())
-    return best
 
 
 def histogram_stats(histogram: Counter) -> dict:

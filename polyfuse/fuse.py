@@ -204,7 +204,8 @@ def fuse_pools(
         shown, jobs = [], []
         for item, pool in batch:
             texts = [candidate["text"].strip() for candidate in pool["candidates"]]
-            order = shown_order(seed, item["id"], len(texts))
+            # A position-bias pool fixes the order shown; any other is shown in a seeded shuffle.
+            order = pool["shown_order"] if "shown_order" in pool else shown_order(seed, item["id"], len(texts))
             prompt, template_hash = fusion_prompt(template_ref, style, kind, item, [texts[i] for i in order], exemplars)
             shown.append((texts, order, prompt, template_hash))
             jobs.append((prompt, params, [derive_seed(seed, "fuse", item["id"])]))

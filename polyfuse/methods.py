@@ -3,9 +3,16 @@
 A method is what turns a pool into one output: ``single`` (the first candidate), ``oracle`` (the best by the task
 metric), ``bon-<selector>`` (Best-of-N under a scorer) or ``fusion-<fusor>`` (a fusor model's answer). A judged
 head-to-head pairs two methods as ``<method>__vs__<method>``.
+
+The analyses derive pools from a sampler's pool without sampling again; a derived pool is a sampler named
+``<sampler>~<variant>``: ``n<size>s<index>`` (a random subset of the candidates, for N-scaling), ``<kind><k>``
+(k candidates replaced by ``garbage`` or ``fluent`` wrong answers, for robustness) or ``order-<how>`` (the whole
+pool shown to the fusor ``best-first``, ``worst-first``, ``random`` or as ``pooled``, for position bias).
 """
 
 from __future__ import annotations
+
+import re
 
 from polyfuse.errors import PolyfuseError
 
@@ -38,6 +45,14 @@ def parse(method: str) -> tuple[str, str | None]:
     raise PolyfuseError(f"unknown method {method!r}: expected single, oracle, bon-<selector> or fusion-<fusor>")
 
 
+def method_rank(method: str) -> tuple[int, str]:
+    """Display order in every table and figure: single sample, BoN scorers, FusioN, then the oracle ceilings."""
+    for rank, prefix in enumerate(("single", BON_PREFIX, FUSION_PREFIX, "oracle")):
+        if method.startswith(prefix):
+            return rank, method
+    return 4, method  # unknown kinds last
+
+
 def pair(first: str, second: str) -> str:
     return f"{first}{PAIR_SEPARATOR}{second}"
 
@@ -53,6 +68,20 @@ def is_pair(name: str) -> bool:
     return PAIR_SEPARATOR in name
 
 
+# A head-to-head's verdicts are recorded under a readable label, ``<method> vs <method>``.
+PAIR_LABEL = " vs "
+
+
+def pair_label(name: str) -> str:
+    first, second = split_pair(name)
+    return f"{first}{PAIR_LABEL}{second}"
+
+
+def is_head_to_head(method: str) -> bool:
+    """Whether a scored method is a head-to-head verdict (its label) rather than one method's own score."""
+    return PAIR_LABEL in method or is_pair(method)
+
+
 # A student of the synthetic-data setting answers as a sampler of its own: `student-<set>`, `student-base` untrained.
 STUDENT_PREFIX = "student-"
 BASE_STUDENT = "base"
@@ -64,3 +93,47 @@ def student(set_name: str) -> str:
 
 def is_student(sampler: str) -> bool:
     return sampler.startswith(STUDENT_PREFIX)
+
+
+DERIVED_SEPARATOR = "~"
+INJECTIONS = ("garbage", "fluent")
+ORDERS = ("best-first", "worst-first", "random", "pooled")
+VARIANT_PATTERN = re.compile(
+    rf"n(?P<size>[1-9]\d*)s(?P<index>\d+)|(?P<kind>{'|'.join(INJECTIONS)})(?P<k>\d+)|order-(?P<order>{'|'.join(ORDERS)})"
+)
+
+
+def subset_variant(size: int, index: int) -> str:
+    return f"n{size}s{index}"
+
+
+def injection_variant(kind: str, k: int) -> str:
+    return f"{kind}{k}"
+
+
+def order_variant(how: str) -> str:
+    return f"order-{how}"
+
+
+def derived(sampler: str, variant: str) -> str:
+    return f"{sampler}{DERIVED_SEPARATOR}{variant}"
+
+
+def split_derived(name: str) -> tuple[str, str | None]:
+    """``(sampler, variant)`` of a derived pool's name; ``(name, None)`` for a sampler's own pool."""
+    sampler, sep, variant = name.partition(DERIVED_SEPARATOR)
+    return (sampler, variant) if sep else (name, None)
+
+
+def parse_variant(variant: str) -> tuple[str, dict]:
+    """``("subset", {size, index})``, ``("injection", {kind, k})`` or ``("order", {how})``."""
+    match = VARIANT_PATTERN.fullmatch(variant)
+    if match is None:
+        raise PolyfuseError(
+            f"unknown derived pool {variant!r}: expected n<size>s<index>, <garbage|fluent><k> or order-<how>"
+        )
+    if match["size"]:
+        return "subset", {"size": int(match["size"]), "index": int(match["index"])}
+    if match["kind"]:
+        return "injection", {"kind": match["kind"], "k": int(match["k"])}
+    return "order", {"how": match["order"]}

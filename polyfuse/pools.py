@@ -9,6 +9,10 @@ judge read the merged file as they read any pool: its ``sampler`` is the pool's 
 A merged record also lists its ``members`` (model, n, temperature and the prompt and template hash each member
 was sampled from); its own ``prompt_hash`` and ``template_hash`` hash those, so a change to any member's prompt
 or template changes the pool's.
+
+``derived_pools`` makes the analyses' pools from a sampler's pool, with no sampling (see ``polyfuse.methods`` for
+the variants' names): a seeded subset of the candidates, k of them replaced by injected ones, or the whole pool
+with the order the fusor must show it in (``shown_order``). Each record says what it was derived from and how.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from polyfuse import analyses, methods
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import content_hash, read_paired, write_jsonl
+from polyfuse.select import make_scorer
+from polyfuse.tasks import TaskKind
 
 
 def pool_members(name: str, spec: dict, models: dict) -> list[dict]:
@@ -85,3 +92,54 @@ def merge_pools(
 ) -> int:
     """Write the merged pool of `pool_name` atomically; returns the number of pool records."""
     return write_jsonl(out_path, merged_pools(items_path, member_paths, members, pool_name))
+
+
+def with_next(pairs: Iterator[tuple[dict, dict]]) -> Iterator[tuple[tuple[dict, dict], dict]]:
+    """Each (item, pool) with the next item's pool (the last with the first's), streamed: the donors of injection."""
+    first = previous = next(pairs, None)
+    if first is None:
+        return
+    for current in pairs:
+        yield previous, current[1]
+        previous = current
+    yield previous, first[1]
+
+
+def derived_pools(
+    items_path: str | os.PathLike, pools_path: str | os.PathLike, derived_name: str, kind: TaskKind, seed: int
+) -> Iterator[dict]:
+    """The pool records of derived sampler `derived_name` (``<sampler>~<variant>``), one per item."""
+    analysis, spec = methods.parse_variant(methods.split_derived(derived_name)[1])
+    by_metric = analysis == "order" and spec["how"].endswith("-first")
+    if by_metric and not kind.has_oracle:
+        raise PolyfuseError(f"{derived_name}: {spec['how']} needs a reference metric; {kind.name} is judged")
+    oracle = make_scorer("oracle", kind) if by_metric else None
+    for (item, pool), next_pool in with_next(read_paired(items_path, pools_path)):
+        candidates = pool["candidates"]
+        texts = [candidate["text"] for candidate in candidates]
+        extra: dict = {}
+        if analysis == "subset":
+            indices = analyses.subset(len(candidates), spec["size"], spec["index"], seed, item["id"])
+            candidates, spec = [candidates[i] for i in indices], {**spec, "indices": list(indices)}
+        elif analysis == "injection":
+            donors = [c["text"] for c in next_pool["candidates"]] if next_pool["id"] != item["id"] else []
+            injected = analyses.inject(texts, spec["k"], spec["kind"], seed, item["id"], donors)
+            candidates = [
+                {**candidate, "text": text, "injected": how} if how else candidate
+                for candidate, (text, how) in zip(candidates, injected, strict=True)
+            ]
+        else:
+            scores = oracle.score(item, [text.strip() for text in texts]) if oracle else [None] * len(texts)
+            extra = {"shown_order": analyses.order(scores, spec["how"], seed, item["id"])}
+        yield {
+            **pool,
+            "sampler": derived_name,
+            "candidates": candidates,
+            "derived": {"from": pool["sampler"], "analysis": analysis, **spec},
+            **extra,
+        }
+
+
+def derive_pools(items_path, pools_path, out_path, derived_name: str, kind: TaskKind, seed: int) -> int:
+    """Write derived sampler `derived_name`'s pool file atomically; returns the number of pool records."""
+    return write_jsonl(out_path, derived_pools(items_path, pools_path, derived_name, kind, seed))

@@ -31,6 +31,7 @@ from scipy import stats
 from polyfuse import methods
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import atomic_path, read_jsonl, write_text
+from polyfuse.methods import method_rank
 from polyfuse.tasks import task_kind
 
 log = logging.getLogger(__name__)
@@ -108,14 +109,6 @@ def bootstrap_ci(samples, resamples: int, confidence: float, seed: int) -> tuple
         vectorized=True,
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def method_rank(method: str) -> tuple[int, str]:
-    """Display order: single sample, BoN scorers, FusioN, then the oracle ceiling."""
-    for rank, prefix in enumerate(("single", "bon-", "fusion-", "oracle")):
-        if method.startswith(prefix):
-            return rank, method
-    return 4, method  # unknown kinds last
 
 
 def read_item_scores(score_paths: list[str]) -> pd.DataFrame:
@@ -287,9 +280,10 @@ BON_COLOURS = ["#4c72b0", "#64b5cd", "#8172b2", "#55a868"]
 FUSION_COLOURS = ["#dd8452", "#c44e52", "#937860"]
 
 
-def method_colours(shown: list[str]) -> dict[str, str]:
+def method_colours(every: list[str]) -> dict[str, str]:
+    """One colour per method of the whole study (`every`, in a fixed order), so a method looks alike in every figure."""
     colours, bon, fusion = {}, iter(BON_COLOURS), iter(FUSION_COLOURS)
-    for method in shown:
+    for method in every:
         if method in METHOD_COLOURS:
             colours[method] = METHOD_COLOURS[method]
         elif methods.parse(method)[0] == "bon":
@@ -347,13 +341,18 @@ def save_figure(fig, path: Path, also: tuple[str, ...] = ()) -> None:
 
 
 def plot_task(
-    frame: pd.DataFrame, averages: dict[str, pd.DataFrame], task: str, metric: str, confidence: float, path: Path
+    frame: pd.DataFrame,
+    averages: dict[str, pd.DataFrame],
+    task: str,
+    metric: str,
+    confidence: float,
+    path: Path,
+    colours: dict[str, str],
 ) -> None:
     """Grouped bars per language and the common-item average, one panel per sampler, one bar per method."""
     plt = pyplot()
     samplers = sorted(frame["sampler"].unique())
     shown = sorted(frame["method"].unique(), key=method_rank)
-    colours = method_colours(shown)
     langs = sorted(frame["lang"].unique())
     groups = langs + ["avg"]
     figsize = (max(6.0, 1.3 * len(groups) * len(shown) / 3 + 2), 4.2 * len(samplers))
@@ -399,10 +398,6 @@ def judge_parse_table(summary_paths: list[str]) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["task", "lang", "sampler", "method", "judge", "items", "verdicts", "unparsed", "position_bound"]
     )
-
-
-def is_head_to_head(method: str) -> bool:
-    return " vs " in method
 
 
 JUDGE_CAVEAT = (
@@ -738,8 +733,8 @@ def run_report(scores, summaries, fusions, outputs: dict, settings: dict, cards=
         metrics = kind.metrics + tuple(m for m in kind.extra_metrics if (cells["metric"] == m).any())
         with atomic_path(outputs[f"{task}_csv"]) as tmp:
             cells.to_csv(tmp, index=False, float_format="%.4f")
-        pairwise = cells["method"].map(is_head_to_head)
-        pairwise_items = task_items["method"].map(is_head_to_head)
+        pairwise = cells["method"].map(methods.is_head_to_head)
+        pairwise_items = task_items["method"].map(methods.is_head_to_head)
         tables = {
             metric: sampler_tables(
                 f"{task}: {metric}",
@@ -772,6 +767,7 @@ def run_report(scores, summaries, fusions, outputs: dict, settings: dict, cards=
             metrics[0],
             float(settings["confidence"]),
             figure,
+            method_colours(settings["methods"]),
         )
         sections.append(f"## {task}\n{text}\n![{task}]({figure.relative_to(report_dir)})\n")
     with atomic_path(outputs["parse"]) as tmp:

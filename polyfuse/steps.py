@@ -96,6 +96,15 @@ def pool(smk) -> None:
 
 
 @step
+def derive_pool(smk) -> None:
+    name = methods.derived(smk.wildcards.sampler, smk.wildcards.variant)
+    count = pools.derive_pools(
+        smk.input.items_file, smk.input.pools, smk.output.pools, name, task_kind(smk.params.kind), int(smk.params.seed)
+    )
+    log.info("derived=%s pools=%d", name, count)
+
+
+@step
 def sft_set(smk) -> None:
     card = distill.build_sft_set(
         smk.input.items_file,
@@ -218,3 +227,12 @@ def aggregate(smk) -> None:
         cards=list(smk.input.cards),
         trainings=list(smk.input.trainings),
     )
+
+
+@step
+def analysis(smk) -> None:
+    """The analysis the rule is named after, on the rule's named inputs (see polyfuse.analysis_report)."""
+    from polyfuse import analysis_report  # pandas and matplotlib live in the report environment only
+
+    inputs = {name: list(files) for name, files in smk.input.items()}
+    analysis_report.ANALYSES[smk.rule](**inputs, outputs=dict(smk.output), settings=smk.params.settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import random
 import string
@@ -11,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from polyfuse.distill import build_sft_set, closest_ratio, histogram_stats
+from polyfuse.distill import build_sft_set, histogram_stats
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import content_hash, read_jsonl, write_jsonl
 from polyfuse.pools import merge_pools, pool_members
@@ -279,16 +278,6 @@ def test_histogram_statistics_take_the_middle_pair_on_even_counts():
     assert histogram_stats(Counter({1: 2, 5: 1, 9: 1})) == {"mean": 4.0, "median": 3.0, "min": 1, "max": 9}
     assert histogram_stats(Counter({2: 1, 3: 1, 10: 1}))["median"] == 3
     assert histogram_stats(Counter({7: 4}))["median"] == 7
-
-
-def test_closest_ratio_equals_the_best_ratio_over_all_candidates():
-    rng = random.Random(7)
-    words = "the basil window water soil sunny keep light warm leaves pot drain".split()
-    for _ in range(30):
-        texts = [" ".join(rng.choices(words, k=rng.randint(3, 30))) for _ in range(4)]
-        target = " ".join(texts[0].split()[:5] + texts[1].split()[5:])
-        brute = max(difflib.SequenceMatcher(None, target, text, autojunk=False).ratio() for text in texts)
-        assert closest_ratio(target, texts) == brute
 
 
 def test_building_a_set_keeps_memory_flat_in_the_number_of_prompts(tmp_path):

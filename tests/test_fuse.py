@@ -312,3 +312,18 @@ def test_run_fuse_reads_the_shots_file(tmp_path, caplog):
         )
     assert [r["parse_status"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["ok", "missing"]
     assert "parse_failures=1" in caplog.text and "exemplars=2 exemplar_leaks=0" in caplog.text
+
+
+def test_a_position_bias_pool_is_shown_in_its_own_order(tmp_path):
+    pools = write_fusion_inputs(tmp_path, count=2)
+    fixed = [[3, 2, 1, 0], [1, 3, 0, 2]]
+    write_jsonl(
+        tmp_path / "pools.jsonl", [{**pool, "shown_order": order} for pool, order in zip(pools, fixed, strict=True)]
+    )
+    engine = RecordingFusor(["Answer: [[ok]]"] * 2)
+    records, _ = fuse(tmp_path, engine)
+    for record, pool, prompt, order in zip(records, pools, engine.prompts, fixed, strict=True):
+        shown = dict(re.findall(r"Candidate (\d+):\n(.*)\n", prompt))
+        texts = [candidate["text"].strip() for candidate in pool["candidates"]]
+        assert record["order"] == order
+        assert [shown[str(position + 1)] for position in range(len(texts))] == [texts[i] for i in order]

@@ -13,6 +13,8 @@ import pytest
 
 from polyfuse import report as report_module
 from polyfuse.errors import PolyfuseError
+from polyfuse.io import read_jsonl
+from polyfuse.methods import method_rank
 from polyfuse.report import bootstrap_ci, common_item_averages, fusion_parse_table, paired_test, run_report
 
 SETTINGS = {"bootstrap": 500, "confidence": 0.95, "seed": 0}
@@ -53,7 +55,8 @@ def report(
     outputs = {f"{task}_{ext}": str(results / f"tables/{task}.{ext}") for task in reported for ext in ("csv", "md")}
     outputs |= {f"{task}_figure": str(results / f"figures/{task}.png") for task in reported}
     outputs |= {"parse": str(results / "tables/fusion_parse.csv"), "report": str(results / "report.md")}
-    settings = SETTINGS | {"tasks": tasks, "fallback": "first"}
+    shown = {record["method"] for scores, _ in cells for record in read_jsonl(scores)}
+    settings = SETTINGS | {"tasks": tasks, "fallback": "first", "methods": sorted(shown, key=method_rank)}
     if distill is not None:
         settings["distill"] = distill
         settings["pools"] = {"teachers": [{"model": "smol", "n": 1, "temperature": 0.3}, TEACHER_B]}

@@ -13,7 +13,15 @@ sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 from polyfuse import methods
-from polyfuse.config import check_config, check_schema, finetune_settings, student_gguf, student_models
+from polyfuse.config import (
+    analysed_samplers,
+    analysis_variants,
+    check_config,
+    check_schema,
+    finetune_settings,
+    student_gguf,
+    student_models,
+)
 from polyfuse.pools import pool_members
 from polyfuse.errors import PolyfuseError
 from polyfuse.tasks import task_kind
@@ -47,6 +55,9 @@ METRIC_TASKS = [task for task in TEST_TASKS if task not in JUDGED_TASKS]
 BON = [methods.bon(selector) for selector in STUDY["selectors"]]
 COMET = config["comet"]
 TRANSLATION_TASKS = [task for task, spec in TEST_TASKS.items() if spec["kind"] == "translation"]
+# The analyses' derived pools (subsets, injections, orders) of every analysed cell's samplers; no new sampling.
+ANALYSES = config.get("analyses")
+VARIANTS = analysis_variants(config)
 # Rules of the torch group run under conda's env python, or on the pip route under config["torch_python"].
 ON_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 TORCH_PYTHON = "python" if ON_CONDA else os.path.join(workflow.basedir, config["torch_python"])
@@ -71,10 +82,29 @@ def head_to_head(task):
     return [methods.pair(fusion, bon) for fusion in fusion_methods(task) for bon in BON]
 
 
+def derived_samplers(task, family=None):
+    """The derived pools of a task's samplers for one analysis family (every family by default)."""
+    if not ANALYSES or task not in ANALYSES["cells"]:
+        return []
+    return [
+        methods.derived(sampler, variant)
+        for sampler in analysed_samplers(config, task)
+        for variant in VARIANTS
+        if family is None or methods.parse_variant(variant)[0] == family
+    ]
+
+
 def methods_of(task, sampler=None):
-    """The methods applied to a sampler's pools of a task; a student answers once, so only `single`."""
+    """The methods applied to a sampler's pools of a task; a student answers once, so only `single`.
+
+    A derived pool gets BoN and FusioN; a position-bias pool only FusioN (selection does not see an order).
+    """
     if sampler in STUDENTS:
         return ["single"]
+    variant = methods.split_derived(sampler or "")[1]
+    if variant:
+        shown = methods.parse_variant(variant)[0] == "order"
+        return fusion_methods(task) if shown else [*BON, *fusion_methods(task)]
     oracle = ["oracle"] if task_kind(TASKS[task]["kind"]).has_oracle else []
     if task in TRANSLATION_TASKS and COMET["model"] and COMET["oracle"]:
         oracle.append("oracle-comet")
@@ -94,7 +124,7 @@ def alternatives(names):
 wildcard_constraints:
     task=alternatives(TASKS),
     lang=alternatives({lang for task in TASKS.values() for lang in task["languages"]}),
-    model=alternatives([*MODELS, *POOLS]),
+    model=alternatives([*MODELS, *POOLS, *(d for task in TEST_TASKS for d in derived_samplers(task))]),
     pool=alternatives(POOLS),
     member=r"\d+",
     set=alternatives(SETS),
@@ -206,6 +236,61 @@ def report_outputs():
         + ["results/tables/fusion_parse.csv", "results/report.md"]
         + (distill if DISTILL else [])
     )
+
+
+def analysed_pools(families):
+    """(task, language, sampler) of every analysed cell: its samplers and their derived pools of `families`."""
+    if not ANALYSES:
+        return []
+    return [
+        (task, lang, sampler)
+        for task, languages in ANALYSES["cells"].items()
+        for lang in languages
+        for sampler in [
+            *analysed_samplers(config, task),
+            *(d for family in families for d in derived_samplers(task, family)),
+        ]
+    ]
+
+
+def analysis_pools(families=()):
+    return [f"results/{task}/{lang}/pools/{sampler}.jsonl" for task, lang, sampler in analysed_pools(families)]
+
+
+def analysis_files(folder, families=()):
+    """The `folder` (outputs or scores) file of every method of every analysed sampler of `families`."""
+    return [
+        f"results/{task}/{lang}/{folder}/{sampler}/{method}.jsonl"
+        for task, lang, sampler in analysed_pools(families)
+        for method in methods_of(task, sampler)
+    ]
+
+
+def analysis_outputs():
+    """The analyses' tables and figures: diagnostics always, each other analysis when its config asks for it."""
+    if not ANALYSES:
+        return []
+    asked = {
+        "diagnostics": True,
+        "nscaling": ANALYSES["sizes"],
+        "robustness": ANALYSES["injections"]["kinds"] and ANALYSES["injections"]["k"],
+        "position": ANALYSES["orders"],
+    }
+    return [f"results/analyses/{name}.{ext}" for name, wanted in asked.items() if wanted for ext in ("csv", "png")]
+
+
+# Every method of the study in display order: each figure colours a method the same way.
+STUDY_METHODS = sorted(
+    {method for task in TEST_TASKS for sampler in samplers(task) for method in methods_of(task, sampler)},
+    key=methods.method_rank,
+)
+ANALYSIS_SETTINGS = {
+    **config["report"],
+    "tasks": TEST_TASKS,
+    "methods": STUDY_METHODS,
+    "metrics": {task: task_kind(spec["kind"]).metrics[0] for task, spec in TEST_TASKS.items()},
+    "subsets": ANALYSES["subsets"] if ANALYSES else 0,
+}
 
 
 def dataset_file(wildcards):

@@ -81,7 +81,7 @@ rule head_to_head:
         kind=lambda w: TASKS[w.task]["kind"],
         judge=config["judge"],
         models=model_params(*filter(None, [config["judge"].get("model")])),
-        label=lambda w: w.pair.replace("__vs__", " vs "),
+        label=lambda w: methods.pair_label(w.pair),
         cache=cache_file(config["judge"].get("model", "judge")),
     script:
         "../scripts/judge.py"

@@ -1,3 +1,8 @@
+# The report's categories: one per setting; the analyses have their own (workflow/rules/analyses.smk).
+SETTING_ONE = "Setting 1: test-time scaling"
+SETTING_TWO = "Setting 2: synthetic data"
+
+
 rule report:
     input:
         scores=score_files(".jsonl"),
@@ -6,13 +11,34 @@ rule report:
         cards=distill_files("card.json"),
         trainings=[f"results/distill/{name}/student/train.json" for name in SETS],
     output:
-        **{f"{task}_{ext}": f"results/tables/{task}.{ext}" for task in TEST_TASKS for ext in ("csv", "md")},
-        **{f"{task}_figure": report(f"results/figures/{task}.png", category="Figures") for task in TEST_TASKS},
+        **{
+            f"{task}_csv": report(
+                f"results/tables/{task}.csv",
+                caption="../report/tables.rst",
+                category=SETTING_ONE,
+                subcategory=task,
+            )
+            for task in TEST_TASKS
+        },
+        **{f"{task}_md": f"results/tables/{task}.md" for task in TEST_TASKS},
+        **{
+            f"{task}_figure": report(
+                f"results/figures/{task}.png",
+                caption="../report/task.rst",
+                category=SETTING_ONE,
+                subcategory=task,
+            )
+            for task in TEST_TASKS
+        },
         **(
             {
-                "distill_csv": "results/tables/distill.csv",
+                "distill_csv": report(
+                    "results/tables/distill.csv", caption="../report/tables.rst", category=SETTING_TWO
+                ),
                 "distill_md": "results/tables/distill.md",
-                "distill_figure": report("results/figures/distill.png", category="Figures"),
+                "distill_figure": report(
+                    "results/figures/distill.png", caption="../report/distill.rst", category=SETTING_TWO
+                ),
                 "distill_pdf": "results/figures/distill.pdf",
             }
             if DISTILL
@@ -32,6 +58,7 @@ rule report:
         report=lambda w: {
             **config["report"],
             "tasks": TEST_TASKS,
+            "methods": STUDY_METHODS,
             "fallback": config["fusion"]["fallback"],
             **({"distill": DISTILL, "pools": POOLS} if DISTILL else {}),
         },

@@ -1,0 +1,360 @@
+"""The paper's analyses as tables and figures, from files the study already wrote: no step here calls a model.
+
+Every analysis reads the item scores (``scores/<sampler>/<method>.jsonl``) of the analysed cells on the task's
+primary metric, and some read outputs and pools too:
+
+- ``nscaling``: quality against N for each BoN scorer and each fusor. N = 1 is the single sample, N = the pool
+  size is the study's own result, and every N between is the mean over seeded random subsets (derived pools
+  ``<sampler>~n<size>s<index>``), averaged per item before the interval is taken.
+- ``robustness``: quality as k candidates are replaced by garbage or by another item's (fluent, wrong) answer.
+- ``position``: FusioN with the pool shown best-first, worst-first or at random, its quality, and which shown
+  position the fused text takes most from (``analyses.copy_stats``).
+- ``diagnostics``: the copy rate of each fused answer (the paper's closest-candidate ratio, and the share of its
+  characters found in the candidates), and how often it beats the single sample, each BoN pick and the oracle,
+  with the size of its losses.
+
+Intervals are BCa bootstrap intervals over items (the resampling unit), as in the task tables; paired
+differences carry a sign-flip permutation test over items.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from polyfuse import analyses, methods
+from polyfuse.claims import run_claims
+from polyfuse.io import read_jsonl, read_paired, write_text
+from polyfuse.methods import method_rank
+from polyfuse.report import bootstrap_ci, method_colours, paired_test, pyplot, read_item_scores
+from polyfuse.report import save_figure as save_figure_files
+from polyfuse.tasks import task_kind
+
+CELL = ["task", "lang", "sampler"]
+
+
+def primary_scores(score_paths: list[str], tasks: dict) -> pd.DataFrame:
+    """Item scores on each task's primary metric, with each row's base sampler and derived-pool variant."""
+    items = read_item_scores(score_paths)
+    primary = items["task"].map(lambda task: task_kind(tasks[task]["kind"]).metrics[0])
+    items = items[items["metric"] == primary].copy()
+    split = items["sampler"].map(methods.split_derived)
+    items["base"] = split.map(lambda pair: pair[0])
+    items["variant"] = split.map(lambda pair: pair[1] or "")  # "": the sampler's own pool
+    items["family"] = items["variant"].map(family_of)
+    return items
+
+
+def interval_rows(points: pd.DataFrame, keys: list[str], settings: dict) -> pd.DataFrame:
+    """Mean and BCa interval over items of ``value`` for each group of `keys`."""
+    rows = []
+    for key, group in points.groupby(keys, sort=False):
+        values = group["value"].dropna().to_numpy()
+        low, high = bootstrap_ci(
+            [values], int(settings["bootstrap"]), float(settings["confidence"]), int(settings["seed"])
+        )
+        rows.append({**dict(zip(keys, key, strict=True)), "items": len(values), "mean": values.mean(), "ci_low": low})
+        rows[-1]["ci_high"] = high
+    return pd.DataFrame(rows)
+
+
+def pool_sizes(pool_paths: list[str]) -> dict[tuple[str, str, str], int]:
+    """Candidates per item of each (task, lang, sampler) pool, from its first record."""
+    sizes = {}
+    for path in pool_paths:
+        first = next(read_jsonl(path), None)
+        if first is not None:
+            sizes[(first["task"], first["lang"], first["sampler"])] = len(first["candidates"])
+    return sizes
+
+
+def variant_field(variant: str, field: str):
+    return methods.parse_variant(variant)[1].get(field) if variant else None
+
+
+def family_of(variant: str | None) -> str:
+    """The analysis a derived pool's variant serves (subset, injection, order); "" for a sampler's own pool."""
+    return methods.parse_variant(variant)[0] if variant else ""
+
+
+def nscaling_points(items: pd.DataFrame, sizes: dict) -> pd.DataFrame:
+    """Per (cell, method, N, item): the single sample at N = 1, subsets' mean at each N between, the pool at the top."""
+    rows = items[items["family"].isin(["", "subset"])].copy()
+    rows["n"] = [
+        variant_field(variant, "size") if variant else sizes[(task, lang, sampler)]
+        for task, lang, sampler, variant in rows[["task", "lang", "sampler", "variant"]].itertuples(index=False)
+    ]
+    rows["sampler"] = rows["base"]
+    compared = rows[rows["method"].map(lambda m: methods.parse(m)[0] in ("bon", "fusion"))]
+    single = rows[rows["method"] == "single"]
+    # N = 1 is the single sample, the same point on every method's curve.
+    ones = [single.assign(method=method, n=1) for method in compared["method"].unique()]
+    points = pd.concat([compared, *ones], ignore_index=True)
+    return points.groupby(["task", "lang", "sampler", "method", "n", "id"], as_index=False)["value"].mean()
+
+
+def injection_points(items: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, kind, method, k, item): the unchanged pool at k = 0 for every kind, then each injected pool."""
+    injected = items[items["family"] == "injection"].copy()
+    kinds = sorted(injected["variant"].map(lambda v: variant_field(v, "kind")).unique())
+    clean = items[(items["family"] == "") & items["method"].map(lambda m: methods.parse(m)[0] in ("bon", "fusion"))]
+    injected["kind"] = injected["variant"].map(lambda v: variant_field(v, "kind"))
+    injected["k"] = injected["variant"].map(lambda v: variant_field(v, "k"))
+    injected["sampler"] = injected["base"]
+    points = pd.concat([injected, *(clean.assign(kind=kind, k=0) for kind in kinds)], ignore_index=True)
+    return points[["task", "lang", "sampler", "kind", "method", "k", "id", "value"]]
+
+
+def curve_figure(table: pd.DataFrame, panels: list[str], x: str, xlabel: str, settings: dict, path: Path) -> None:
+    """One panel per group of `panels`, one line with its interval band per method, in the study's colours."""
+    plt = pyplot()
+    groups = list(table.groupby(panels, sort=False))
+    columns = min(3, len(groups))
+    rows = -(-len(groups) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    colours = method_colours(settings["methods"])
+    for ax, (key, group) in zip(axes.flat, groups, strict=False):
+        for method, line in sorted(group.groupby("method"), key=lambda pair: method_rank(pair[0])):
+            line = line.sort_values(x)
+            ax.plot(line[x], line["mean"], marker="o", color=colours[method], label=method)
+            ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=colours[method], alpha=0.15)
+        metric = settings["metrics"][group["task"].iloc[0]]
+        ax.set_title(" · ".join(map(str, key)), fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{metric} (mean, {float(settings['confidence']):.0%} CI)")
+        ax.set_xticks(sorted(group[x].unique()))
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(groups) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    save_figure_files(fig, path, also=("pdf",))
+    plt.close(fig)
+
+
+def write_table(table: pd.DataFrame, outputs: dict, title: str, note: str) -> None:
+    write_text(outputs["table"], table.to_csv(index=False, float_format="%.4g"))
+    shown = table.copy()
+    for column in shown.select_dtypes("float").columns:
+        shown[column] = shown[column].map(lambda value: "" if pd.isna(value) else f"{value:.2f}")
+    write_text(outputs["markdown"], f"# {title}\n\n{note}\n\n{shown.to_markdown(index=False)}\n")
+
+
+def run_nscaling(scores: list[str], pools: list[str], outputs: dict, settings: dict) -> None:
+    points = nscaling_points(primary_scores(scores, settings["tasks"]), pool_sizes(pools))
+    table = interval_rows(points, ["task", "lang", "sampler", "method", "n"], settings)
+    table = table.sort_values(["task", "lang", "sampler", "method", "n"], key=sort_key)
+    write_table(
+        table,
+        outputs,
+        "N-scaling",
+        f"Quality against N; each N between 1 and the pool is the item mean over {settings['subsets']} seeded "
+        "random subsets, then the mean and BCa interval over items. N = 1 is the single sample.",
+    )
+    curve_figure(table, CELL, "n", "N (candidates per prompt)", settings, Path(outputs["figure"]))
+
+
+def run_robustness(scores: list[str], outputs: dict, settings: dict) -> None:
+    points = injection_points(primary_scores(scores, settings["tasks"]))
+    table = interval_rows(points, ["task", "lang", "sampler", "kind", "method", "k"], settings)
+    table = table.sort_values(["task", "lang", "sampler", "kind", "method", "k"], key=sort_key)
+    write_table(
+        table,
+        outputs,
+        "Robustness to injected candidates",
+        "Quality as k candidates of each pool are replaced, at seeded positions, by random words (garbage) or by "
+        "another item's candidate (fluent, wrong); k = 0 is the pool as sampled.",
+    )
+    curve_figure(table, [*CELL, "kind"], "k", "k (candidates replaced)", settings, Path(outputs["figure"]))
+
+
+def sort_key(column: pd.Series) -> pd.Series:
+    return column.map(method_rank) if column.name == "method" else column
+
+
+def fused_records(output_paths: list[str], pool_paths: list[str]) -> pd.DataFrame:
+    """Per fused item: its copy measures and the shown position (1-based) of the candidate it takes most from."""
+    pools = {
+        (first["task"], first["lang"], first["sampler"]): path
+        for path in pool_paths
+        for first in [next(read_jsonl(path), None)]
+        if first is not None
+    }
+    rows = []
+    for path in output_paths:
+        first = next(read_jsonl(path), None)
+        if first is None or methods.parse(first["method"])[0] != "fusion":
+            continue
+        pool_path = pools[(first["task"], first["lang"], first["sampler"])]
+        for pool, record in read_paired(pool_path, path):
+            texts = [candidate["text"].strip() for candidate in pool["candidates"]]
+            stats = analyses.copy_stats(record["output"], texts)
+            shown = record["order"].index(stats.source) + 1 if stats.source is not None else None
+            rows.append(
+                {
+                    "task": record["task"],
+                    "lang": record["lang"],
+                    "sampler": record["sampler"],
+                    "method": record["method"],
+                    "id": record["id"],
+                    "parsed": record.get("parse_status") == "ok" and not record.get("fallback"),
+                    "ratio": stats.ratio,
+                    "coverage": stats.coverage,
+                    "copied_whole": stats.copied_whole,
+                    "source_position": shown,
+                    "candidates": len(record["order"]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def run_position(scores: list[str], fusions: list[str], pools: list[str], outputs: dict, settings: dict) -> None:
+    """Per order shown: FusioN's quality, and the share of fused answers taking most from each shown position."""
+    items = primary_scores(scores, settings["tasks"])
+    shown = items[items["family"] == "order"].assign(
+        order=lambda frame: frame["variant"].map(lambda v: variant_field(v, "how"))
+    )
+    table = interval_rows(shown.assign(sampler=shown["base"]), [*CELL, "order", "method"], settings)
+    fused = fused_records(fusions, pools)
+    fused = fused[fused["sampler"].map(lambda name: family_of(methods.split_derived(name)[1]) == "order")]
+    fused = fused.assign(
+        order=fused["sampler"].map(lambda name: variant_field(methods.split_derived(name)[1], "how")),
+        sampler=fused["sampler"].map(lambda name: methods.split_derived(name)[0]),
+    )
+    keys = [*CELL, "order", "method"]
+    columns = [f"from_{p}" for p in range(1, int(fused["candidates"].max()) + 1)] if len(fused) else []
+    rows = []
+    for key, group in fused.groupby(keys, sort=False):
+        parsed = group[group["parsed"]]  # a fallback is not the fusor's text: it says nothing of where it took it
+        shares = {
+            c: float((parsed["source_position"] == int(c[5:])).mean()) if len(parsed) else np.nan for c in columns
+        }
+        rows.append({**dict(zip(keys, key, strict=True)), "parsed": len(parsed), **shares})
+    shares = pd.DataFrame(rows, columns=[*keys, "parsed", *columns])
+    table = table.merge(shares, on=[*CELL, "order", "method"], how="left")
+    write_table(
+        table,
+        outputs,
+        "Position bias",
+        "FusioN shown the whole pool best-first or worst-first (by the task metric against the reference) or in a "
+        "seeded random order. `from_p` is the share of the `parsed` fused answers whose text comes most from the "
+        "candidate shown at position p (character-level matching blocks of 4+ characters); a fallback is no answer.",
+    )
+    position_figure(table, columns, settings, Path(outputs["figure"]))
+
+
+def position_figure(table: pd.DataFrame, columns: list[str], settings: dict, path: Path) -> None:
+    plt = pyplot()
+    groups = list(table.groupby([*CELL, "method"], sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.4), squeeze=False)
+    for ax, (key, group) in zip(axes.flat, groups, strict=True):
+        width = 0.8 / max(1, len(group))
+        for offset, row in enumerate(group.itertuples(index=False)):
+            xs = np.arange(len(columns)) + (offset - (len(group) - 1) / 2) * width
+            shares = [100 * getattr(row, column) for column in columns]
+            ax.bar(xs, shares, width, label=f"{row.order} ({row.mean:.1f})", edgecolor="#333333", linewidth=0.5)
+        ax.set_xticks(np.arange(len(columns)), [column.split("_")[1] for column in columns])
+        ax.set_xlabel("shown position of the candidate the fused text takes most from")
+        ax.set_ylabel("share of fused answers (%)")
+        ax.set_title(" · ".join(map(str, key)), fontsize=9)
+        ax.legend(fontsize=7, title=f"order (mean {settings['metrics'][key[0]]})", title_fontsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    save_figure_files(fig, path, also=("pdf",))
+    plt.close(fig)
+
+
+def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], outputs: dict, settings: dict) -> None:
+    """Each fusor's copy rate, and its per-item wins, ties and losses against every other method of the cell."""
+    items = primary_scores(scores, settings["tasks"])
+    by_item = items.pivot_table(index=[*CELL, "id"], columns="method", values="value", aggfunc="first")
+    fused = fused_records(fusions, pools)
+    resamples, seed = int(settings["bootstrap"]), int(settings["seed"])
+    rows = []
+    for (task, lang, sampler, fusion), answers in fused.groupby([*CELL, "method"], sort=False):
+        cell = by_item.loc[(task, lang, sampler)]
+        copied = answers[answers["parsed"]]  # a fallback is not the fusor's text, so it says nothing of copying
+        ratio_low, ratio_high = (
+            bootstrap_ci([copied["ratio"].to_numpy()], resamples, float(settings["confidence"]), seed)
+            if len(copied)
+            else (float("nan"), float("nan"))
+        )
+        for versus in sorted((m for m in cell.columns if m != fusion and cell[m].notna().any()), key=method_rank):
+            both = cell[[fusion, versus]].dropna()
+            outcome = analyses.outcomes(both[fusion].tolist(), both[versus].tolist())
+            difference, p = paired_test(both[fusion], both[versus], resamples, seed)
+            rows.append(
+                {
+                    "task": task,
+                    "lang": lang,
+                    "sampler": sampler,
+                    "method": fusion,
+                    "versus": versus,
+                    **{key: outcome[key] for key in ("items", "wins", "ties", "losses")},
+                    "mean_delta": difference,
+                    "p": p,
+                    "loss_p50": outcome["loss_quantiles"]["p50"] if outcome["loss_quantiles"] else None,
+                    "loss_p90": outcome["loss_quantiles"]["p90"] if outcome["loss_quantiles"] else None,
+                    "loss_max": outcome["loss_quantiles"]["max"] if outcome["loss_quantiles"] else None,
+                    "copy_ratio": copied["ratio"].mean() if len(copied) else float("nan"),
+                    "copy_ratio_low": ratio_low,
+                    "copy_ratio_high": ratio_high,
+                    "coverage": copied["coverage"].mean(),
+                    "copied_whole": copied["copied_whole"].mean(),
+                    "parsed": answers["parsed"].mean(),
+                }
+            )
+    table = pd.DataFrame(rows)
+    write_table(
+        table,
+        outputs,
+        "Fusion diagnostics",
+        "Per fusor and cell: the copy rate (`copy_ratio`, the paper's closest-candidate difflib ratio; `coverage`, "
+        "the share of fused characters found in some candidate), the share copied whole and parsed, and FusioN "
+        "against each other method item by item: wins, ties, losses, the mean paired difference with its "
+        "sign-flip p, and the size of the losses (median, 90th percentile, largest).",
+    )
+    diagnostics_figure(fused, by_item, settings, Path(outputs["figure"]))
+
+
+def diagnostics_figure(fused: pd.DataFrame, by_item: pd.DataFrame, settings: dict, path: Path) -> None:
+    """Left: the copy rate's distribution per cell. Right: FusioN minus each other method, item by item."""
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    cells = list(fused.groupby([*CELL, "method"], sort=False))
+    parsed = [100 * group.loc[group["parsed"], "ratio"] for _, group in cells]
+    left.boxplot(
+        parsed, tick_labels=[f"{' · '.join(key)}\nn={len(p)}" for (key, _), p in zip(cells, parsed, strict=True)]
+    )
+    left.set_ylabel("copy rate of parsed answers:\nclosest-candidate ratio (%)")
+    left.set_ylim(0, 105)
+    left.tick_params(axis="x", labelrotation=30, labelsize=7)
+    deltas, labels = [], []
+    for (task, lang, sampler, fusion), _ in cells:
+        cell = by_item.loc[(task, lang, sampler)]
+        for versus in sorted((m for m in cell.columns if m != fusion and cell[m].notna().any()), key=method_rank):
+            both = cell[[fusion, versus]].dropna()
+            deltas.append(both[fusion] - both[versus])
+            labels.append(f"{lang} {sampler}\nvs {versus}")
+    right.boxplot(deltas, tick_labels=labels)
+    right.axhline(0, color="#555555", linewidth=0.8, linestyle="--")
+    right.set_ylabel("FusioN − other method, per item (metric points)")
+    right.tick_params(axis="x", labelrotation=30, labelsize=7)
+    for ax in (left, right):
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    save_figure_files(fig, path, also=("pdf",))
+    plt.close(fig)
+
+
+# Each analysis rule runs the function named like it, with the rule's named inputs as keyword arguments.
+ANALYSES = {
+    "nscaling": run_nscaling,
+    "robustness": run_robustness,
+    "position": run_position,
+    "diagnostics": run_diagnostics,
+    "claims": run_claims,
+}

@@ -1,0 +1,320 @@
+"""The analyses' derived pools and their tables and figures, on hand-made files where the answer is known."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pandas as pd
+import pytest
+
+from polyfuse import analysis_report, claims, methods
+from polyfuse.config import analysis_variants, check_analyses
+from polyfuse.errors import PolyfuseError
+from polyfuse.io import read_jsonl, write_jsonl
+from polyfuse.pools import derive_pools
+from polyfuse.tasks import task_kind
+
+SETTINGS = {
+    "bootstrap": 200,
+    "confidence": 0.95,
+    "seed": 0,
+    "subsets": 2,
+    "tasks": {"mgsm": {"kind": "math"}},
+    "methods": ["single", "bon-loglik", "fusion-smol", "oracle"],
+    "metrics": {"mgsm": "accuracy"},
+}
+IDS = ["a", "b", "c", "d"]
+
+
+def write_items_and_pool(tmp_path, sampler="g"):
+    """Four maths items whose right answer is candidate 2's (candidate 0 and 1 are wrong)."""
+    items = [{"id": i, "task": "mgsm", "lang": "de", "input": f"{i}?", "reference": "7"} for i in IDS]
+    pools = [
+        {
+            "id": i,
+            "task": "mgsm",
+            "lang": "de",
+            "sampler": sampler,
+            "prompt_hash": "p",
+            "candidates": [{"text": f"Die Antwort ist {n}.", "model": sampler} for n in (3, 5, 7)],
+        }
+        for i in IDS
+    ]
+    write_jsonl(tmp_path / "items.jsonl", items)
+    write_jsonl(tmp_path / f"{sampler}.jsonl", pools)
+    return tmp_path / "items.jsonl", tmp_path / f"{sampler}.jsonl"
+
+
+def write_scores(tmp_path, sampler: str, method: str, values: list[float]) -> str:
+    path = tmp_path / "scores" / sampler / f"{method}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(
+        path,
+        [
+            {"id": i, "task": "mgsm", "lang": "de", "sampler": sampler, "method": method, "values": {"accuracy": v}}
+            for i, v in zip(IDS, values, strict=True)
+        ],
+    )
+    return str(path)
+
+
+def outputs_of(tmp_path, name: str) -> dict:
+    return {
+        key: str(tmp_path / f"{name}.{ext}")
+        for key, ext in (("table", "csv"), ("markdown", "md"), ("figure", "png"), ("pdf", "pdf"))
+    }
+
+
+def derived(tmp_path, variant: str, kind: str = "math") -> list[dict]:
+    items, pools = write_items_and_pool(tmp_path)
+    name = methods.derived("g", variant)
+    derive_pools(items, pools, tmp_path / f"{name}.jsonl", name, task_kind(kind), seed=3)
+    return list(read_jsonl(tmp_path / f"{name}.jsonl"))
+
+
+def test_a_subset_pool_keeps_the_chosen_candidates_and_says_which(tmp_path):
+    for record in derived(tmp_path, "n2s1"):
+        chosen = record["derived"]["indices"]
+        assert record["sampler"] == "g~n2s1" and len(chosen) == 2 and chosen == sorted(chosen)
+        assert [c["text"] for c in record["candidates"]] == [f"Die Antwort ist {(3, 5, 7)[i]}." for i in chosen]
+        assert record["derived"] == {"from": "g", "analysis": "subset", "size": 2, "index": 1, "indices": chosen}
+
+
+def test_an_injected_pool_replaces_k_candidates_with_another_items_answers(tmp_path):
+    records = derived(tmp_path, "fluent1")
+    for record in records:
+        injected = [c for c in record["candidates"] if c.get("injected")]
+        assert len(injected) == 1 and injected[0]["injected"] == "fluent"
+    garbage = derived(tmp_path, "garbage2")
+    assert all(sum(bool(c.get("injected")) for c in record["candidates"]) == 2 for record in garbage)
+
+
+def test_ranked_orders_show_the_best_or_the_worst_candidate_first(tmp_path):
+    assert {tuple(r["shown_order"]) for r in derived(tmp_path, "order-best-first")} == {(2, 0, 1)}
+    assert {tuple(r["shown_order"]) for r in derived(tmp_path, "order-worst-first")} == {(0, 1, 2)}
+    with pytest.raises(PolyfuseError, match="needs a reference metric"):
+        derived(tmp_path, "order-best-first", kind="chat")
+
+
+def test_nscaling_starts_at_the_single_sample_averages_subsets_and_ends_at_the_pool(tmp_path):
+    _, pools = write_items_and_pool(tmp_path)
+    scores = [
+        write_scores(tmp_path, "g", "single", [0, 0, 0, 0]),
+        write_scores(tmp_path, "g", "bon-loglik", [100, 100, 100, 0]),
+        write_scores(tmp_path, "g", "fusion-smol", [100, 100, 100, 100]),
+        write_scores(tmp_path, "g~n2s0", "bon-loglik", [100, 0, 0, 0]),
+        write_scores(tmp_path, "g~n2s1", "bon-loglik", [100, 100, 0, 0]),
+        write_scores(tmp_path, "g~n2s0", "fusion-smol", [0, 0, 0, 0]),
+        write_scores(tmp_path, "g~n2s1", "fusion-smol", [100, 100, 100, 100]),
+    ]
+    outputs = outputs_of(tmp_path, "nscaling")
+    analysis_report.run_nscaling(scores, [str(pools)], outputs, SETTINGS)
+    table = pd.read_csv(outputs["table"]).set_index(["method", "n"])
+    assert table.loc[("bon-loglik", 1), "mean"] == table.loc[("fusion-smol", 1), "mean"] == 0
+    assert table.loc[("bon-loglik", 2), "mean"] == pytest.approx(37.5)  # items: 100, 50, 0, 0
+    assert table.loc[("fusion-smol", 2), "mean"] == pytest.approx(50)
+    assert table.loc[("bon-loglik", 3), "mean"] == pytest.approx(75) and (table["items"] == 4).all()
+    assert (table["ci_low"] <= table["mean"]).all() and (table["mean"] <= table["ci_high"]).all()
+    assert "N-scaling" in open(outputs["markdown"]).read()
+    assert all(open(outputs[key], "rb").read(4) for key in ("figure", "pdf"))
+
+
+def test_robustness_puts_the_sampled_pool_at_k_zero_of_every_kind(tmp_path):
+    scores = [
+        write_scores(tmp_path, "g", "fusion-smol", [100, 100, 100, 100]),
+        write_scores(tmp_path, "g~garbage1", "fusion-smol", [0, 100, 100, 100]),
+        write_scores(tmp_path, "g~fluent1", "fusion-smol", [0, 0, 100, 100]),
+    ]
+    outputs = outputs_of(tmp_path, "robustness")
+    analysis_report.run_robustness(scores, outputs, SETTINGS)
+    table = pd.read_csv(outputs["table"]).set_index(["kind", "k"])["mean"]
+    assert table.to_dict() == {("fluent", 0): 100, ("fluent", 1): 50, ("garbage", 0): 100, ("garbage", 1): 75}
+
+
+def write_fusions(tmp_path, sampler: str, order: list[int], texts: list[str], parsed=(True,) * 4) -> str:
+    path = tmp_path / "outputs" / sampler / "fusion-smol.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(
+        path,
+        [
+            {
+                "id": i,
+                "task": "mgsm",
+                "lang": "de",
+                "sampler": sampler,
+                "method": "fusion-smol",
+                "output": text,
+                "order": order,
+                "parse_status": "ok" if ok else "missing",
+                "fallback": None if ok else "first",
+            }
+            for i, text, ok in zip(IDS, texts, parsed, strict=True)
+        ],
+    )
+    return str(path)
+
+
+def test_position_bias_counts_the_shown_position_each_fused_answer_draws_from(tmp_path):
+    items, pools = write_items_and_pool(tmp_path)
+    pool_paths = []
+    for how in ("best-first", "worst-first"):
+        name = methods.derived("g", methods.order_variant(how))
+        derive_pools(items, pools, tmp_path / f"{name}.jsonl", name, task_kind("math"), seed=3)
+        pool_paths.append(str(tmp_path / f"{name}.jsonl"))
+    right, wrong = "Die Antwort ist 7.", "Die Antwort ist 3."
+    fusions = [
+        write_fusions(tmp_path, "g~order-best-first", [2, 0, 1], [right, right, right, wrong]),
+        write_fusions(tmp_path, "g~order-worst-first", [0, 1, 2], [right, right, wrong, wrong]),
+    ]
+    scores = [
+        write_scores(tmp_path, "g~order-best-first", "fusion-smol", [100, 100, 100, 0]),
+        write_scores(tmp_path, "g~order-worst-first", "fusion-smol", [100, 100, 0, 0]),
+    ]
+    outputs = outputs_of(tmp_path, "position")
+    analysis_report.run_position(scores, fusions, pool_paths, outputs, SETTINGS)
+    table = pd.read_csv(outputs["table"]).set_index("order")
+    # best-first: the right answer is shown first (3 items), the wrong one second; worst-first: right is third.
+    assert table.loc["best-first", ["from_1", "from_2", "from_3"]].tolist() == [0.75, 0.25, 0]
+    assert table.loc["worst-first", ["from_1", "from_2", "from_3"]].tolist() == [0.5, 0, 0.5]
+    assert table.loc["best-first", "mean"] == 75 and table.loc["worst-first", "mean"] == 50
+
+
+def test_diagnostics_count_wins_and_losses_and_the_copy_rate(tmp_path):
+    _, pools = write_items_and_pool(tmp_path)
+    fusions = [write_fusions(tmp_path, "g", [0, 1, 2], ["Die Antwort ist 7."] * 3 + ["Die Antwort ist 9."])]
+    scores = [
+        write_scores(tmp_path, "g", "single", [0, 100, 0, 100]),
+        write_scores(tmp_path, "g", "oracle", [100, 100, 100, 100]),
+        write_scores(tmp_path, "g", "fusion-smol", [100, 100, 100, 0]),
+    ]
+    outputs = outputs_of(tmp_path, "diagnostics")
+    analysis_report.run_diagnostics(scores, fusions, [str(pools)], outputs, SETTINGS)
+    table = pd.read_csv(outputs["table"]).set_index("versus")
+    assert table.loc["single", ["wins", "ties", "losses"]].tolist() == [2, 1, 1]
+    assert table.loc["single", "mean_delta"] == 25 and table.loc["single", "loss_max"] == 100
+    assert table.loc["oracle", ["wins", "ties", "losses"]].tolist() == [0, 3, 1]
+    assert table.loc["oracle", "copied_whole"] == 0.75 and table.loc["oracle", "parsed"] == 1
+    assert 0.75 < table.loc["oracle", "copy_ratio"] < 1
+
+
+def test_a_fallback_is_not_the_fusors_text_so_it_counts_for_no_copying(tmp_path):
+    _, pools = write_items_and_pool(tmp_path)
+    first = "Die Antwort ist 3."  # the fallback: candidate 0, copied whole by construction
+    fusions = [write_fusions(tmp_path, "g", [0, 1, 2], [first, first, first, "Sieben."], (False, False, False, True))]
+    scores = [write_scores(tmp_path, "g", m, [0, 0, 0, 0]) for m in ("single", "fusion-smol")]
+    outputs = outputs_of(tmp_path, "diagnostics")
+    analysis_report.run_diagnostics(scores, fusions, [str(pools)], outputs, SETTINGS)
+    row = pd.read_csv(outputs["table"]).iloc[0]
+    assert row["parsed"] == 0.25 and row["copied_whole"] == 0 and row["copy_ratio"] < 0.5
+
+
+ANALYSED = {
+    "models": {"g": {"engine": "llamacpp"}},
+    "study": {"n": 3, "samplers": ["g"]},
+    "tasks": {
+        "mgsm": {"kind": "math", "role": "test", "languages": ["de", "fr"]},
+        "arena": {"kind": "chat", "role": "test", "languages": ["de"]},
+    },
+    "analyses": {
+        "cells": {"mgsm": ["de"]},
+        "sizes": [2],
+        "subsets": 3,
+        "injections": {"kinds": ["garbage"], "k": [1, 2]},
+        "orders": ["best-first", "random"],
+    },
+}
+
+
+def test_the_analysed_samplers_get_one_derived_pool_per_variant():
+    assert analysis_variants(ANALYSED) == [
+        "n2s0",
+        "n2s1",
+        "n2s2",
+        "garbage1",
+        "garbage2",
+        "order-best-first",
+        "order-random",
+    ]
+    assert all(methods.parse_variant(variant) for variant in analysis_variants(ANALYSED))
+    check_analyses(ANALYSED)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"sizes": [3]}, "3 is not below 'g'"),
+        ({"subsets": 4}, "4 distinct subsets of 2 from 3 candidates do not exist"),
+        ({"injections": {"kinds": ["garbage"], "k": [3]}}, "would leave none to find"),
+        ({"cells": {"arena": ["de"]}}, "best-first and worst-first rank by a reference metric"),
+        ({"cells": {"mgsm": ["ja"]}}, "analyses.cells.mgsm: unknown 'ja'"),
+        ({"cells": {"wmt": ["de"]}}, "analyses.cells: unknown 'wmt'"),
+        ({"samplers": ["h"]}, "analyses.samplers: unknown 'h'"),
+    ],
+)
+def test_analyses_that_cannot_be_run_are_config_errors(change, message):
+    config = copy.deepcopy(ANALYSED)
+    config["analyses"].update(change)
+    with pytest.raises(PolyfuseError, match=message):
+        check_analyses(config)
+
+
+def write_task_scores(tmp_path, task, metric, method, values_by_lang, sampler="g") -> str:
+    path = tmp_path / "claims" / task / sampler / f"{method}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(
+        path,
+        [
+            {
+                "id": f"{lang}{n}",
+                "task": task,
+                "lang": lang,
+                "sampler": sampler,
+                "method": method,
+                "values": {metric: v},
+            }
+            for lang, values in values_by_lang.items()
+            for n, v in enumerate(values)
+        ],
+    )
+    return str(path)
+
+
+def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(tmp_path):
+    settings = SETTINGS | {"tasks": {"arena": {"kind": "chat"}, "mgsm": {"kind": "math"}}}
+    scores = [
+        # chat: FusioN ahead on all 8 items of both languages: the paper's direction, exact p = 2/2^8
+        write_task_scores(tmp_path, "arena", "winrate", "fusion-smol", {"de": [75] * 4, "fr": [75] * 4}),
+        write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [50] * 4, "fr": [50] * 4}),
+        # a head-to-head's verdicts (recorded under its label) are no method of their own
+        write_task_scores(tmp_path, "arena", "winrate", "fusion-smol vs bon-loglik", {"de": [0] * 4, "fr": [0] * 4}),
+        # maths: FusioN ahead on every item, so "BoN beats FusioN" is significantly not reproduced
+        write_task_scores(tmp_path, "mgsm", "accuracy", "fusion-smol", {"de": [100] * 8}),
+        write_task_scores(tmp_path, "mgsm", "accuracy", "bon-loglik", {"de": [0] * 8}),
+    ]
+    diagnostics = pd.DataFrame(
+        [{"task": "mgsm", "lang": "de", "sampler": "g", "method": "fusion-smol", "copy_ratio": 0.9}]
+    ).assign(copy_ratio_low=0.85, copy_ratio_high=0.95)
+    outputs = {"claims": str(tmp_path / "README.md")}
+    analysis_report.ANALYSES["claims"](scores, [], [], outputs, settings)
+    text = open(outputs["claims"]).read()
+    verdicts = dict(
+        re.findall(
+            r"^\| (Chat|WMT24\+\+|MGSM|N-scaling|Fusion improves|The fused text)[^|]*\|[^|]*\|[^|]*\| (.+?) +\|$",
+            text,
+            re.M,
+        )
+    )
+    assert verdicts == {
+        "Chat": "reproduced",
+        "WMT24++": "not measurable",
+        "MGSM": "not reproduced",
+        "N-scaling": "not measurable",
+        "Fusion improves": "not measurable",
+        "The fused text": "not measurable",
+    }
+    assert "ahead in 2/2 languages (de, fr)" in text and text.count("| Chat") == 1
+    table = claims.claims_table(scores, None, diagnostics, settings).set_index("claim")["verdict"]
+    assert table.iloc[-1] == "reproduced"
+    inconclusive = diagnostics.assign(copy_ratio_low=0.7)
+    assert claims.claims_table(scores, None, inconclusive, settings)["verdict"].iloc[-1] == "inconclusive"
