@@ -15,6 +15,7 @@ import pytest
 import yaml
 from sacrebleu.metrics import CHRF
 
+from polyfuse.config import analysis_variants
 from polyfuse.io import read_jsonl
 from polyfuse.score import accuracy
 from polyfuse.tasks import task_kind
@@ -85,6 +86,17 @@ def member_pools(config: dict) -> list[tuple[str, str, str, int]]:
         for task, lang in train_cells(config)
         for pool in sorted(used)
         for k in range(len(config["pools"][pool]["members"]))
+    ]
+
+
+def derived_pools(config: dict) -> list[tuple[str, str, str]]:
+    """(task, language, derived sampler) of every pool the analyses derive (subsets, injections, orders)."""
+    return [
+        (task, lang, f"{sampler}~{variant}")
+        for task, languages in config.get("analyses", {}).get("cells", {}).items()
+        for lang in languages
+        for sampler in config["tasks"][task].get("samplers", config["study"]["samplers"])
+        for variant in analysis_variants(config)
     ]
 
 
@@ -169,6 +181,69 @@ def test_records_carry_their_provenance(study):
     assert parse["parse_failures"].sum() == sum(status != "ok" for status in statuses)
 
 
+def test_analyses_write_their_tables_figures_and_the_claims(study):
+    results = study.workdir / "results"
+    analyses = study.config["analyses"]
+    ((task, languages),) = analyses["cells"].items()
+    nscaling = pd.read_csv(results / "analyses/nscaling.csv")
+    # N = 1 (the single sample), every configured size, and the whole pool, for each BoN scorer and fusor.
+    assert sorted(nscaling["n"].unique()) == [1, *analyses["sizes"], study.config["study"]["n"]]
+    assert set(nscaling["method"]) == {
+        "bon-loglik",
+        "bon-mbr_chrf",
+        *(f"fusion-{f}" for f in fusors(study.config, task)),
+    }
+    robustness = pd.read_csv(results / "analyses/robustness.csv")
+    assert set(robustness["kind"]) == set(analyses["injections"]["kinds"])
+    assert sorted(robustness["k"].unique()) == [0, *analyses["injections"]["k"]]
+    position = pd.read_csv(results / "analyses/position.csv")
+    assert set(position["order"]) == set(analyses["orders"])
+    shares = position[[c for c in position if c.startswith("from_")]].sum(axis=1)
+    assert ((shares > 0) & (shares <= 1 + 1e-9)).all()
+    diagnostics = pd.read_csv(results / "analyses/diagnostics.csv")
+    assert {"single", "oracle", "bon-loglik"} <= set(diagnostics["versus"])
+    assert diagnostics["copy_ratio"].between(0, 1).all()
+    for name in ("nscaling", "robustness", "position", "diagnostics"):
+        assert (results / f"analyses/{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (results / f"analyses/{name}.pdf").read_bytes()[:4] == b"%PDF"
+    # Every derived pool is its base pool's candidates, subsetted, injected or shown in another order.
+    for lang in languages:
+        for pool in (results / f"{task}/{lang}/pools").glob("*~*.jsonl"):
+            for record in read_jsonl(pool):
+                assert record["sampler"] == pool.stem and record["derived"]["from"] == pool.stem.split("~")[0]
+    claims = (results / "README.md").read_text()
+    verdicts = re.findall(r"\| (reproduced|not reproduced|inconclusive|not measurable) +\|$", claims, re.M)
+    assert len(verdicts) >= 6, claims
+
+
+def test_the_html_report_holds_every_table_and_figure_with_its_caption(study):
+    html = study.workdir / "results/report.html"
+    snakemake(study.workdir, "--report", str(html), *study.args)
+    text = html.read_text(encoding="utf-8")
+    listed = set(re.findall(r"results/[\w./~-]+\.(?:png|csv|md)", text))
+    assert listed, text[:2000]
+    for path in listed:
+        assert (study.workdir / path).is_file(), path
+    expected = {
+        f"results/analyses/{name}.{ext}"
+        for name in ("nscaling", "robustness", "position", "diagnostics")
+        for ext in ("png", "csv")
+    }
+    expected |= {f"results/figures/{task}.png" for task in reported_tasks(study.config)}
+    expected |= {"results/figures/distill.png", "results/tables/distill.csv", "results/README.md"}
+    assert expected <= listed, expected - listed
+    for caption in (
+        "N-scaling: quality against the number of candidates",
+        "Position bias: FusioN shown",
+        "Robustness: quality as k",
+        "Fusion diagnostics.",
+        "Setting 2, the downstream figure",
+        "The claims table",
+        "judge's win rate against a reference system",
+    ):
+        assert caption in text, caption
+
+
 def test_setting_two_builds_sets_trains_students_and_reports_them(study):
     results, config = study.workdir / "results", study.config
     distill = config["distill"]
@@ -215,7 +290,7 @@ def test_second_run_makes_zero_model_calls(study):
     sample_jobs = len(pools(study.config)) + len(student_pools(study.config))
     assert len([log for log in calls if "/sample/" in log]) == sample_jobs
     assert len([log for log in calls if "/sample_member/" in log]) == len(member_pools(study.config))
-    fuse_jobs = sum(len(fusors(study.config, task)) for task, _, _ in pools(study.config))
+    fuse_jobs = sum(len(fusors(study.config, task)) for task, _, _ in pools(study.config) + derived_pools(study.config))
     sets = study.config["distill"]["sets"].values()
     pool_fusions = {(spec["pool"], spec["method"]) for spec in sets if spec["method"].startswith("fusion-")}
     fuse_jobs += len(pool_fusions) * len(train_cells(study.config))
@@ -240,18 +315,22 @@ def test_dry_run_of_the_default_config():
     )
     assert result.returncode == 0, result.stderr
     # Setting 1: 8 pools. Setting 2: 2 training cells x 3 teachers, fused twice (teachers' set, its one fusor),
-    # 3 students trained and 4 (the base too) answering 5 test cells, 2 of them judged, 3 scored by COMET.
+    # 2 students trained and 3 (the base too) answering 5 test cells, 2 of them judged, 3 scored by COMET.
+    # Analyses: one cell's 8 derived pools (2 sizes x 2 subsets, 2 injections, 2 orders), each fused.
     jobs = {
-        "sample": 8 + 4 * 5,
+        "sample": 8 + 3 * 5,
         "sample_member": 2 * 3,
-        "fuse": 8 + 2,
+        "derive_pool": 8,
+        "fuse": 8 + 2 + 8,
         "reference": 2,
-        "judge": 8 + 4 * 2,
+        "judge": 8 + 3 * 2,
         "head_to_head": 4,
-        "comet": 3 + 4 * 3,
-        "sft_set": 3 * 2,
-        "finetune": 3,
+        "comet": 3 + 3 * 3,
+        "sft_set": 2 * 2,
+        "finetune": 2,
         "student_base": 1,
+        "nscaling": 1,
+        "claims": 1,
     }
     for rule, count in jobs.items():
         assert re.search(rf"\n{rule}\s+{count}\n", result.stdout), (rule, result.stdout[-1500:])
@@ -263,7 +342,7 @@ def test_the_teacher_pool_overlay_adds_the_tables_other_rows():
         [SNAKEMAKE, "-n", "--forceall", "--cores", "2", *overlay], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    for rule, count in {"finetune": 6, "sft_set": 12, "sample_member": 2 * (3 + 3 + 1), "fuse": 8 + 2 * 3}.items():
+    for rule, count in {"finetune": 6, "sft_set": 12, "sample_member": 2 * (3 + 3 + 1), "fuse": 8 + 2 * 3 + 8}.items():
         assert re.search(rf"\n{rule}\s+{count}\n", result.stdout), (rule, result.stdout[-1500:])
 
 
@@ -468,13 +547,16 @@ def test_paper_config_builds_the_whole_dag():
     assert result.returncode == 0, result.stderr[-2000:]
     # Setting 1: 74 pools (2 samplers x 37 cells). Setting 2: 16 training cells (ufb 11, geofactx 5) answered by 11
     # pool members, fused 4 ways and BoN-selected on 2 pools; 8 students answer 26 test cells (11 of them judged).
+    # Analyses: 21 cells (arena 11, wmt24pp 10) of the one-member pool command-a-x8, each with 39 derived pools
+    # (6 sizes x 5 subsets, 2 kinds x 4 k, 1 order), fused; all but the order's BoN-selected; arena's judged.
     jobs = {
         "sample": 74 + 8 * 26,
-        "sample_member": 16 * 11,
-        "fuse": 74 + 16 * 4,
-        "select_reward_model": 74 + 16 * 2,
+        "sample_member": 16 * 11 + 21,
+        "derive_pool": 21 * 39,
+        "fuse": 74 + 16 * 4 + 21 + 21 * 39,
+        "select_reward_model": 74 + 16 * 2 + 21 + 21 * 38,
         "comet": 20 + 8 * 10,
-        "judge": 66 + 8 * 11,
+        "judge": 66 + 8 * 11 + 11 * 3 + 11 * (38 * 2 + 1),
         "sft_set": 16 * 7,
         "finetune": 7,
         "student_base": 1,
