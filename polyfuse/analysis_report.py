@@ -107,7 +107,9 @@ def injection_points(items: pd.DataFrame) -> pd.DataFrame:
     return points[["task", "lang", "sampler", "kind", "method", "k", "id", "value"]]
 
 
-def curve_figure(table: pd.DataFrame, panels: list[str], x: str, xlabel: str, settings: dict, path: Path) -> None:
+def curve_figure(
+    table: pd.DataFrame, panels: list[str], x: str, xlabel: str, settings: dict, path: Path, discrete: bool = True
+) -> None:
     """One panel per group of `panels`, one line with its interval band per method, in the study's colours."""
     plt = pyplot()
     groups = list(table.groupby(panels, sort=False))
@@ -124,7 +126,8 @@ def curve_figure(table: pd.DataFrame, panels: list[str], x: str, xlabel: str, se
         ax.set_title(" · ".join(map(str, key)), fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{metric} (mean, {float(settings['confidence']):.0%} CI)")
-        ax.set_xticks(sorted(group[x].unique()))
+        if discrete:  # a tick per N or k; a continuous axis (tokens) keeps matplotlib's own
+            ax.set_xticks(sorted(group[x].unique()))
         ax.grid(alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
         ax.legend(fontsize=7)
@@ -155,6 +158,86 @@ def run_nscaling(scores: list[str], pools: list[str], outputs: dict, settings: d
         "random subsets, then the mean and BCa interval over items. N = 1 is the single sample.",
     )
     curve_figure(table, CELL, "n", "N (candidates per prompt)", settings, Path(outputs["figure"]))
+
+
+def cost_points(pool_paths: list[str], fusion_paths: list[str], compared: list[str], settings: dict) -> pd.DataFrame:
+    """Per (cell, method, N, item): model tokens (in + out), model calls and seconds, as the engines recorded them.
+
+    Sampling costs are each candidate's own record (the cache keeps them, so a cached candidate still counts). A
+    fused answer adds its fusor call. A model scorer reads the prompt once and every candidate (the llama.cpp
+    engine evaluates the prompt once per item): estimated from the candidates' own token counts, as no engine call
+    is repeated for a cached score; its seconds are not recorded. A model-free scorer (MBR) costs no model call.
+    """
+    fused = {}
+    for path in fusion_paths:
+        for record in read_jsonl(path):
+            if methods.parse(record["method"])[0] == "fusion":
+                fused[(record["sampler"], record["method"], record["id"])] = record["cost"]
+    rows = []
+    for path in pool_paths:
+        for pool in read_jsonl(path):
+            base, variant = methods.split_derived(pool["sampler"])
+            candidates = pool["candidates"]
+            n = variant_field(variant, "size") if variant else len(candidates)
+            cell = {"task": pool["task"], "lang": pool["lang"], "sampler": base, "id": pool["id"]}
+            tokens = sum(c["tokens_in"] + c["tokens_out"] for c in candidates)
+            seconds = sum(c["seconds"] for c in candidates)
+            if not variant:  # N = 1, the single sample, shared by every method's curve
+                first = candidates[0]
+                for method in compared:
+                    rows.append(
+                        {
+                            **cell,
+                            "method": method,
+                            "n": 1,
+                            "tokens": first["tokens_in"] + first["tokens_out"],
+                            "calls": 1,
+                            "seconds": first["seconds"],
+                        }
+                    )
+            for method in compared:
+                family, argument = methods.parse(method)
+                if family == "fusion":
+                    cost = fused.get((pool["sampler"], method, pool["id"]))
+                    if cost is None:
+                        continue
+                    extra = (cost["tokens_in"] + cost["tokens_out"], 1, cost["seconds"])
+                elif argument in settings["model_scorers"]:
+                    extra = (candidates[0]["tokens_in"] + sum(c["tokens_out"] for c in candidates), n, 0.0)
+                else:
+                    extra = (0, 0, 0.0)
+                rows.append(
+                    {
+                        **cell,
+                        "method": method,
+                        "n": n,
+                        "tokens": tokens + extra[0],
+                        "calls": len(candidates) + extra[1],
+                        "seconds": seconds + extra[2],
+                    }
+                )
+    frame = pd.DataFrame(rows, columns=[*CELL, "id", "method", "n", "tokens", "calls", "seconds"])
+    return frame.groupby([*CELL, "method", "n", "id"], as_index=False)[["tokens", "calls", "seconds"]].mean()
+
+
+def run_compute(scores: list[str], pools: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
+    """Quality against the model tokens spent per item, for BoN and FusioN at every N of the N-scaling."""
+    points = nscaling_points(primary_scores(scores, settings["tasks"]), pool_sizes(pools))
+    costs = cost_points(pools, fusions, sorted(points["method"].unique()), settings)
+    quality = interval_rows(points, ["task", "lang", "sampler", "method", "n"], settings)
+    spent = costs.groupby(["task", "lang", "sampler", "method", "n"], as_index=False)[["tokens", "calls", "seconds"]]
+    table = quality.merge(spent.mean(), on=["task", "lang", "sampler", "method", "n"], how="left")
+    table = table.sort_values(["task", "lang", "sampler", "method", "n"], key=sort_key)
+    write_table(
+        table,
+        outputs,
+        "Compute-matched comparison",
+        "Model tokens (in + out), model calls and seconds per item, spent by each method at each N (the candidates'"
+        " sampling, the fusor's call, and for a model scorer an estimate of the tokens it reads; MBR calls no model;"
+        " scorer seconds are not recorded), beside its quality (mean and BCa interval over items).",
+    )
+    figure = Path(outputs["figure"])
+    curve_figure(table, CELL, "tokens", "model tokens per item (in + out)", settings, figure, discrete=False)
 
 
 def run_robustness(scores: list[str], outputs: dict, settings: dict) -> None:
@@ -356,5 +439,6 @@ ANALYSES = {
     "robustness": run_robustness,
     "position": run_position,
     "diagnostics": run_diagnostics,
+    "compute": run_compute,
     "claims": run_claims,
 }

@@ -21,7 +21,7 @@ SETTINGS = {
     "seed": 0,
     "subsets": 2,
     "tasks": {"mgsm": {"kind": "math"}},
-    "methods": ["single", "bon-loglik", "fusion-smol", "oracle"],
+    "methods": ["single", "bon-loglik", "bon-mbr_chrf", "fusion-smol", "oracle"],
     "metrics": {"mgsm": "accuracy"},
 }
 IDS = ["a", "b", "c", "d"]
@@ -318,3 +318,42 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
     assert table.iloc[-1] == "reproduced"
     inconclusive = diagnostics.assign(copy_ratio_low=0.7)
     assert claims.claims_table(scores, None, inconclusive, settings)["verdict"].iloc[-1] == "inconclusive"
+
+
+def test_compute_counts_sampling_the_scorers_reading_and_the_fusors_call(tmp_path):
+    items, pools = write_items_and_pool(tmp_path)
+    costed = [
+        {
+            **pool,
+            "candidates": [
+                {**c, "tokens_in": 10, "tokens_out": 5 + i, "seconds": 1.0} for i, c in enumerate(pool["candidates"])
+            ],
+        }
+        for pool in read_jsonl(pools)
+    ]
+    write_jsonl(pools, costed)
+    subset = tmp_path / "g~n2s0.jsonl"
+    derive_pools(items, pools, subset, "g~n2s0", task_kind("math"), seed=3)
+    fusions = []
+    for sampler in ("g", "g~n2s0"):
+        path = tmp_path / "outputs" / sampler / "fusion-smol.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cost = {"tokens_in": 100, "tokens_out": 20, "seconds": 2.0}
+        write_jsonl(path, [{"id": i, "sampler": sampler, "method": "fusion-smol", "cost": cost} for i in IDS])
+        fusions.append(str(path))
+    scores = [
+        write_scores(tmp_path, sampler, method, [100, 0, 100, 0])
+        for sampler in ("g", "g~n2s0")
+        for method in ("bon-loglik", "bon-mbr_chrf", "fusion-smol")
+    ] + [write_scores(tmp_path, "g", "single", [0, 0, 0, 0])]
+    outputs = outputs_of(tmp_path, "compute")
+    analysis_report.run_compute(
+        scores, [str(pools), str(subset)], fusions, outputs, SETTINGS | {"model_scorers": ["loglik"]}
+    )
+    table = pd.read_csv(outputs["table"]).set_index(["method", "n"])
+    sampled = 3 * 10 + 5 + 6 + 7  # every candidate's prompt and output tokens
+    assert table.loc[("bon-loglik", 1), "tokens"] == table.loc[("fusion-smol", 1), "tokens"] == 15  # the single sample
+    assert table.loc[("bon-mbr_chrf", 3), "tokens"] == sampled and table.loc[("bon-mbr_chrf", 3), "calls"] == 3
+    assert table.loc[("bon-loglik", 3), "tokens"] == sampled + 10 + 18 and table.loc[("bon-loglik", 3), "calls"] == 6
+    assert table.loc[("fusion-smol", 3), "tokens"] == sampled + 120 and table.loc[("fusion-smol", 3), "seconds"] == 5
+    assert 2 * 10 + 2 * 5 + 120 <= table.loc[("fusion-smol", 2), "tokens"] <= 2 * 10 + 13 + 120

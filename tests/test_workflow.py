@@ -203,7 +203,9 @@ def test_analyses_write_their_tables_figures_and_the_claims(study):
     diagnostics = pd.read_csv(results / "analyses/diagnostics.csv")
     assert {"single", "oracle", "bon-loglik"} <= set(diagnostics["versus"])
     assert diagnostics["copy_ratio"].between(0, 1).all()
-    for name in ("nscaling", "robustness", "position", "diagnostics"):
+    compute = pd.read_csv(results / "analyses/compute.csv")
+    assert (compute.groupby(["method"])["tokens"].is_monotonic_increasing).all()  # more candidates cost more
+    for name in ("nscaling", "robustness", "position", "diagnostics", "compute"):
         assert (results / f"analyses/{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (results / f"analyses/{name}.pdf").read_bytes()[:4] == b"%PDF"
     # Every derived pool is its base pool's candidates, subsetted, injected or shown in another order.
@@ -226,7 +228,7 @@ def test_the_html_report_holds_every_table_and_figure_with_its_caption(study):
         assert (study.workdir / path).is_file(), path
     expected = {
         f"results/analyses/{name}.{ext}"
-        for name in ("nscaling", "robustness", "position", "diagnostics")
+        for name in ("nscaling", "robustness", "position", "diagnostics", "compute")
         for ext in ("png", "csv")
     }
     expected |= {f"results/figures/{task}.png" for task in reported_tasks(study.config)}

@@ -135,6 +135,32 @@ use rule nscaling as diagnostics with:
         "results/benchmarks/analyses/diagnostics.tsv"
 
 
+use rule nscaling as compute with:
+    input:
+        scores=analysis_files("scores", ["subset"]),
+        pools=analysis_pools(["subset"]),
+        fusions=analysis_files("outputs", ["subset"]),
+    output:
+        table=report(
+            "results/analyses/compute.csv",
+            caption="../report/compute.rst",
+            category="Analyses",
+            subcategory="Compute-matched",
+        ),
+        markdown="results/analyses/compute.md",
+        figure=report(
+            "results/analyses/compute.png",
+            caption="../report/compute.rst",
+            category="Analyses",
+            subcategory="Compute-matched",
+        ),
+        pdf="results/analyses/compute.pdf",
+    log:
+        "results/logs/analyses/compute.log",
+    benchmark:
+        "results/benchmarks/analyses/compute.tsv"
+
+
 # Each claim of the paper beside this run's finding: reads the study's scores and the analyses' tables.
 use rule nscaling as claims with:
     input:

@@ -23,6 +23,7 @@ from polyfuse.config import (
     student_models,
 )
 from polyfuse.pools import pool_members
+from polyfuse.select import MODEL_SCORERS, TORCH_SCORERS
 from polyfuse.errors import PolyfuseError
 from polyfuse.tasks import task_kind
 
@@ -273,6 +274,7 @@ def analysis_outputs():
     asked = {
         "diagnostics": True,
         "nscaling": ANALYSES["sizes"],
+        "compute": ANALYSES["sizes"],
         "robustness": ANALYSES["injections"]["kinds"] and ANALYSES["injections"]["k"],
         "position": ANALYSES["orders"],
     }
@@ -290,6 +292,8 @@ ANALYSIS_SETTINGS = {
     "methods": STUDY_METHODS,
     "metrics": {task: task_kind(spec["kind"]).metrics[0] for task, spec in TEST_TASKS.items()},
     "subsets": ANALYSES["subsets"] if ANALYSES else 0,
+    # the selectors that run a model, whose reading of the candidates counts in the compute-matched comparison
+    "model_scorers": sorted(set(STUDY["selectors"]) & (MODEL_SCORERS | TORCH_SCORERS)),
 }
 
 
