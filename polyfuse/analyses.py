@@ -32,12 +32,11 @@ import numpy as np
 
 from polyfuse.errors import PolyfuseError
 from polyfuse.fuse import shown_order
+from polyfuse.methods import INJECTIONS, ORDERS
 from polyfuse.sample import derive_seed
 
 # Up to this many subsets of one size are listed and shuffled; past it they are drawn with rejection instead.
 ENUMERATED_SUBSETS = 10_000
-INJECTED_KINDS = ("garbage", "fluent")
-ORDERS = ("best-first", "worst-first", "random", "pooled")
 GARBAGE_MIN_CHARS = 20
 
 
@@ -94,8 +93,8 @@ def inject(
     ``garbage`` replaces a text with random words of about its length (at least 20 characters); ``fluent`` with a
     seeded choice from `donors`, other items' candidate texts (the caller leaves out the item's own).
     """
-    if kind not in INJECTED_KINDS:
-        raise PolyfuseError(f"unknown injected kind {kind!r} for item {item_id!r}; kinds: {', '.join(INJECTED_KINDS)}")
+    if kind not in INJECTIONS:
+        raise PolyfuseError(f"unknown injected kind {kind!r} for item {item_id!r}; kinds: {', '.join(INJECTIONS)}")
     if not 0 <= k < len(texts):
         # Replacing every candidate would leave nothing to find.
         raise PolyfuseError(f"cannot inject {k} of the {len(texts)} candidates of item {item_id!r}: need 0 <= k < N")

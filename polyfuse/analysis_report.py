@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from polyfuse import analyses, methods
-from polyfuse.claims import run_claims
 from polyfuse.io import read_jsonl, read_paired, write_text
 from polyfuse.methods import method_rank
 from polyfuse.report import bootstrap_ci, method_colours, paired_test, pyplot, read_item_scores
@@ -88,10 +87,10 @@ def nscaling_points(items: pd.DataFrame, sizes: dict) -> pd.DataFrame:
     ]
     rows["sampler"] = rows["base"]
     compared = rows[rows["method"].map(lambda m: methods.parse(m)[0] in ("bon", "fusion"))]
-    single = rows[rows["method"] == "single"]
-    # N = 1 is the single sample, the same point on every method's curve.
-    ones = [single.assign(method=method, n=1) for method in compared["method"].unique()]
-    points = pd.concat([compared, *ones], ignore_index=True)
+    single = rows[rows["method"] == "single"].drop(columns=["method", "n"])
+    # N = 1 is the single sample, the same point on the curve of every method its own cell ran.
+    ones = compared[[*CELL, "method"]].drop_duplicates().merge(single, on=CELL).assign(n=1)
+    points = pd.concat([compared, ones], ignore_index=True)
     return points.groupby(["task", "lang", "sampler", "method", "n", "id"], as_index=False)["value"].mean()
 
 
@@ -379,9 +378,7 @@ def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], out
                     **{key: outcome[key] for key in ("items", "wins", "ties", "losses")},
                     "mean_delta": difference,
                     "p": p,
-                    "loss_p50": outcome["loss_quantiles"]["p50"] if outcome["loss_quantiles"] else None,
-                    "loss_p90": outcome["loss_quantiles"]["p90"] if outcome["loss_quantiles"] else None,
-                    "loss_max": outcome["loss_quantiles"]["max"] if outcome["loss_quantiles"] else None,
+                    **{f"loss_{q}": outcome["loss_quantiles"][q] for q in ("p50", "p90", "max")},
                     "copy_ratio": copied["ratio"].mean() if len(copied) else float("nan"),
                     "copy_ratio_low": ratio_low,
                     "copy_ratio_high": ratio_high,
@@ -440,5 +437,4 @@ ANALYSES = {
     "position": run_position,
     "diagnostics": run_diagnostics,
     "compute": run_compute,
-    "claims": run_claims,
 }

@@ -1,8 +1,9 @@
 """The claims table (``results/README.md``): each claim of the paper beside what this run found.
 
-A claim is checked on this run's item scores with a paired sign-flip test over items (the resampling unit) and
-reads **reproduced** (the paper's direction, significant at the report's level), **not reproduced** (the opposite
-direction, significant), **inconclusive** (the test cannot tell the directions apart at this size) or **not
+A claim is checked per sampler on this run's item scores with a paired sign-flip test over items (the resampling
+unit; an item is a task's prompt in one language) and reads **reproduced** (the paper's direction, significant at
+the report's level), **not reproduced** (the opposite direction, significant), **inconclusive** (the test cannot
+tell the directions apart at this size, or most fused answers were fallbacks, not the fusor's own) or **not
 measurable** (the study has no cell the claim is about, or the analysis it needs did not run).
 """
 
@@ -12,12 +13,14 @@ import numpy as np
 import pandas as pd
 
 from polyfuse import methods
+from polyfuse.analysis_report import nscaling_points, pool_sizes, primary_scores
 from polyfuse.io import write_text
 from polyfuse.report import paired_test, read_item_scores
 from polyfuse.tasks import task_kind
 
 NOT_MEASURABLE = "not measurable"
 PAPER_COPY_RATE = 80.0  # percent: "the fused text takes over 80% from the candidates"
+MIN_PARSED = 0.5  # below this share of parsed fused answers, FusioN's scores are mostly its fallback's
 
 
 def verdict(difference: float, p: float, alpha: float) -> str:
@@ -31,7 +34,7 @@ def verdict(difference: float, p: float, alpha: float) -> str:
 
 def paired(frame: pd.DataFrame, first: str, second: str, settings: dict) -> tuple[float, float, int]:
     """Mean paired difference first − second over the items both scored, its p-value and the item count."""
-    by_item = frame.pivot_table(index=["lang", "sampler", "id"], columns="method", values="value")
+    by_item = frame.pivot_table(index=["task", "lang", "id"], columns="method", values="value", aggfunc="first")
     if first not in by_item or second not in by_item:
         return float("nan"), float("nan"), 0
     both = by_item[[first, second]].dropna()
@@ -40,7 +43,7 @@ def paired(frame: pd.DataFrame, first: str, second: str, settings: dict) -> tupl
 
 
 def primary_items(score_paths: list[str], settings: dict, kind: str) -> pd.DataFrame:
-    """Item scores on the primary metric of every test task of `kind`, students and derived pools left out."""
+    """Item scores on the primary metric of every test task of `kind`: the samplers' own methods only."""
     items = read_item_scores(score_paths)
     tasks = {task for task, spec in settings["tasks"].items() if spec["kind"] == kind}
     primary = task_kind(kind).metrics[0]
@@ -60,49 +63,56 @@ def method_pairs(items: pd.DataFrame, first_family: str, second_family: str) -> 
     ]
 
 
-def paired_claim(items, pairs, settings, claim: str, paper: str, per_language: bool = False) -> list[dict]:
-    """One row per method pair: the pooled paired difference, its p and verdict (and the languages it wins)."""
+def parsed_share(parse: pd.DataFrame, tasks: set[str], sampler: str, fusion: str) -> float | None:
+    """The share of a fusor's answers on these tasks and this sampler that parsed (the rest are fallbacks)."""
+    fusor = methods.parse(fusion)[1]
+    rows = parse[parse["task"].isin(tasks) & (parse["sampler"] == sampler) & (parse["fusor"] == fusor)]
+    return None if rows.empty or not rows["n"].sum() else 1 - rows["parse_failures"].sum() / rows["n"].sum()
+
+
+def paired_claim(items, families, settings, claim, paper, parse, per_language=False) -> list[dict]:
+    """One row per sampler and method pair: the paired difference, its p, and the verdict."""
     alpha = 1 - float(settings["confidence"])
-    if not pairs:
-        return [
-            {"claim": claim, "paper": paper, "found": "no cell of this kind in the study", "verdict": NOT_MEASURABLE}
-        ]
     rows = []
-    for first, second in pairs:
-        difference, p, n = paired(items, first, second, settings)
-        found = f"{first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items)"
-        if per_language:
-            wins = [
-                lang
-                for lang, group in items.groupby("lang")
-                for diff, _, count in [paired(group, first, second, settings)]
-                if count and diff > 0
-            ]
-            found += f"; ahead in {len(wins)}/{items['lang'].nunique()} languages ({', '.join(wins) or 'none'})"
-        rows.append({"claim": claim, "paper": paper, "found": found, "verdict": verdict(difference, p, alpha)})
+    for sampler, own in items.groupby("sampler"):
+        for first, second in method_pairs(own, *families):
+            difference, p, n = paired(own, first, second, settings)
+            found = f"{sampler}: {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items)"
+            result = verdict(difference, p, alpha)
+            if per_language:
+                languages = sorted(own["lang"].unique())
+                ahead = [lang for lang in languages if paired(own[own["lang"] == lang], first, second, settings)[0] > 0]
+                found += f"; ahead in {len(ahead)}/{len(languages)} languages ({', '.join(ahead) or 'none'})"
+                if result == "reproduced" and 2 * len(ahead) <= len(languages):  # the claim is "in most languages"
+                    result = "inconclusive"
+            fusion = first if methods.parse(first)[0] == "fusion" else second
+            share = parsed_share(parse, set(own["task"]), sampler, fusion)
+            if share is not None:
+                found += f"; {share:.0%} of the fused answers parsed"
+                if share < MIN_PARSED and result != NOT_MEASURABLE:
+                    result = "inconclusive"  # mostly the fallback's text, not the fusor's
+            rows.append({"claim": claim, "paper": paper, "found": found, "verdict": result})
+    if not rows:
+        found = "no cell of this kind in the study"
+        return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
     return rows
 
 
-def nscaling_claim(nscaling: pd.DataFrame | None, settings: dict) -> dict:
-    claim = "N-scaling: FusioN gains from N = 2 on, BoN needs about twice the samples to match"
-    paper = "FusioN at N = 2 about +6 win rate; BoN matches only near N = 4; gains level off past N ≈ 7"
-    if nscaling is None or nscaling.empty or 2 not in set(nscaling["n"]):
-        return {"claim": claim, "paper": paper, "found": "N-scaling did not run", "verdict": NOT_MEASURABLE}
-    lines, directions = [], []
-    for (task, lang, sampler), cell in nscaling.groupby(["task", "lang", "sampler"]):
-        at = cell.set_index(["method", "n"])
-        single = at["mean"].xs(1, level="n").iloc[0]
-        for fusion in [m for m in cell["method"].unique() if methods.parse(m)[0] == "fusion"]:
-            gain = at.loc[(fusion, 2), "mean"] - single
-            low = at.loc[(fusion, 2), "ci_low"] - single
-            lines.append(f"{task}/{lang}/{sampler} {fusion} at N=2: {gain:+.1f} over N=1 (CI low {low:+.1f})")
-            directions.append(np.sign(low) if np.isfinite(low) else 0.0)
-    found = "; ".join(lines)
-    result = "reproduced" if directions and min(directions) > 0 else "inconclusive"
-    return {"claim": claim, "paper": paper, "found": found, "verdict": result}
+def nscaling_claim(points: pd.DataFrame | None, settings: dict, parse: pd.DataFrame) -> list[dict]:
+    """FusioN at N = 2 against the single sample and against BoN at N = 2, paired per item."""
+    claim = "N-scaling: FusioN at N = 2 already beats the single sample and BoN at the same N"
+    paper = "FusioN at N = 2 about +6 win rate; BoN needs about twice the samples to match; gains level off past N ≈ 7"
+    if points is None or points.empty or 2 not in set(points["n"]):
+        return [{"claim": claim, "paper": paper, "found": "N-scaling did not run at N = 2", "verdict": NOT_MEASURABLE}]
+    at_one = points[points["n"] == 1].drop_duplicates([*["task", "lang", "sampler", "id"]]).assign(method="single")
+    at_two = points[points["n"] == 2]
+    items = pd.concat([at_one, at_two], ignore_index=True)
+    rows = paired_claim(items, ("fusion", "single"), settings, claim, paper, parse)
+    rows += paired_claim(items, ("fusion", "bon"), settings, claim, paper, parse)
+    return rows
 
 
-def copy_claim(diagnostics: pd.DataFrame | None) -> dict:
+def copy_claim(diagnostics: pd.DataFrame | None, settings: dict) -> dict:
     claim = "The fused text takes most of its characters from the candidates"
     paper = f"copy rate (difflib, closest candidate) above {PAPER_COPY_RATE:.0f}%"
     if diagnostics is None or diagnostics.empty:
@@ -113,11 +123,10 @@ def copy_claim(diagnostics: pd.DataFrame | None) -> dict:
         return {"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}
     lines = [
         f"{row.task}/{row.lang}/{row.sampler} {row.method}: {100 * row.copy_ratio:.1f}% "
-        f"[{100 * row.copy_ratio_low:.1f}, {100 * row.copy_ratio_high:.1f}]"
+        f"[{100 * row.copy_ratio_low:.1f}, {100 * row.copy_ratio_high:.1f}] over {row.parsed:.0%} parsed"
         for row in cells.itertuples(index=False)
     ]
-    lows = cells["copy_ratio_low"] * 100
-    highs = cells["copy_ratio_high"] * 100
+    lows, highs = cells["copy_ratio_low"] * 100, cells["copy_ratio_high"] * 100
     if (lows > PAPER_COPY_RATE).all():
         result = "reproduced"
     elif (highs < PAPER_COPY_RATE).all():
@@ -127,57 +136,63 @@ def copy_claim(diagnostics: pd.DataFrame | None) -> dict:
     return {"claim": claim, "paper": paper, "found": "; ".join(lines), "verdict": result}
 
 
-def claims_table(scores: list[str], nscaling: pd.DataFrame | None, diagnostics, settings: dict) -> pd.DataFrame:
+def claims_table(scores, points, diagnostics, parse: pd.DataFrame, settings: dict) -> pd.DataFrame:
     chat = primary_items(scores, settings, "chat")
     translation = primary_items(scores, settings, "translation")
     math = primary_items(scores, settings, "math")
     rows = [
         *paired_claim(
             chat,
-            method_pairs(chat, "fusion", "bon"),
+            ("fusion", "bon"),
             settings,
             "Chat (m-ArenaHard): FusioN beats BoN in most languages",
             "Command A sampler: FusioN ahead of BoN in 9 of 11 languages",
+            parse,
             per_language=True,
         ),
         *paired_claim(
             translation,
-            method_pairs(translation, "fusion", "oracle"),
+            ("fusion", "oracle"),
             settings,
             "WMT24++: FusioN above the oracle selection",
             "XCOMET-XL: FusioN 83.8, oracle 83.4, BoN 83.0 (above the oracle for de, ru, zh)",
+            parse,
         ),
         *paired_claim(
             math,
-            method_pairs(math, "bon", "fusion"),
+            ("bon", "fusion"),
             settings,
             "MGSM: BoN beats FusioN (closed-form answers suit selection)",
             "BoN ahead of FusioN at test time and after fine-tuning",
+            parse,
         ),
-        nscaling_claim(nscaling, settings),
+        *nscaling_claim(points, settings, parse),
         {
             "claim": "Fusion improves with fusor size; the same models as BoN scorers do not",
             "paper": "fusors 4B → 111B: rising; as BoN scorers: flat",
             "found": "the fusor-choice analysis is not part of this run",
             "verdict": NOT_MEASURABLE,
         },
-        copy_claim(diagnostics),
+        copy_claim(diagnostics, settings),
     ]
     return pd.DataFrame(rows, columns=["claim", "paper", "found", "verdict"])
 
 
-def run_claims(scores: list[str], nscaling: list[str], diagnostics: list[str], outputs: dict, settings: dict) -> None:
-    scaling = pd.read_csv(nscaling[0]) if nscaling else None
+def run_claims(scores, nscaling_scores, pools, diagnostics, parse, outputs: dict, settings: dict) -> None:
+    """`nscaling_scores` and `pools`: the N-scaling's item scores and base pools (empty when it did not run)."""
+    items = primary_scores(nscaling_scores, settings["tasks"]) if nscaling_scores else None
+    points = nscaling_points(items, pool_sizes(pools)) if items is not None else None
     diagnosed = pd.read_csv(diagnostics[0]) if diagnostics else None
-    table = claims_table(scores, scaling, diagnosed, settings)
-    alpha = 1 - float(settings["confidence"])
+    table = claims_table(scores, points, diagnosed, pd.read_csv(parse[0]), settings)
+    alpha, confidence = 1 - float(settings["confidence"]), float(settings["confidence"])
     write_text(
         outputs["claims"],
         "# What this run found, claim by claim\n\n"
-        "Each claim of the paper (arXiv 2510.00931) beside this run's numbers. Differences are paired over items "
-        f"(the resampling unit) with a two-sided sign-flip permutation test; a verdict needs p < {alpha:g}, "
-        "otherwise it is inconclusive. Intervals are 95% BCa bootstrap intervals over items. The metric is each "
-        "task's primary one (chrF for translation here, where the paper used XCOMET-XL; a judge model's win rate "
-        "for chat). With 135M-270M models and a few items per language, most claims cannot be decided here; "
+        "Each claim of the paper (arXiv 2510.00931) beside this run's numbers, per sampler. Differences are paired "
+        f"over items (the resampling unit) with a two-sided sign-flip permutation test; a verdict needs p < {alpha:g},"
+        f" otherwise it is inconclusive, as it is when under {MIN_PARSED:.0%} of the fused answers parsed (the rest "
+        f"are the fallback's text). Intervals are {confidence:.0%} BCa bootstrap intervals over items. The metric is "
+        "each task's primary one (chrF for translation here, where the paper used XCOMET-XL; a judge model's win "
+        "rate for chat). With 135M-270M models and a few items per language, most claims cannot be decided here; "
         "`config/paper.yaml` names the paper's models and sizes.\n\n" + table.to_markdown(index=False) + "\n",
     )

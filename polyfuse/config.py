@@ -205,7 +205,7 @@ def check_analyses(config: dict) -> None:
         _known(task, [name for name, spec in tasks.items() if spec["role"] == "test"], "analyses.cells")
         for lang in languages:
             _known(lang, tasks[task]["languages"], f"analyses.cells.{task}")
-        if not task_kind(tasks[task]["kind"]).has_oracle and {"best-first", "worst-first"} & set(analyses["orders"]):
+        if not task_kind(tasks[task]["kind"]).has_oracle and set(methods.RANKED_ORDERS) & set(analyses["orders"]):
             raise PolyfuseError(
                 f"analyses.orders: best-first and worst-first rank by a reference metric; {task!r} is judged"
             )

@@ -98,6 +98,7 @@ def is_student(sampler: str) -> bool:
 DERIVED_SEPARATOR = "~"
 INJECTIONS = ("garbage", "fluent")
 ORDERS = ("best-first", "worst-first", "random", "pooled")
+RANKED_ORDERS = ("best-first", "worst-first")  # the orders that rank candidates by a metric against the reference
 VARIANT_PATTERN = re.compile(
     rf"n(?P<size>[1-9]\d*)s(?P<index>\d+)|(?P<kind>{'|'.join(INJECTIONS)})(?P<k>\d+)|order-(?P<order>{'|'.join(ORDERS)})"
 )

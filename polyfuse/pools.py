@@ -110,17 +110,18 @@ def derived_pools(
 ) -> Iterator[dict]:
     """The pool records of derived sampler `derived_name` (``<sampler>~<variant>``), one per item."""
     analysis, spec = methods.parse_variant(methods.split_derived(derived_name)[1])
-    by_metric = analysis == "order" and spec["how"].endswith("-first")
+    by_metric = analysis == "order" and spec["how"] in methods.RANKED_ORDERS
     if by_metric and not kind.has_oracle:
         raise PolyfuseError(f"{derived_name}: {spec['how']} needs a reference metric; {kind.name} is judged")
     oracle = make_scorer("oracle", kind) if by_metric else None
     for (item, pool), next_pool in with_next(read_paired(items_path, pools_path)):
         candidates = pool["candidates"]
         texts = [candidate["text"] for candidate in candidates]
-        extra: dict = {}
+        derivation: dict = {}  # what the record itself does not show: which candidates a subset kept
+        shown: dict = {}  # the order a position-bias pool must be shown in, read by the fuse step
         if analysis == "subset":
             indices = analyses.subset(len(candidates), spec["size"], spec["index"], seed, item["id"])
-            candidates, spec = [candidates[i] for i in indices], {**spec, "indices": list(indices)}
+            candidates, derivation = [candidates[i] for i in indices], {"indices": list(indices)}
         elif analysis == "injection":
             donors = [c["text"] for c in next_pool["candidates"]] if next_pool["id"] != item["id"] else []
             injected = analyses.inject(texts, spec["k"], spec["kind"], seed, item["id"], donors)
@@ -130,13 +131,13 @@ def derived_pools(
             ]
         else:
             scores = oracle.score(item, [text.strip() for text in texts]) if oracle else [None] * len(texts)
-            extra = {"shown_order": analyses.order(scores, spec["how"], seed, item["id"])}
+            shown = {"shown_order": analyses.order(scores, spec["how"], seed, item["id"])}
         yield {
             **pool,
             "sampler": derived_name,
             "candidates": candidates,
-            "derived": {"from": pool["sampler"], "analysis": analysis, **spec},
-            **extra,
+            "derived": {"from": pool["sampler"], "analysis": analysis, **spec, **derivation},
+            **shown,
         }
 
 

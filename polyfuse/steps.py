@@ -232,7 +232,8 @@ def aggregate(smk) -> None:
 @step
 def analysis(smk) -> None:
     """The analysis the rule is named after, on the rule's named inputs (see polyfuse.analysis_report)."""
-    from polyfuse import analysis_report  # pandas and matplotlib live in the report environment only
+    from polyfuse import analysis_report, claims  # pandas and matplotlib live in the report environment only
 
-    inputs = {name: list(files) for name, files in smk.input.items()}
-    analysis_report.ANALYSES[smk.rule](**inputs, outputs=dict(smk.output), settings=smk.params.settings)
+    run = {**analysis_report.ANALYSES, "claims": claims.run_claims}[smk.rule]
+    inputs = {name: [files] if isinstance(files, str) else list(files) for name, files in smk.input.items()}
+    run(**inputs, outputs=dict(smk.output), settings=smk.params.settings)

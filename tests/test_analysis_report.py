@@ -280,6 +280,13 @@ def write_task_scores(tmp_path, task, metric, method, values_by_lang, sampler="g
     return str(path)
 
 
+def write_parse(tmp_path, rows) -> str:
+    columns = ["task", "lang", "sampler", "fusor", "n", "parse_failures"]
+    path = tmp_path / "fusion_parse.csv"
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
+    return str(path)
+
+
 def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(tmp_path):
     settings = SETTINGS | {"tasks": {"arena": {"kind": "chat"}, "mgsm": {"kind": "math"}}}
     scores = [
@@ -292,11 +299,9 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
         write_task_scores(tmp_path, "mgsm", "accuracy", "fusion-smol", {"de": [100] * 8}),
         write_task_scores(tmp_path, "mgsm", "accuracy", "bon-loglik", {"de": [0] * 8}),
     ]
-    diagnostics = pd.DataFrame(
-        [{"task": "mgsm", "lang": "de", "sampler": "g", "method": "fusion-smol", "copy_ratio": 0.9}]
-    ).assign(copy_ratio_low=0.85, copy_ratio_high=0.95)
+    parse = write_parse(tmp_path, [("arena", "de", "g", "smol", 4, 0), ("mgsm", "de", "g", "smol", 8, 1)])
     outputs = {"claims": str(tmp_path / "README.md")}
-    analysis_report.ANALYSES["claims"](scores, [], [], outputs, settings)
+    claims.run_claims(scores, [], [], [], [parse], outputs, settings)
     text = open(outputs["claims"]).read()
     verdicts = dict(
         re.findall(
@@ -314,10 +319,79 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
         "The fused text": "not measurable",
     }
     assert "ahead in 2/2 languages (de, fr)" in text and text.count("| Chat") == 1
-    table = claims.claims_table(scores, None, diagnostics, settings).set_index("claim")["verdict"]
-    assert table.iloc[-1] == "reproduced"
+    assert "88% of the fused answers parsed" in text
+    diagnostics = pd.DataFrame(
+        [{"task": "mgsm", "lang": "de", "sampler": "g", "method": "fusion-smol", "copy_ratio": 0.9, "parsed": 1.0}]
+    ).assign(copy_ratio_low=0.85, copy_ratio_high=0.95)
+    parsed = pd.read_csv(parse)
+    assert claims.claims_table(scores, None, diagnostics, parsed, settings)["verdict"].iloc[-1] == "reproduced"
     inconclusive = diagnostics.assign(copy_ratio_low=0.7)
-    assert claims.claims_table(scores, None, inconclusive, settings)["verdict"].iloc[-1] == "inconclusive"
+    assert claims.claims_table(scores, None, inconclusive, parsed, settings)["verdict"].iloc[-1] == "inconclusive"
+    # Mostly fallbacks: FusioN's scores are not the fusor's, so no verdict either way.
+    fallbacks = parsed.assign(parse_failures=[3, 7])
+    table = claims.claims_table(scores, None, None, fallbacks, settings).set_index("claim")["verdict"]
+    assert table.filter(like="Chat").tolist() == ["inconclusive"] and table.filter(like="MGSM").tolist() == [
+        "inconclusive"
+    ]
+
+
+def test_a_chat_win_carried_by_one_language_is_not_most_languages(tmp_path):
+    settings = SETTINGS | {"tasks": {"arena": {"kind": "chat"}}}
+    scores = [
+        write_task_scores(
+            tmp_path, "arena", "winrate", "fusion-smol", {"de": [100] * 8, "fr": [40] * 2, "it": [40] * 2}
+        ),
+        write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [0] * 8, "fr": [50] * 2, "it": [50] * 2}),
+    ]
+    table = claims.claims_table(scores, None, None, pd.read_csv(write_parse(tmp_path, [])), settings)
+    chat = table[table["claim"].str.startswith("Chat")].iloc[0]
+    assert "ahead in 1/3 languages (de)" in chat["found"] and chat["verdict"] == "inconclusive"
+
+
+def test_the_nscaling_claim_pairs_fusion_at_two_with_the_single_sample_and_bon_item_by_item(tmp_path):
+    settings = SETTINGS | {"tasks": {"mgsm": {"kind": "math"}}}
+    _, pools = write_items_and_pool(tmp_path)
+    ids8 = IDS  # four items: FusioN at N = 2 right on all, single and BoN wrong on all
+    scores = [
+        write_scores(tmp_path, "g", "single", [0] * 4),
+        write_scores(tmp_path, "g", "bon-loglik", [0] * 4),
+        write_scores(tmp_path, "g", "fusion-smol", [100] * 4),
+        *(
+            write_scores(tmp_path, f"g~n2s{i}", m, v)
+            for i in (0, 1)
+            for m, v in (("bon-loglik", [0] * 4), ("fusion-smol", [100] * 4))
+        ),
+    ]
+    points = analysis_report.nscaling_points(
+        analysis_report.primary_scores(scores, settings["tasks"]), analysis_report.pool_sizes([str(pools)])
+    )
+    rows = claims.nscaling_claim(points, settings, pd.read_csv(write_parse(tmp_path, [])))
+    assert [row["found"].split(":")[1].strip() for row in rows] == ["fusion-smol − single", "fusion-smol − bon-loglik"]
+    assert all("+100.0" in row["found"] and f"n={len(ids8)} items" in row["found"] for row in rows)
+    assert {row["verdict"] for row in rows} == {"inconclusive"}  # four items: the smallest p a sign flip gives is 1/8
+
+
+def test_the_single_sample_is_on_the_curves_of_its_own_cells_methods_only():
+    items = pd.DataFrame(
+        [
+            {
+                "task": t,
+                "lang": "de",
+                "sampler": "g",
+                "method": m,
+                "metric": "accuracy",
+                "id": "a",
+                "value": 1.0,
+                "base": "g",
+                "variant": "",
+                "family": "",
+            }
+            for t, m in (("mgsm", "single"), ("mgsm", "fusion-x"), ("wmt", "single"), ("wmt", "fusion-y"))
+        ]
+    )
+    points = analysis_report.nscaling_points(items, {("mgsm", "de", "g"): 3, ("wmt", "de", "g"): 3})
+    ones = points[points["n"] == 1]
+    assert sorted(zip(ones["task"], ones["method"], strict=True)) == [("mgsm", "fusion-x"), ("wmt", "fusion-y")]
 
 
 def test_compute_counts_sampling_the_scorers_reading_and_the_fusors_call(tmp_path):

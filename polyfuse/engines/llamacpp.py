@@ -143,6 +143,13 @@ class LlamaCppEngine(Engine):
                 text = response["choices"][0]["message"]["content"] or ""
             texts.append(text)
             tokens_in = response["usage"]["prompt_tokens"]
+            if list(self.generator._input_ids[: len(self._primed)]) != self._primed:
+                # llama-cpp-python tokenized the prompt otherwise (a built-in chat format, BOS/EOS handling): the
+                # primed prefix was not the one it generated from, so candidates would depend on what ran before.
+                raise PolyfuseError(
+                    f"model {self.model_name!r}: llama-cpp-python tokenized the prompt differently from the primed "
+                    "prefix; report this model's chat template"
+                )
             tokens_out.append(response["usage"]["completion_tokens"])
             reasons.append(response["choices"][0]["finish_reason"] or "stop")
         return Generation(texts, tokens_in, tokens_out, time.perf_counter() - start, reasons)
@@ -222,4 +229,5 @@ class LlamaCppEngine(Engine):
         for llm in (self._generator, self._scorer):
             if llm is not None:
                 llm.close()
+        self._generator = self._scorer = self._primed = None
         self._generator = self._scorer = None

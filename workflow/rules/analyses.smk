@@ -165,8 +165,10 @@ use rule nscaling as compute with:
 use rule nscaling as claims with:
     input:
         scores=score_files(".jsonl"),
-        nscaling=[path for path in analysis_outputs() if path.endswith("nscaling.csv")],
+        nscaling_scores=analysis_files("scores", ["subset"]) if ANALYSES and ANALYSES["sizes"] else [],
+        pools=analysis_pools() if ANALYSES and ANALYSES["sizes"] else [],
         diagnostics=[path for path in analysis_outputs() if path.endswith("diagnostics.csv")],
+        parse="results/tables/fusion_parse.csv",
     output:
         claims=report("results/README.md", caption="../report/claims.rst", category="Claims"),
     log:

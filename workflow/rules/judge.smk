@@ -61,8 +61,8 @@ rule judge:
 rule head_to_head:
     input:
         items_file="results/{task}/{lang}/items.jsonl",
-        outputs=lambda w: f"results/{w.task}/{w.lang}/outputs/{w.model}/{w.pair.split('__vs__')[0]}.jsonl",
-        opponent=lambda w: f"results/{w.task}/{w.lang}/outputs/{w.model}/{w.pair.split('__vs__')[1]}.jsonl",
+        outputs=lambda w: f"results/{w.task}/{w.lang}/outputs/{w.model}/{methods.split_pair(w.pair)[0]}.jsonl",
+        opponent=lambda w: f"results/{w.task}/{w.lang}/outputs/{w.model}/{methods.split_pair(w.pair)[1]}.jsonl",
     output:
         scores="results/{task}/{lang}/scores/{model}/h2h/{pair}.jsonl",
         summary="results/{task}/{lang}/scores/{model}/h2h/{pair}.summary.json",
