@@ -55,6 +55,7 @@ $(VLLM_STAMP): envs/vllm.yaml $(STAMP)
 
 study: setup
 	$(VENV)/bin/snakemake --cores $(CORES)
+	$(VENV)/bin/snakemake --report results/report.html
 
 # Lint first: a style or workflow error fails fast, before the minutes of model tests.
 test: lint $(VLLM_STAMP)
