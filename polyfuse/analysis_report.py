@@ -9,6 +9,8 @@ primary metric, and some read outputs and pools too:
 - ``robustness``: quality as k candidates are replaced by garbage or by another item's (fluent, wrong) answer.
 - ``position``: FusioN with the pool shown best-first, worst-first or at random, its quality, and which shown
   position the fused text takes most from (``analyses.copy_stats``).
+- ``fusors``: the same pools fused by each model of ``analyses.fusors`` and BoN-selected with it as the scorer,
+  smallest first, with the largest-minus-smallest trend of each (the paper: fusion rises with size, selection not).
 - ``diagnostics``: the copy rate of each fused answer (the paper's closest-candidate ratio, and the share of its
   characters found in the candidates), and how often it beats the single sample, each BoN pick and the oracle,
   with the size of its losses.
@@ -27,7 +29,15 @@ import pandas as pd
 from polyfuse import analyses, methods
 from polyfuse.io import read_jsonl, read_paired, write_text
 from polyfuse.methods import method_rank
-from polyfuse.report import bootstrap_ci, method_colours, paired_test, pyplot, read_item_scores
+from polyfuse.report import (
+    BON_COLOURS,
+    FUSION_COLOURS,
+    bootstrap_ci,
+    method_colours,
+    paired_test,
+    pyplot,
+    read_item_scores,
+)
 from polyfuse.report import save_figure as save_figure_files
 from polyfuse.tasks import task_kind
 
@@ -430,6 +440,87 @@ def diagnostics_figure(fused: pd.DataFrame, by_item: pd.DataFrame, settings: dic
     plt.close(fig)
 
 
+FUSOR_ROLES = ("fusor", "BoN scorer")
+
+
+def fusor_choice_roles(choice: dict) -> dict[str, tuple[str, int, str]]:
+    """method -> (role, the model's place in the list, smallest first, model) for each listed model's two methods."""
+    roles = {}
+    for position, model in enumerate(choice["models"]):
+        roles[methods.fusion(model)] = ("fusor", position, model)
+        roles[methods.bon(methods.scored_by(choice["scorer"], model))] = ("BoN scorer", position, model)
+    return roles
+
+
+def run_fusors(scores: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
+    """Each listed model as the fusor and as the BoN scorer of the same pools, and the trend from smallest up."""
+    roles = fusor_choice_roles(settings["fusors"])
+    items = primary_scores(scores, settings["tasks"])
+    items = items[(items["family"] == "") & items["method"].isin(roles)]
+    items = items.assign(
+        **{
+            column: items["method"].map(lambda m, i=i: roles[m][i])
+            for i, column in enumerate(("role", "position", "model"))
+        }
+    )
+    keys = [*CELL, "role", "position", "model", "method"]
+    table = interval_rows(items, keys, settings)
+    fused = pd.DataFrame(
+        [
+            {**{key: record[key] for key in (*CELL, "method")}, "parsed": record["parse_status"] == "ok"}
+            for path in fusions
+            for record in read_jsonl(path)
+            if methods.parse(record["method"])[0] == "fusion"
+        ],
+        columns=[*CELL, "method", "parsed"],
+    )
+    table = table.merge(fused.groupby([*CELL, "method"], as_index=False)["parsed"].mean(), how="left")
+    # The trend: the largest listed model against the smallest, paired over the items both scored.
+    largest = len(settings["fusors"]["models"]) - 1
+    by_item = items.pivot_table(index=[*CELL, "role", "id"], columns="position", values="value", aggfunc="first")
+    trend = []
+    if {0, largest} <= set(by_item.columns):
+        for key, frame in by_item.groupby(level=[0, 1, 2, 3]):
+            both = frame[[0, largest]].dropna()
+            gain, p = paired_test(both[largest], both[0], int(settings["bootstrap"]), int(settings["seed"]))
+            trend.append({**dict(zip([*CELL, "role"], key, strict=True)), "position": largest, "gain": gain, "p": p})
+    table = table.merge(pd.DataFrame(trend, columns=[*CELL, "role", "position", "gain", "p"]), how="left")
+    table = table.sort_values([*CELL, "role", "position"])
+    write_table(
+        table,
+        outputs,
+        "Fusor choice and size",
+        "The same pools fused by each listed model (smallest first) and BoN-selected with the same model as the "
+        f"scorer ({settings['fusors']['scorer']}); mean and BCa interval over items. `gain` is the largest model "
+        "minus the smallest, paired over items, with its sign-flip `p`; `parsed` is the share of fused answers that "
+        "were the fusor's own.",
+    )
+    fusors_figure(table, settings, Path(outputs["figure"]))
+
+
+def fusors_figure(table: pd.DataFrame, settings: dict, path: Path) -> None:
+    plt = pyplot()
+    groups = list(table.groupby(CELL, sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.4), squeeze=False)
+    models = settings["fusors"]["models"]
+    colours = dict(zip(FUSOR_ROLES, (FUSION_COLOURS[0], BON_COLOURS[0]), strict=True))
+    for ax, (key, group) in zip(axes.flat, groups, strict=True):
+        for role, line in group.groupby("role", sort=False):
+            line = line.sort_values("position")
+            ax.plot(line["position"], line["mean"], marker="o", color=colours[role], label=f"as {role}")
+            ax.fill_between(line["position"], line["ci_low"], line["ci_high"], color=colours[role], alpha=0.15)
+        ax.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
+        ax.set_xlabel("model, smallest first")
+        ax.set_ylabel(f"{settings['metrics'][key[0]]} (mean, {float(settings['confidence']):.0%} CI)")
+        ax.set_title(" · ".join(map(str, key)), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure_files(fig, path, also=("pdf",))
+    plt.close(fig)
+
+
 # Each analysis rule runs the function named like it, with the rule's named inputs as keyword arguments.
 ANALYSES = {
     "nscaling": run_nscaling,
@@ -437,4 +528,5 @@ ANALYSES = {
     "position": run_position,
     "diagnostics": run_diagnostics,
     "compute": run_compute,
+    "fusors": run_fusors,
 }

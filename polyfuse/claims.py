@@ -112,6 +112,34 @@ def nscaling_claim(points: pd.DataFrame | None, settings: dict, parse: pd.DataFr
     return rows
 
 
+def fusor_claim(fusors: pd.DataFrame | None, settings: dict) -> list[dict]:
+    """Per cell: the largest listed model against the smallest, as fusor (must rise) and as BoN scorer (must not)."""
+    claim = "Fusion improves with fusor size; the same models as BoN scorers do not"
+    paper = "fusors 4B → 111B: rising; as BoN scorers: flat"
+    if fusors is None or fusors.empty:
+        found = "the fusor-choice analysis did not run (analyses.fusors)"
+        return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
+    alpha, rows = 1 - float(settings["confidence"]), []
+    for (task, lang, sampler), cell in fusors.groupby(["task", "lang", "sampler"], sort=False):
+        ends = cell.sort_values("position").groupby("role")
+        smallest, largest = ends.first(), ends.last()
+        if not {"fusor", "BoN scorer"} <= set(largest.index):
+            continue
+        fusor, scorer = largest.loc["fusor"], largest.loc["BoN scorer"]
+        found = (
+            f"{task}/{lang}/{sampler}: {smallest.loc['fusor', 'model']} → {fusor.model}: as fusor {fusor.gain:+.1f} "
+            f"(p={fusor.p:.3f}, {fusor.parsed:.0%} of the largest's fused answers parsed), as BoN scorer "
+            f"{scorer.gain:+.1f} (p={scorer.p:.3f}), n={int(fusor['items'])} items"
+        )
+        rising = verdict(fusor.gain, fusor.p, alpha)
+        if rising == "reproduced" and verdict(scorer.gain, scorer.p, alpha) == "reproduced":
+            rising = "not reproduced"  # selection rose with size too: no contrast
+        if rising != NOT_MEASURABLE and not fusor.parsed >= MIN_PARSED:
+            rising = "inconclusive"  # mostly the fallback's text, not the fusor's
+        rows.append({"claim": claim, "paper": paper, "found": found, "verdict": rising})
+    return rows or [{"claim": claim, "paper": paper, "found": "no cell has both roles", "verdict": NOT_MEASURABLE}]
+
+
 def copy_claim(diagnostics: pd.DataFrame | None, settings: dict) -> dict:
     claim = "The fused text takes most of its characters from the candidates"
     paper = f"copy rate (difflib, closest candidate) above {PAPER_COPY_RATE:.0f}%"
@@ -136,7 +164,7 @@ def copy_claim(diagnostics: pd.DataFrame | None, settings: dict) -> dict:
     return {"claim": claim, "paper": paper, "found": "; ".join(lines), "verdict": result}
 
 
-def claims_table(scores, points, diagnostics, parse: pd.DataFrame, settings: dict) -> pd.DataFrame:
+def claims_table(scores, points, diagnostics, fusors, parse: pd.DataFrame, settings: dict) -> pd.DataFrame:
     chat = primary_items(scores, settings, "chat")
     translation = primary_items(scores, settings, "translation")
     math = primary_items(scores, settings, "math")
@@ -167,23 +195,19 @@ def claims_table(scores, points, diagnostics, parse: pd.DataFrame, settings: dic
             parse,
         ),
         *nscaling_claim(points, settings, parse),
-        {
-            "claim": "Fusion improves with fusor size; the same models as BoN scorers do not",
-            "paper": "fusors 4B → 111B: rising; as BoN scorers: flat",
-            "found": "the fusor-choice analysis is not part of this run",
-            "verdict": NOT_MEASURABLE,
-        },
+        *fusor_claim(fusors, settings),
         copy_claim(diagnostics, settings),
     ]
     return pd.DataFrame(rows, columns=["claim", "paper", "found", "verdict"])
 
 
-def run_claims(scores, nscaling_scores, pools, diagnostics, parse, outputs: dict, settings: dict) -> None:
+def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, parse, outputs: dict, settings: dict) -> None:
     """`nscaling_scores` and `pools`: the N-scaling's item scores and base pools (empty when it did not run)."""
     items = primary_scores(nscaling_scores, settings["tasks"]) if nscaling_scores else None
     points = nscaling_points(items, pool_sizes(pools)) if items is not None else None
     diagnosed = pd.read_csv(diagnostics[0]) if diagnostics else None
-    table = claims_table(scores, points, diagnosed, pd.read_csv(parse[0]), settings)
+    fusor_table = pd.read_csv(fusors[0]) if fusors else None
+    table = claims_table(scores, points, diagnosed, fusor_table, pd.read_csv(parse[0]), settings)
     alpha, confidence = 1 - float(settings["confidence"]), float(settings["confidence"])
     write_text(
         outputs["claims"],

@@ -201,6 +201,8 @@ def analysed_samplers(config: dict, task: str) -> list[str]:
 def check_analyses(config: dict) -> None:
     """Analysed cells are test cells; subset sizes and injection counts fit every analysed sampler's pool."""
     analyses, tasks = config["analyses"], config["tasks"]
+    for model in analyses.get("fusors", {}).get("models", []):
+        _known(model, config["models"], "analyses.fusors.models")
     for task, languages in analyses["cells"].items():
         _known(task, [name for name, spec in tasks.items() if spec["role"] == "test"], "analyses.cells")
         for lang in languages:

@@ -1,8 +1,8 @@
 """Method names, built and parsed in one place.
 
 A method is what turns a pool into one output: ``single`` (the first candidate), ``oracle`` (the best by the task
-metric), ``bon-<selector>`` (Best-of-N under a scorer) or ``fusion-<fusor>`` (a fusor model's answer). A judged
-head-to-head pairs two methods as ``<method>__vs__<method>``.
+metric), ``bon-<selector>`` (Best-of-N under a scorer, ``<scorer>`` or ``<scorer>@<model>``) or ``fusion-<fusor>``
+(a fusor model's answer). A judged head-to-head pairs two methods as ``<method>__vs__<method>``.
 
 The analyses derive pools from a sampler's pool without sampling again; a derived pool is a sampler named
 ``<sampler>~<variant>``: ``n<size>s<index>`` (a random subset of the candidates, for N-scaling), ``<kind><k>``
@@ -28,6 +28,23 @@ def bon(selector: str) -> str:
 
 def fusion(fusor: str) -> str:
     return f"{FUSION_PREFIX}{fusor}"
+
+
+# A selector may name the model it scores with, ``<scorer>@<model>``, overriding study.scorer_models: the fusor
+# analysis scores the same pools with each fusor model in turn.
+SCORER_MODEL_SEPARATOR = "@"
+
+
+def scored_by(scorer: str, model: str) -> str:
+    return f"{scorer}{SCORER_MODEL_SEPARATOR}{model}"
+
+
+def split_selector(selector: str) -> tuple[str, str | None]:
+    """``(scorer, model)`` of ``<scorer>@<model>``; ``(selector, None)`` when it names no model."""
+    scorer, sep, model = selector.partition(SCORER_MODEL_SEPARATOR)
+    if sep and not (scorer and model):
+        raise PolyfuseError(f"selector {selector!r}: expected <scorer>{SCORER_MODEL_SEPARATOR}<model>")
+    return (scorer, model) if sep else (selector, None)
 
 
 def selection(scorer: str) -> str:

@@ -172,7 +172,9 @@ def best_index(scores: list[float | None]) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
 
 
-def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[dict]:
+def select_pools(items_path: str, pools_path: str, scorer: Scorer, method: str | None = None) -> Iterator[dict]:
+    """One record per pool: the candidate `scorer` ranks first, as `method` (default: BoN under the scorer's name)."""
+    method = method or methods.selection(scorer.name)
     for item, pool in read_paired(items_path, pools_path):
         generated = [candidate["text"] for candidate in pool["candidates"]]
         texts = [text.strip() for text in generated]
@@ -183,7 +185,7 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[d
             "id": item["id"],
             "task": item["task"],
             "lang": item["lang"],
-            "method": methods.selection(scorer.name),
+            "method": method,
             "sampler": pool["sampler"],
             "output": texts[chosen],
             "chosen": chosen,
@@ -196,7 +198,8 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer) -> Iterator[d
         }
 
 
-def run_select(items_path: str, pools_path: str, out_path: str, scorer: Scorer) -> None:
+def run_select(items_path: str, pools_path: str, out_path: str, scorer: Scorer, method: str | None = None) -> None:
+    method = method or methods.selection(scorer.name)
     repetitive_chosen = 0
 
     def counted(records: Iterator[dict]) -> Iterator[dict]:
@@ -208,9 +211,9 @@ def run_select(items_path: str, pools_path: str, out_path: str, scorer: Scorer) 
     count = write_jsonl(
         out_path,
         with_progress(
-            counted(select_pools(items_path, pools_path, scorer)),
+            counted(select_pools(items_path, pools_path, scorer, method)),
             items_path,
-            f"select {methods.selection(scorer.name)}",
+            f"select {method}",
         ),
     )
     engine = getattr(scorer, "engine", None)

@@ -151,7 +151,7 @@ def reference(smk) -> None:
 
 @step
 def select(smk) -> None:
-    scorer_name = methods.parse(smk.wildcards.selector)[1] or smk.wildcards.selector
+    scorer_name = methods.split_selector(methods.parse(smk.wildcards.selector)[1] or smk.wildcards.selector)[0]
     model = smk.params.scorer_model
     with OutputCache(smk.params.cache) as cache:
         context: dict = {}
@@ -166,7 +166,7 @@ def select(smk) -> None:
         elif scorer_name == "llm_judge_pointwise":
             context = dict(judge=_judge(smk, model, cache, "pointwise_template"))
         scorer = bon.make_scorer(scorer_name, task_kind(smk.params.kind), **context)
-        bon.run_select(smk.input.items_file, smk.input.pools, smk.output.outputs, scorer)
+        bon.run_select(smk.input.items_file, smk.input.pools, smk.output.outputs, scorer, smk.wildcards.selector)
 
 
 @step

@@ -301,7 +301,7 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
     ]
     parse = write_parse(tmp_path, [("arena", "de", "g", "smol", 4, 0), ("mgsm", "de", "g", "smol", 8, 1)])
     outputs = {"claims": str(tmp_path / "README.md")}
-    claims.run_claims(scores, [], [], [], [parse], outputs, settings)
+    claims.run_claims(scores, [], [], [], [], [parse], outputs, settings)
     text = open(outputs["claims"]).read()
     verdicts = dict(
         re.findall(
@@ -324,12 +324,12 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
         [{"task": "mgsm", "lang": "de", "sampler": "g", "method": "fusion-smol", "copy_ratio": 0.9, "parsed": 1.0}]
     ).assign(copy_ratio_low=0.85, copy_ratio_high=0.95)
     parsed = pd.read_csv(parse)
-    assert claims.claims_table(scores, None, diagnostics, parsed, settings)["verdict"].iloc[-1] == "reproduced"
+    assert claims.claims_table(scores, None, diagnostics, None, parsed, settings)["verdict"].iloc[-1] == "reproduced"
     inconclusive = diagnostics.assign(copy_ratio_low=0.7)
-    assert claims.claims_table(scores, None, inconclusive, parsed, settings)["verdict"].iloc[-1] == "inconclusive"
+    assert claims.claims_table(scores, None, inconclusive, None, parsed, settings)["verdict"].iloc[-1] == "inconclusive"
     # Mostly fallbacks: FusioN's scores are not the fusor's, so no verdict either way.
     fallbacks = parsed.assign(parse_failures=[3, 7])
-    table = claims.claims_table(scores, None, None, fallbacks, settings).set_index("claim")["verdict"]
+    table = claims.claims_table(scores, None, None, None, fallbacks, settings).set_index("claim")["verdict"]
     assert table.filter(like="Chat").tolist() == ["inconclusive"] and table.filter(like="MGSM").tolist() == [
         "inconclusive"
     ]
@@ -343,7 +343,7 @@ def test_a_chat_win_carried_by_one_language_is_not_most_languages(tmp_path):
         ),
         write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [0] * 8, "fr": [50] * 2, "it": [50] * 2}),
     ]
-    table = claims.claims_table(scores, None, None, pd.read_csv(write_parse(tmp_path, [])), settings)
+    table = claims.claims_table(scores, None, None, None, pd.read_csv(write_parse(tmp_path, [])), settings)
     chat = table[table["claim"].str.startswith("Chat")].iloc[0]
     assert "ahead in 1/3 languages (de)" in chat["found"] and chat["verdict"] == "inconclusive"
 
@@ -431,3 +431,56 @@ def test_compute_counts_sampling_the_scorers_reading_and_the_fusors_call(tmp_pat
     assert table.loc[("bon-loglik", 3), "tokens"] == sampled + 10 + 18 and table.loc[("bon-loglik", 3), "calls"] == 6
     assert table.loc[("fusion-smol", 3), "tokens"] == sampled + 120 and table.loc[("fusion-smol", 3), "seconds"] == 5
     assert 2 * 10 + 2 * 5 + 120 <= table.loc[("fusion-smol", 2), "tokens"] <= 2 * 10 + 13 + 120
+
+
+def write_cell(tmp_path, method: str, values: list[float], **record) -> str:
+    """A method's item scores (and, for a fusion, its outputs) on one maths cell of len(values) items."""
+    path = tmp_path / f"{method}.jsonl"
+    rows = [
+        {"id": f"i{n}", "task": "mgsm", "lang": "de", "sampler": "g", "method": method, "values": {"accuracy": v}}
+        for n, v in enumerate(values)
+    ]
+    write_jsonl(path, [{**row, **record} for row in rows])
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("bon_big", "verdict"),
+    [([50.0] * 12, "reproduced"), ([100.0] * 12, "not reproduced")],  # selection rising too: no contrast
+)
+def test_the_fusor_analysis_finds_fusion_rising_with_size_and_selection_flat(tmp_path, bon_big, verdict):
+    settings = SETTINGS | {"fusors": {"models": ["small", "big"], "scorer": "loglik"}}
+    flat = [50.0] * 12
+    scores = [
+        write_cell(tmp_path, "fusion-small", [0.0] * 12, parse_status="ok"),
+        write_cell(tmp_path, "fusion-big", [100.0] * 12, parse_status="ok"),
+        write_cell(tmp_path, "bon-loglik@small", flat),
+        write_cell(tmp_path, "bon-loglik@big", bon_big),
+        write_cell(tmp_path, "single", flat),  # another method of the cell: not in the analysis
+    ]
+    outputs = outputs_of(tmp_path, "fusors")
+    analysis_report.run_fusors(scores, scores[:2], outputs, settings)
+    table = pd.read_csv(outputs["table"]).set_index(["role", "model"])
+    assert list(table.index) == [("BoN scorer", "small"), ("BoN scorer", "big"), ("fusor", "small"), ("fusor", "big")]
+    assert table.loc[("fusor", "big"), "gain"] == pytest.approx(100.0) and table.loc[("fusor", "big"), "p"] < 0.01
+    assert table.loc[("fusor", "small"), "mean"] == 0.0 and pd.isna(table.loc[("fusor", "small"), "gain"])
+    assert (table.xs("fusor")["parsed"] == 1.0).all() and table.xs("BoN scorer")["parsed"].isna().all()
+    assert table.loc[("BoN scorer", "big"), "gain"] == pytest.approx(bon_big[0] - 50.0)
+    assert open(outputs["figure"], "rb").read(4) == b"\x89PNG"
+    (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
+    assert row["verdict"] == verdict and "small → big" in row["found"]
+
+
+def test_the_fusor_claim_needs_the_fusors_own_answers_and_the_analysis(tmp_path):
+    settings = SETTINGS | {"fusors": {"models": ["small", "big"], "scorer": "loglik"}}
+    scores = [
+        write_cell(tmp_path, "fusion-small", [0.0] * 12, parse_status="missing"),
+        write_cell(tmp_path, "fusion-big", [100.0] * 12, parse_status="missing"),  # every answer a fallback
+        write_cell(tmp_path, "bon-loglik@small", [50.0] * 12),
+        write_cell(tmp_path, "bon-loglik@big", [50.0] * 12),
+    ]
+    outputs = outputs_of(tmp_path, "fusors")
+    analysis_report.run_fusors(scores, scores[:2], outputs, settings)
+    (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
+    assert row["verdict"] == "inconclusive" and "0% of the largest's fused answers parsed" in row["found"]
+    assert claims.fusor_claim(None, settings)[0]["verdict"] == claims.NOT_MEASURABLE

@@ -2,6 +2,7 @@ import logging
 
 import pytest
 
+from polyfuse import methods
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
@@ -186,3 +187,23 @@ def test_reward_model_records_and_counts_truncated_pairs(tmp_path, caplog):
             tmp_path, make_scorer("reward_model", TRANSLATION, reward_model=FixedRewardModel()), CANDIDATES
         )
     assert record["truncated"] == [False, True, False, False] and "truncated=1" in caplog.text
+
+
+def test_a_selector_may_name_its_scorers_model_and_the_record_carries_that_method(tmp_path):
+    assert methods.split_selector("loglik@gemma270m") == ("loglik", "gemma270m")
+    assert methods.split_selector("loglik") == ("loglik", None)
+    assert methods.bon(methods.scored_by("loglik", "smol")) == "bon-loglik@smol"
+    assert methods.parse("bon-loglik@smol") == ("bon", "loglik@smol")
+    for malformed in ("loglik@", "@smol"):
+        with pytest.raises(PolyfuseError, match=f"selector '{malformed}': expected <scorer>@<model>"):
+            methods.split_selector(malformed)
+    write_jsonl(tmp_path / "items.jsonl", [ITEM])
+    write_jsonl(
+        tmp_path / "pools.jsonl",
+        [{"id": "1", "sampler": "m", "prompt_hash": "h", "candidates": [{"text": t} for t in CANDIDATES]}],
+    )
+    scorer = loglik_scorer(tmp_path, CountingScorerModel())
+    out = tmp_path / "out.jsonl"
+    run_select(str(tmp_path / "items.jsonl"), str(tmp_path / "pools.jsonl"), str(out), scorer, "bon-loglik@counting")
+    (record,) = read_jsonl(out)
+    assert record["method"] == "bon-loglik@counting" and record["scorer"] == "loglik"

@@ -183,6 +183,9 @@ def test_records_carry_their_provenance(study):
     assert parse["parse_failures"].sum() == sum(status != "ok" for status in statuses)
 
 
+ANALYSIS_NAMES = ("nscaling", "robustness", "position", "diagnostics", "compute", "fusors")
+
+
 def test_analyses_write_their_tables_figures_and_the_claims(study):
     results = study.workdir / "results"
     analyses = study.config["analyses"]
@@ -211,7 +214,11 @@ def test_analyses_write_their_tables_figures_and_the_claims(study):
     assert diagnostics.loc[~parsed, "copy_ratio"].isna().all()
     compute = pd.read_csv(results / "analyses/compute.csv")
     assert (compute.groupby(["method"])["tokens"].is_monotonic_increasing).all()  # more candidates cost more
-    for name in ("nscaling", "robustness", "position", "diagnostics", "compute"):
+    choice = pd.read_csv(results / "analyses/fusors.csv")
+    models = analyses["fusors"]["models"]
+    assert set(choice["method"]) == {m for f in models for m in (f"fusion-{f}", f"bon-loglik@{f}")}
+    assert (choice.groupby("role")["gain"].count() == 1).all()  # the largest against the smallest, per role
+    for name in ANALYSIS_NAMES:
         assert (results / f"analyses/{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (results / f"analyses/{name}.pdf").read_bytes()[:4] == b"%PDF"
     # Every derived pool is its base pool's candidates, subsetted, injected or shown in another order.
@@ -232,11 +239,7 @@ def test_the_html_report_holds_every_table_and_figure_with_its_caption(study):
     assert listed, text[:2000]
     for path in listed:
         assert (study.workdir / path).is_file(), path
-    expected = {
-        f"results/analyses/{name}.{ext}"
-        for name in ("nscaling", "robustness", "position", "diagnostics", "compute")
-        for ext in ("png", "csv")
-    }
+    expected = {f"results/analyses/{name}.{ext}" for name in ANALYSIS_NAMES for ext in ("png", "csv")}
     expected |= {f"results/figures/{task}.png" for task in reported_tasks(study.config)}
     expected |= {"results/figures/distill.png", "results/tables/distill.csv", "results/README.md"}
     assert expected <= listed, expected - listed
@@ -245,6 +248,7 @@ def test_the_html_report_holds_every_table_and_figure_with_its_caption(study):
         "Position bias: FusioN shown",
         "Robustness: quality as k",
         "Fusion diagnostics.",
+        "Fusor choice and size.",
         "Setting 2, the downstream figure",
         "The claims table",
         "judge's win rate against a reference system",
@@ -324,12 +328,13 @@ def test_dry_run_of_the_default_config():
     assert result.returncode == 0, result.stderr
     # Setting 1: 8 pools. Setting 2: 2 training cells x 3 teachers, fused twice (teachers' set, its one fusor),
     # 2 students trained and 3 (the base too) answering 5 test cells, 2 of them judged, 3 scored by COMET.
-    # Analyses: one cell's 8 derived pools (2 sizes x 2 subsets, 2 injections, 2 orders), each fused.
+    # Analyses: one cell's 8 derived pools (2 sizes x 2 subsets, 2 injections, 2 orders), each fused; the cell
+    # fused by the other fusor of the fusor analysis too (SmolLM2 and Gemma, each as fusor and as BoN scorer).
     jobs = {
         "sample": 8 + 3 * 5,
         "sample_member": 2 * 3,
         "derive_pool": 8,
-        "fuse": 8 + 2 + 8,
+        "fuse": 8 + 2 + 8 + 1,
         "reference": 2,
         "judge": 8 + 3 * 2,
         "head_to_head": 4,
@@ -338,6 +343,7 @@ def test_dry_run_of_the_default_config():
         "finetune": 2,
         "student_base": 1,
         "nscaling": 1,
+        "fusors": 1,
         "claims": 1,
     }
     for rule, count in jobs.items():
@@ -557,14 +563,16 @@ def test_paper_config_builds_the_whole_dag():
     # pool members, fused 4 ways and BoN-selected on 2 pools; 8 students answer 26 test cells (11 of them judged).
     # Analyses: 21 cells (arena 11, wmt24pp 10) of the one-member pool command-a-x8, each with 39 derived pools
     # (6 sizes x 5 subsets, 2 kinds x 4 k, 1 order), fused; all but the order's BoN-selected; arena's judged.
+    # The fusor analysis: the 21 cells fused by 3 more fusors (4B, 8B, 27B; Command A is the study's) and
+    # BoN-selected by all 4 as pointwise judges; arena's 7 new methods judged.
     jobs = {
         "sample": 74 + 8 * 26,
         "sample_member": 16 * 11 + 21,
         "derive_pool": 21 * 39,
-        "fuse": 74 + 16 * 4 + 21 + 21 * 39,
+        "fuse": 74 + 16 * 4 + 21 + 21 * 39 + 21 * 3,
         "select_reward_model": 74 + 16 * 2 + 21 + 21 * 38,
         "comet": 20 + 8 * 10,
-        "judge": 66 + 8 * 11 + 11 * 3 + 11 * (38 * 2 + 1),
+        "judge": 66 + 8 * 11 + 11 * 3 + 11 * (38 * 2 + 1) + 11 * 7,
         "sft_set": 16 * 7,
         "finetune": 7,
         "student_base": 1,

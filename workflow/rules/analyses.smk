@@ -161,6 +161,31 @@ use rule nscaling as compute with:
         "results/benchmarks/analyses/compute.tsv"
 
 
+use rule nscaling as fusors with:
+    input:
+        scores=fusor_choice_files("scores"),
+        fusions=fusor_choice_files("outputs", ["fusion"]),
+    output:
+        table=report(
+            "results/analyses/fusors.csv",
+            caption="../report/fusors.rst",
+            category="Analyses",
+            subcategory="Fusor choice",
+        ),
+        markdown="results/analyses/fusors.md",
+        figure=report(
+            "results/analyses/fusors.png",
+            caption="../report/fusors.rst",
+            category="Analyses",
+            subcategory="Fusor choice",
+        ),
+        pdf="results/analyses/fusors.pdf",
+    log:
+        "results/logs/analyses/fusors.log",
+    benchmark:
+        "results/benchmarks/analyses/fusors.tsv"
+
+
 # Each claim of the paper beside this run's finding: reads the study's scores and the analyses' tables.
 use rule nscaling as claims with:
     input:
@@ -168,6 +193,7 @@ use rule nscaling as claims with:
         nscaling_scores=analysis_files("scores", ["subset"]) if ANALYSES and ANALYSES["sizes"] else [],
         pools=analysis_pools() if ANALYSES and ANALYSES["sizes"] else [],
         diagnostics=[path for path in analysis_outputs() if path.endswith("diagnostics.csv")],
+        fusors=[path for path in analysis_outputs() if path.endswith("fusors.csv")],
         parse="results/tables/fusion_parse.csv",
     output:
         claims=report("results/README.md", caption="../report/claims.rst", category="Claims"),

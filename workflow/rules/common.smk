@@ -122,6 +122,10 @@ def alternatives(names):
     return "|".join(sorted(map(str, names))) or "(?!)"
 
 
+# A BoN selector may name its scorer's model: bon-<scorer>@<model>.
+SCORED_BY = rf"(@({alternatives(config['models'])}))?"
+
+
 wildcard_constraints:
     task=alternatives(TASKS),
     lang=alternatives({lang for task in TASKS.values() for lang in task["languages"]}),
@@ -130,9 +134,9 @@ wildcard_constraints:
     member=r"\d+",
     set=alternatives(SETS),
     fusor=alternatives(config["models"]),
-    selector=r"single|oracle|bon-(?!reward_model)[a-z_]+",
-    method=r"single|oracle|oracle-comet|bon-[a-z_]+|fusion-[A-Za-z0-9_.-]+",
-    pair=r"fusion-[A-Za-z0-9_.-]+__vs__bon-[a-z_]+",
+    selector=rf"single|oracle|bon-(?!reward_model)[a-z_]+{SCORED_BY}",
+    method=rf"single|oracle|oracle-comet|bon-[a-z_]+{SCORED_BY}|fusion-[A-Za-z0-9_.-]+",
+    pair=rf"fusion-[A-Za-z0-9_.-]+__vs__bon-[a-z_]+{SCORED_BY}",
 
 
 def cells(task, pattern, with_students=False):
@@ -203,7 +207,9 @@ def student_file(model):
 
 
 def scorer_model(selector):
-    return STUDY["scorer_models"].get(methods.parse(selector)[1])
+    """The model a BoN selector scores with: the one it names (<scorer>@<model>), else study.scorer_models'."""
+    scorer, model = methods.split_selector(methods.parse(selector)[1] or selector)
+    return model or STUDY["scorer_models"].get(scorer)
 
 
 # The model a job runs, by rule, from its wildcards; None for jobs that run none.
@@ -267,6 +273,24 @@ def analysis_files(folder, families=()):
     ]
 
 
+def fusor_choice_files(folder, families=("fusion", "bon")):
+    """The `folder` file of each model of analyses.fusors as the fusor and as the BoN scorer, per analysed cell."""
+    choice = ANALYSES.get("fusors") if ANALYSES else None
+    if not choice:
+        return []
+    compared = [
+        method
+        for model in choice["models"]
+        for method in (methods.fusion(model), methods.bon(methods.scored_by(choice["scorer"], model)))
+    ]
+    return [
+        f"results/{task}/{lang}/{folder}/{sampler}/{method}.jsonl"
+        for task, lang, sampler in analysed_pools(())
+        for method in compared
+        if methods.parse(method)[0] in families
+    ]
+
+
 def analysis_outputs():
     """The analyses' tables and figures: diagnostics always, each other analysis when its config asks for it."""
     if not ANALYSES:
@@ -277,6 +301,7 @@ def analysis_outputs():
         "compute": ANALYSES["sizes"],
         "robustness": ANALYSES["injections"]["kinds"] and ANALYSES["injections"]["k"],
         "position": ANALYSES["orders"],
+        "fusors": ANALYSES.get("fusors"),
     }
     return [f"results/analyses/{name}.{ext}" for name, wanted in asked.items() if wanted for ext in ("csv", "png")]
 
@@ -292,6 +317,7 @@ ANALYSIS_SETTINGS = {
     "methods": STUDY_METHODS,
     "metrics": {task: task_kind(spec["kind"]).metrics[0] for task, spec in TEST_TASKS.items()},
     "subsets": ANALYSES["subsets"] if ANALYSES else 0,
+    "fusors": ANALYSES.get("fusors") if ANALYSES else None,
     # the selectors that run a model, whose reading of the candidates counts in the compute-matched comparison
     "model_scorers": sorted(set(STUDY["selectors"]) & (MODEL_SCORERS | TORCH_SCORERS)),
 }
