@@ -17,7 +17,6 @@ from sacrebleu.metrics import CHRF
 
 from polyfuse.config import analysis_variants
 from polyfuse.io import read_jsonl
-from polyfuse.methods import split_derived
 from polyfuse.score import accuracy
 from polyfuse.tasks import task_kind
 from tests.helpers.torch_env import build_comet_checkpoint
@@ -169,12 +168,12 @@ def test_records_carry_their_provenance(study):
     assert sorted(fused["order"]) == list(range(n)) and fused["raw"] and fused["fusor"] == "smol"
     assert (fused["fallback"] is None) == (fused["parse_status"] == "ok")
     parse = pd.read_csv(results / "tables/fusion_parse.csv")
+    # The study's own fusions only: the training prompts' feed the sets, the analyses' have their own tables.
     statuses = [
         o["parse_status"]
-        for task in reported_tasks(study.config)  # the training prompts' fusions feed the sets, not this table
-        for path in results.glob(f"{task}/*/outputs/*/fusion-*.jsonl")
-        if split_derived(path.parent.name)[1] is None  # the analyses' derived pools have their own tables
-        for o in read_jsonl(path)
+        for task, lang, sampler in pools(study.config)
+        for fusor in fusors(study.config, task)
+        for o in read_jsonl(results / f"{task}/{lang}/outputs/{sampler}/fusion-{fusor}.jsonl")
     ]
     fused_records = sum(
         len(fusors(study.config, task)) * study.config["tasks"][task]["max_items"] for task, _, _ in pools(study.config)
