@@ -104,6 +104,19 @@ def fusors(config: dict, task: str) -> list[str]:
     return config["tasks"][task].get("fusors", config["study"]["fusors"])
 
 
+def fusor_analysis_fusions(config: dict) -> list[tuple[str, str, str, str]]:
+    """(task, language, sampler, fusor) the fusor analysis adds: its models that are not the task's own fusors."""
+    analyses = config.get("analyses", {})
+    return [
+        (task, lang, sampler, fusor)
+        for task, languages in analyses.get("cells", {}).items()
+        for lang in languages
+        for sampler in config["tasks"][task].get("samplers", config["study"]["samplers"])
+        for fusor in analyses.get("fusors", {}).get("models", [])
+        if fusor not in fusors(config, task)
+    ]
+
+
 def digests(workdir: Path) -> dict[str, str]:
     files = sorted((workdir / "results").glob("*/*/*/*/*.jsonl")) + sorted(
         (workdir / "results").glob("*/*/pools/*.jsonl")
@@ -304,7 +317,7 @@ def test_second_run_makes_zero_model_calls(study):
     fuse_jobs = sum(len(fusors(study.config, task)) for task, _, _ in pools(study.config) + derived_pools(study.config))
     sets = study.config["distill"]["sets"].values()
     pool_fusions = {(spec["pool"], spec["method"]) for spec in sets if spec["method"].startswith("fusion-")}
-    fuse_jobs += len(pool_fusions) * len(train_cells(study.config))
+    fuse_jobs += len(pool_fusions) * len(train_cells(study.config)) + len(fusor_analysis_fusions(study.config))
     assert len([log for log in calls if "/fuse/" in log]) == fuse_jobs
     assert calls and set(calls.values()) == {0}, calls
     # Every student was trained in the first run; the forced re-run finds each in the student cache.
@@ -355,7 +368,8 @@ def test_the_teacher_pool_overlay_adds_the_tables_other_rows():
         [SNAKEMAKE, "-n", "--forceall", "--cores", "2", *overlay], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    for rule, count in {"finetune": 6, "sft_set": 12, "sample_member": 2 * (3 + 3 + 1), "fuse": 8 + 2 * 3 + 8}.items():
+    expected = {"finetune": 6, "sft_set": 12, "sample_member": 2 * (3 + 3 + 1), "fuse": 8 + 2 * 3 + 8 + 1}
+    for rule, count in expected.items():
         assert re.search(rf"\n{rule}\s+{count}\n", result.stdout), (rule, result.stdout[-1500:])
 
 
@@ -581,9 +595,15 @@ def test_paper_config_builds_the_whole_dag():
 
 
 def job_resources(dry_run: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, resources) of every job a dry run lists."""
-    jobs = re.findall(r"\nrule (\w+):\n(?:    [^\n]*\n)*?    resources: ([^\n]*)", dry_run)
-    return [(rule, dict(item.split("=", 1) for item in resources.split(", "))) for rule, resources in jobs]
+    """(rule, resources) of every job a dry run lists; a selection's resources carry its selector too."""
+    jobs = re.findall(r"\nrule (\w+):\n((?:    [^\n]*\n)*?)    resources: ([^\n]*)", dry_run)
+    listed = []
+    for rule, body, resources in jobs:
+        fields = dict(item.split("=", 1) for item in resources.split(", "))
+        if selector := re.search(r"selector=([^,\n]+)", body):
+            fields["selector"] = selector.group(1)
+        listed.append((rule, fields))
+    return listed
 
 
 @pytest.mark.parametrize(
@@ -604,8 +624,12 @@ def test_slurm_partition_follows_each_jobs_gpu_need(override, cpu, gpu):
     for rule, resources in jobs:
         expected = gpu if int(resources.get("gpu", 0)) else cpu
         assert resources["slurm_partition"] == expected, (rule, resources)
-    # Single, oracle and model-free BoN selection, and the API reference system, need no GPU.
-    assert {resources["slurm_partition"] for rule, resources in jobs if rule in ("select", "reference")} == {cpu}
+    # Single, oracle and model-free BoN selection, and the API reference system, need no GPU; the fusor analysis'
+    # selections (bon-<scorer>@<model>) run their model where it runs.
+    model_free = [r for rule, r in jobs if rule == "reference" or (rule == "select" and "@" not in r["selector"])]
+    assert {resources["slurm_partition"] for resources in model_free} == {cpu}
+    scored_by = [r for rule, r in jobs if rule == "select" and "@" in r["selector"]]
+    assert scored_by and {r["slurm_partition"] for r in scored_by} == {gpu}  # the 4B to 111B scorers, on GPUs
     fuse = re.findall(  # Command A fuses on four GPUs; DeepSeek-V3, a setting-2 fusor, is an API
         r"rule fuse:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*fusor=command-a\n    resources: ([^\n]*)", result.stdout
     )
