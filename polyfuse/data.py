@@ -17,13 +17,17 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_jsonl_numbered, write_jsonl
+from polyfuse.io import is_utf8, read_jsonl_numbered, write_jsonl
 from polyfuse.languages import base_code
 from polyfuse.sample import derive_seed
+
+# A reference answer is a plain decimal number: float() would also take nan, inf and 1_000.
+NUMERIC_ANSWER = re.compile(r"-?\d+(?:\.\d+)?")
 
 Loader = Callable[[Path, str], Iterator[dict]]
 LOADERS: dict[str, Loader] = {}
@@ -58,7 +62,7 @@ def load_wmt24pp(path: Path, lang: str) -> Iterator[dict]:
         source = _field(record, ("source",), path, line_no)
         reference = _field(record, ("target", "reference"), path, line_no)
         lp = record.get("lp", f"en-{lang}")
-        target_lang = base_code(lp.split("-", 1)[-1])
+        target_lang = base_code(lp.split("-", 1)[-1]) if isinstance(lp, str) else None
         if target_lang != lang:
             raise PolyfuseError(f"{path}:{line_no}: language pair {lp!r} does not translate into {lang!r}")
         item_id = record.get("segment_id", record.get("id", line_no))
@@ -74,17 +78,18 @@ def load_wmt24pp(path: Path, lang: str) -> Iterator[dict]:
 @loader("mgsm")
 def load_mgsm(path: Path, lang: str) -> Iterator[dict]:
     """MGSM tsv: no header, ``question<TAB>integer answer``."""
-    with open(path, encoding="utf-8", newline="") as handle:
+    # Undecodable bytes are escaped, not fatal, so the line that holds them can be named.
+    with open(path, encoding="utf-8", newline="", errors="surrogateescape") as handle:
         for line_no, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
             if not row or not "".join(row).strip():
                 continue
+            if not is_utf8("".join(row)):
+                raise PolyfuseError(f"{path}:{line_no}: not valid UTF-8")
             if len(row) != 2 or not row[0].strip():
                 raise PolyfuseError(f"{path}:{line_no}: expected 'question<TAB>answer', got {len(row)} field(s)")
             answer = row[1].strip().replace(",", "")
-            try:
-                float(answer)
-            except ValueError:
-                raise PolyfuseError(f"{path}:{line_no}: answer {row[1]!r} is not a number") from None
+            if not NUMERIC_ANSWER.fullmatch(answer):
+                raise PolyfuseError(f"{path}:{line_no}: answer {row[1]!r} is not a number")
             yield {
                 "id": f"mgsm-{lang}-{line_no}",
                 "input": row[0].strip(),
@@ -103,8 +108,9 @@ def load_arena(path: Path, lang: str) -> Iterator[dict]:
             raise PolyfuseError(f"{path}:{line_no}: missing field 'question_id' or 'uid' or 'id'")
         prompt = record.get("prompt")
         if not (isinstance(prompt, str) and prompt.strip()):
-            turns = record.get("turns") or [{}]
-            prompt = turns[0].get("content") if isinstance(turns[0], dict) else None
+            turns = record.get("turns")
+            first = turns[0] if isinstance(turns, list) and turns else None
+            prompt = first.get("content") if isinstance(first, dict) else None
         if not (isinstance(prompt, str) and prompt.strip()):
             raise PolyfuseError(f"{path}:{line_no}: missing field 'prompt' or 'turns[0].content'")
         yield {
@@ -186,10 +192,8 @@ def load_gsm8k(path: Path, lang: str) -> Iterator[dict]:
         question = _field(record, ("question",), path, line_no)
         solution = _field(record, ("answer",), path, line_no)
         answer = solution.rpartition("####")[2].strip().replace(",", "")
-        try:
-            float(answer)
-        except ValueError:
-            raise PolyfuseError(f"{path}:{line_no}: answer {solution[-40:]!r} does not end in a number") from None
+        if not NUMERIC_ANSWER.fullmatch(answer):
+            raise PolyfuseError(f"{path}:{line_no}: answer {solution[-40:]!r} does not end in a number")
         yield {
             "id": str(record.get("id", f"gsm8k-{lang}-{line_no}")),
             "input": question,

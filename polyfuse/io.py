@@ -43,16 +43,28 @@ def file_hash(path: str | os.PathLike, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
+def is_utf8(text: str) -> bool:
+    """Whether `text`, read with errors="surrogateescape", came from valid UTF-8 (no escaped byte in it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_jsonl_numbered(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield (line number, record) per non-blank line; a bad line raises naming file and line."""
-    with open(path, encoding="utf-8") as handle:
+    # Undecodable bytes become lone surrogates instead of failing the whole read, so the line can be named.
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            if not is_utf8(line):
+                raise PolyfuseError(f"{path}:{line_no}: not valid UTF-8")
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PolyfuseError(f"{path}:{line_no}: not valid JSON ({exc.msg})") from None
+            except ValueError as exc:  # a JSONDecodeError, or an integer past Python's digit limit
+                raise PolyfuseError(f"{path}:{line_no}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
             if not isinstance(record, dict):
                 raise PolyfuseError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
             yield line_no, record

@@ -90,9 +90,11 @@ def answer_line(text: str) -> str | None:
 
 # A number: digits of any script, optional sign (not a hyphen after a word or digit, as in 10-15), digit groups of
 # three after ',', '.', an apostrophe, the Arabic group mark or a space (a space only before exactly three digits, so
-# '10 20' is two numbers), an optional decimal part, and an optional '/denominator' (3/4 is read as 0.75).
+# '10 20' is two numbers) or the Indian lakh grouping (12,34,567), an optional decimal part, and an optional
+# '/denominator' (3/4 is read as 0.75).
 _GROUP_SEPARATORS = ",.'’\u066c \u00a0\u202f\u2009"
-_UNSIGNED = rf"(?:\d{{1,3}}(?:[{_GROUP_SEPARATORS}]\d{{3}})+(?!\d)|\d+)(?:[.,\u066b]\d+)?"
+_LAKH = r"\d{1,2}(?:,\d{2})+,\d{3}(?!\d)"
+_UNSIGNED = rf"(?:\d{{1,3}}(?:[{_GROUP_SEPARATORS}]\d{{3}})+(?!\d)|{_LAKH}|\d+)(?:[.,\u066b]\d+)?"
 NUMBER = re.compile(rf"(?<![\d/])(?:(?<!\w)[-−])?{_UNSIGNED}(?:/{_UNSIGNED}(?![/\d]))?")
 LATEX_FRACTION = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
@@ -116,8 +118,9 @@ def _parse_decimal(token: str, lang: str) -> float | None:
         (separator,) = separators
         whole, *rest = token.lstrip("-").split(separator)
         groups_of_three = all(len(part) == 3 for part in rest) and whole not in ("", "0")
-        if len(rest) > 1:  # repeated: only digit groups can repeat (1.234.567)
-            if not groups_of_three:
+        if len(rest) > 1:  # repeated: only digit groups can repeat (1.234.567, and 12,34,567 in lakhs)
+            lakhs = separator == "," and len(rest[-1]) == 3 and all(len(part) == 2 for part in rest[:-1])
+            if not (groups_of_three or lakhs and 0 < len(whole) <= 2):
                 return None
             token = token.replace(separator, "")
         elif groups_of_three and separator == ("." if lang in DECIMAL_COMMA else ","):

@@ -68,6 +68,9 @@ def test_arena_formats_m_arenahard_and_arena_hard_auto(shared, tmp_path):
         ("wmt24pp", '{"lp": "en-de_DE", "source": "a", "target": "b"}\n{not json\n', r"bad.txt:2: not valid JSON"),
         ("mgsm", "What is 2+2?\t4\nno answer here\n", r"bad.txt:2: expected 'question<TAB>answer', got 1 field"),
         ("mgsm", "What is 2+2?\tfour\n", r"bad.txt:1: answer 'four' is not a number"),
+        ("mgsm", "What is 0/0?\tnan\n", r"bad.txt:1: answer 'nan' is not a number"),  # float() would take it
+        ("mgsm", "How many?\t1_000\n", r"bad.txt:1: answer '1_000' is not a number"),
+        ("wmt24pp", '{"id": 1, "source": "a", "target": ' + "9" * 5000 + "}\n", r"bad.txt:1: not valid JSON"),
         ("arena", '{"prompt": "hi"}\n', r"bad.txt:1: missing field 'question_id' or 'uid' or 'id'"),
         ("arena", '{"id": 1, "turns": []}\n', r"bad.txt:1: missing field 'prompt' or 'turns\[0\].content'"),
         (
@@ -78,6 +81,7 @@ def test_arena_formats_m_arenahard_and_arena_hard_auto(shared, tmp_path):
         ("gsm8k", '{"question": "1+1?", "answer": "2"}\n{"answer": "3"}\n', r"bad.txt:2: missing field 'question'"),
         ("gsm8k", '{"question": "1+1?"}\n', r"bad.txt:1: missing field 'answer'"),
         ("gsm8k", '{"question": "1+1?", "answer": "So #### two"}\n', r"bad.txt:1: answer 'So #### two' does not end"),
+        ("gsm8k", '{"question": "1+1?", "answer": "So #### inf"}\n', r"bad.txt:1: answer 'So #### inf' does not end"),
     ],
 )
 def test_malformed_lines_name_file_and_line(tmp_path, fmt, text, message):

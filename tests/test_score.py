@@ -85,6 +85,9 @@ def test_extract_answer_across_languages_and_formats(text, lang, expected):
         ("-1,234", "en", -1234),
         ("12.05.2024", "de", None),
         ("1/0", "en", None),
+        ("12,34,567", "hi", 1234567),  # lakh grouping
+        ("১,০০,০০০", "bn", 100000),
+        ("12,34,56", "hi", None),  # the last group of three is missing
     ],
 )
 def test_parse_number_separators(token, lang, value):
