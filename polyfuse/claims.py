@@ -125,17 +125,17 @@ def fusor_claim(fusors: pd.DataFrame | None, settings: dict) -> list[dict]:
         smallest, largest = ends.first(), ends.last()
         if not {"fusor", "BoN scorer"} <= set(largest.index):
             continue
-        fusor, scorer = largest.loc["fusor"], largest.loc["BoN scorer"]
+        fusor, scorer, first = largest.loc["fusor"], largest.loc["BoN scorer"], smallest.loc["fusor"]
         found = (
-            f"{task}/{lang}/{sampler}: {smallest.loc['fusor', 'model']} → {fusor.model}: as fusor {fusor.gain:+.1f} "
-            f"(p={fusor.p:.3f}, {fusor.parsed:.0%} of the largest's fused answers parsed), as BoN scorer "
-            f"{scorer.gain:+.1f} (p={scorer.p:.3f}), n={int(fusor['items'])} items"
+            f"{task}/{lang}/{sampler}: {first.model} → {fusor.model}: as fusor {fusor.gain:+.1f} (p={fusor.p:.3f}; "
+            f"parsed {first.parsed:.0%} → {fusor.parsed:.0%}), as BoN scorer {scorer.gain:+.1f} (p={scorer.p:.3f}), "
+            f"n={int(fusor['items'])} items"
         )
         rising = verdict(fusor.gain, fusor.p, alpha)
         if rising == "reproduced" and verdict(scorer.gain, scorer.p, alpha) == "reproduced":
             rising = "not reproduced"  # selection rose with size too: no contrast
-        if rising != NOT_MEASURABLE and not fusor.parsed >= MIN_PARSED:
-            rising = "inconclusive"  # mostly the fallback's text, not the fusor's
+        if rising != NOT_MEASURABLE and not min(first.parsed, fusor.parsed) >= MIN_PARSED:
+            rising = "inconclusive"  # at either end mostly the fallback's text, not the fusor's
         rows.append({"claim": claim, "paper": paper, "found": found, "verdict": rising})
     return rows or [{"claim": claim, "paper": paper, "found": "no cell has both roles", "verdict": NOT_MEASURABLE}]
 

@@ -482,5 +482,10 @@ def test_the_fusor_claim_needs_the_fusors_own_answers_and_the_analysis(tmp_path)
     outputs = outputs_of(tmp_path, "fusors")
     analysis_report.run_fusors(scores, scores[:2], outputs, settings)
     (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
-    assert row["verdict"] == "inconclusive" and "0% of the largest's fused answers parsed" in row["found"]
+    assert row["verdict"] == "inconclusive" and "parsed 0% → 0%" in row["found"]
     assert claims.fusor_claim(None, settings)[0]["verdict"] == claims.NOT_MEASURABLE
+    # The smallest fusor's answers all fallbacks: its "gain" compares the largest with the fallback's text.
+    write_cell(tmp_path, "fusion-big", [100.0] * 12, parse_status="ok")
+    analysis_report.run_fusors(scores, scores[:2], outputs, settings)
+    (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
+    assert row["verdict"] == "inconclusive" and "parsed 0% → 100%" in row["found"]
