@@ -293,21 +293,44 @@ def item_metric(kind: TaskKind, metric: str, hypothesis: str, item: dict) -> flo
     raise PolyfuseError(f"task kind {kind.name!r} has no metric {metric!r}")
 
 
+class CorpusScores:
+    """Corpus-level sacrebleu chrF and BLEU summed segment by segment, so a scoring job holds no list of its texts.
+
+    sacrebleu's corpus score is a function of the summed per-segment statistics; this sums them as items stream
+    past and computes the same score (tested against ``corpus_score``) from the totals.
+    """
+
+    def __init__(self, kind: TaskKind, lang: str):
+        metrics = (("chrf", _chrf()), ("bleu", _bleu(lang, False))) if kind.name == "translation" else ()
+        self.totals: dict[str, list | None] = {name: None for name, _ in metrics}
+        self.metrics = dict(metrics)
+
+    def add(self, hypothesis: str, reference: str) -> None:
+        for name, metric in self.metrics.items():
+            (stats,) = metric._extract_corpus_statistics([hypothesis], [[reference]])
+            totals = self.totals[name]
+            self.totals[name] = stats if totals is None else [a + b for a, b in zip(totals, stats, strict=True)]
+
+    def summary(self) -> dict:
+        """Each metric's corpus score and signature; none before the first segment."""
+        return {
+            name: {"score": metric._compute_score_from_stats(totals).score, "signature": str(metric.get_signature())}
+            for name, metric in self.metrics.items()
+            if (totals := self.totals[name]) is not None
+        }
+
+
 def corpus_scores(kind: TaskKind, lang: str, hypotheses: list[str], references: list[str]) -> dict:
     """Corpus-level sacrebleu scores with their signatures, for the translation table."""
-    if kind.name != "translation":
-        return {}
-    out = {}
-    for name, metric in (("chrf", _chrf()), ("bleu", _bleu(lang, False))):
-        result = metric.corpus_score(hypotheses, [references])
-        out[name] = {"score": result.score, "signature": str(metric.get_signature())}
-    return out
+    corpus = CorpusScores(kind, lang)
+    for hypothesis, reference in zip(hypotheses, references, strict=True):
+        corpus.add(hypothesis, reference)
+    return corpus.summary()
 
 
-def score_records(kind: TaskKind, pairs: Iterable[tuple[dict, dict]], hypotheses: list, references: list):
+def score_records(kind: TaskKind, pairs: Iterable[tuple[dict, dict]], corpus: CorpusScores):
     for item, output in pairs:
-        hypotheses.append(output["output"])
-        references.append(item["reference"])
+        corpus.add(output["output"], item["reference"])
         yield {
             "id": item["id"],
             "task": item["task"],
@@ -319,9 +342,7 @@ def score_records(kind: TaskKind, pairs: Iterable[tuple[dict, dict]], hypotheses
 
 
 def run_score(items_path: str, outputs_path: str, scores_path: str, summary_path: str, kind: TaskKind) -> None:
-    hypotheses: list[str] = []
-    references: list[str] = []
-    count = write_jsonl(scores_path, score_records(kind, read_paired(items_path, outputs_path), hypotheses, references))
-    lang = next(read_jsonl(items_path))["lang"]
-    write_json(summary_path, {"items": count, "corpus": corpus_scores(kind, lang, hypotheses, references)})
+    corpus = CorpusScores(kind, next(read_jsonl(items_path))["lang"])
+    count = write_jsonl(scores_path, score_records(kind, read_paired(items_path, outputs_path), corpus))
+    write_json(summary_path, {"items": count, "corpus": corpus.summary()})
     log.info("scored=%d", count)

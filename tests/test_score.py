@@ -114,6 +114,19 @@ def test_chrf_and_bleu_rank_a_close_translation_higher():
     assert bleu("Die Bibliothek öffnet jeden Morgen um neun.", reference, "de") > bleu("Hund.", reference, "de")
 
 
+@pytest.mark.parametrize("lang", ["de", "ja"])
+def test_corpus_scores_summed_segment_by_segment_equal_sacrebleus_corpus_score(lang):
+    from sacrebleu.metrics import BLEU, CHRF
+
+    hyps = ["Die Bibliothek öffnet um neun.", "Der Hund schläft.", "", "図書館は毎朝九時に開きます。", "Hallo Welt ."]
+    refs = ["Die Bibliothek öffnet jeden Morgen um neun Uhr.", "Der Hund schläft im Garten.", "Leer.", "図書", "Hallo"]
+    scores = corpus_scores(task_kind("translation"), lang, hyps, refs)
+    tokenize = "ja-mecab" if lang == "ja" else "13a"
+    assert scores["chrf"]["score"] == pytest.approx(CHRF().corpus_score(hyps, [refs]).score, abs=1e-9)
+    assert scores["bleu"]["score"] == pytest.approx(BLEU(tokenize=tokenize).corpus_score(hyps, [refs]).score, abs=1e-9)
+    assert corpus_scores(task_kind("translation"), lang, [], []) == {}
+
+
 def test_japanese_bleu_uses_mecab_and_records_the_signature():
     hyps, refs = ["図書館は毎朝九時に開きます。"], ["図書館は毎朝九時に開館します。"]
     scores = corpus_scores(task_kind("translation"), "ja", hyps, refs)
