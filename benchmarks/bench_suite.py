@@ -166,22 +166,28 @@ def overhead_vllm(directory: Path, model_dir: str) -> None:
     items, shots = write_items(directory, len(SENTENCES))
     suite_sample(engine, directory, 1, items, shots)  # warm-up
     requests = list(requests_for(5))
-    start = time.perf_counter()
-    outputs = engine.llm.chat(
-        [p for p, _, _ in requests],
-        [
-            SamplingParams(n=1, temperature=pr.temperature, top_p=pr.top_p, max_tokens=pr.max_tokens, seed=seed)
-            for _, pr, seed in requests
-        ],
-        use_tqdm=False,
-    )
-    bare = sum(len(o.outputs[0].token_ids) for o in outputs) / (time.perf_counter() - start)
-    seconds, tokens = suite_sample(engine, directory, 5, items, shots)
+
+    def bare_run() -> tuple[float, int]:
+        start = time.perf_counter()
+        outputs = engine.llm.chat(
+            [p for p, _, _ in requests],
+            [
+                SamplingParams(n=1, temperature=pr.temperature, top_p=pr.top_p, max_tokens=pr.max_tokens, seed=seed)
+                for _, pr, seed in requests
+            ],
+            use_tqdm=False,
+        )
+        return time.perf_counter() - start, sum(len(o.outputs[0].token_ids) for o in outputs)
+
+    # Alternating rounds, best of two each, as for llama.cpp: the machine's drift is larger than the overhead.
+    rounds = [(bare_run(), suite_sample(engine, directory, 5, items, shots)) for _ in range(2)]
+    (bare_seconds, bare_tokens), (seconds, tokens) = min(r[0] for r in rounds), min(r[1] for r in rounds)
+    bare, suite = bare_tokens / bare_seconds, tokens / seconds
     print(
-        f"overhead-vllm: suite {tokens / seconds:.1f} tok/s, bare vLLM {bare:.1f} tok/s, "
-        f"ratio {tokens / seconds / bare:.3f} (target >= 0.95)"
+        f"overhead-vllm: suite {suite:.1f} tok/s, bare vLLM {bare:.1f} tok/s, ratio {suite / bare:.3f} "
+        f"(target >= 0.95; {len(SENTENCES)} prompts x N=5, {tokens} vs {bare_tokens} tokens)"
     )
-    target("overhead-vllm: tokens/s ratio >= 0.95", tokens / seconds / bare >= 0.95)
+    target("overhead-vllm: tokens/s ratio >= 0.95", suite / bare >= 0.95)
 
 
 def n_scaling_vllm(directory: Path, model_dir: str) -> None:
