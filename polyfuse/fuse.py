@@ -31,12 +31,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from polyfuse import methods
-from polyfuse.cache import OutputCache
+from polyfuse.cache import OutputCache, generate_many
 from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import in_batches, read_jsonl, read_paired, with_progress, write_jsonl
 from polyfuse.languages import language_name
-from polyfuse.sample import derive_seed, generate_many, prompt_hash
+from polyfuse.sample import derive_seed, prompt_hash
 from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, load_template
 
 log = logging.getLogger(__name__)

@@ -32,13 +32,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from polyfuse.cache import OutputCache
+from polyfuse.cache import OutputCache, generate_cached, loglik_cached
 from polyfuse.data import load_answers
 from polyfuse.engines import Engine, Prompt, SamplingParams
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, read_paired, with_progress, write_json, write_jsonl
 from polyfuse.languages import language_name
-from polyfuse.sample import derive_seed, generate_cached, loglik_cached
+from polyfuse.sample import derive_seed
 from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, load_template
 
 log = logging.getLogger(__name__)

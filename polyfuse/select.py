@@ -18,11 +18,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from polyfuse import methods
-from polyfuse.cache import OutputCache
+from polyfuse.cache import OutputCache, loglik_cached
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_paired, with_progress, write_jsonl
-from polyfuse.sample import loglik_cached
 from polyfuse.score import chrf, item_metric
 from polyfuse.tasks import TaskKind, instruction_text, task_prompt
 
