@@ -259,6 +259,8 @@ def load_items(task: str, lang: str, dataset: dict, limit: int | None = None) ->
     for count, item in enumerate(load(path, lang)):
         if limit is not None and count >= limit:
             return
+        if not item["id"].strip():  # a blank id names no item in the records, the reference answers or the report
+            raise PolyfuseError(f"{path}:{item['origin']['line']}: empty item id")
         if item["id"] in seen:
             raise PolyfuseError(f"{path}:{item['origin']['line']}: duplicate item id {item['id']!r}")
         seen.add(item["id"])

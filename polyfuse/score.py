@@ -330,6 +330,8 @@ def corpus_scores(kind: TaskKind, lang: str, hypotheses: list[str], references: 
 
 def score_records(kind: TaskKind, pairs: Iterable[tuple[dict, dict]], corpus: CorpusScores):
     for item, output in pairs:
+        # per-item metrics first: a missing reference is their one-line error, not a TypeError inside sacrebleu
+        values = {metric: item_metric(kind, metric, output["output"], item) for metric in kind.metrics}
         corpus.add(output["output"], item["reference"])
         yield {
             "id": item["id"],
@@ -337,7 +339,7 @@ def score_records(kind: TaskKind, pairs: Iterable[tuple[dict, dict]], corpus: Co
             "lang": item["lang"],
             "method": output["method"],
             "sampler": output["sampler"],
-            "values": {metric: item_metric(kind, metric, output["output"], item) for metric in kind.metrics},
+            "values": values,
         }
 
 

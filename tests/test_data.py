@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -90,6 +91,35 @@ def test_malformed_lines_name_file_and_line(tmp_path, fmt, text, message):
     with pytest.raises(PolyfuseError, match=message) as caught:
         list(data.load_items("t", "de", {"format": fmt, "path": str(path)}))
     assert "\n" not in str(caught.value)
+
+
+WMT_LINE = b'{"lp": "en-de_DE", "source": "a", "target": "b"}\n'
+ARENA_LINE = b'{"question_id": "q1", "prompt": "hi"}\n'
+
+
+@pytest.mark.parametrize(
+    "fmt, content, line, message",
+    [
+        ("wmt24pp", WMT_LINE + b'{"lp": "en-de_DE", "source": "\xff", "target": "c"}\n', 2, "not valid UTF-8"),
+        ("mgsm", b"What is 2+2?\t4\nWhat is 3\xe9+3?\t6\n", 2, "not valid UTF-8"),
+        ("wmt24pp", WMT_LINE + b"{not json\n", 2, r"not valid JSON \(Expecting property name enclosed in .*\)"),
+        ("wmt24pp", WMT_LINE + b'["a", "b"]\n', 2, "expected a JSON object, got list"),
+        ("arena", ARENA_LINE + b'{"question_id": "q1", "prompt": "again"}\n', 2, "duplicate item id 'q1'"),
+        ("arena", ARENA_LINE + b'{"question_id": " ", "prompt": "again"}\n', 2, "empty item id"),
+        ("geofactx", b'{"id": "", "question": "Capital?", "answer_list": ["Paris"]}\n', 1, "empty item id"),
+        ("wmt24pp", WMT_LINE + b'{"lp": "en-de_DE", "source": "x"}\n', 2, "missing field 'target' or 'reference'"),
+    ],
+    ids=["utf8-jsonl", "utf8-tsv", "not-json", "not-an-object", "duplicate-id", "blank-id", "empty-id", "no-reference"],
+)
+def test_a_bad_dataset_line_is_one_line_naming_it_and_no_items_or_shots_are_written(
+    tmp_path, fmt, content, line, message
+):
+    path = tmp_path / "bad.data"
+    path.write_bytes(content)
+    dataset = {"format": fmt, "path": str(path)}
+    with pytest.raises(PolyfuseError, match=f"^{re.escape(str(path))}:{line}: {message}$"):
+        data.write_items(tmp_path / "items.jsonl", tmp_path / "shots.jsonl", "t", "de", dataset, 0, None, 1)
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.data"]  # no items, no shots, no temporary file
 
 
 def test_write_items_splits_few_shot_exemplars_and_leaves_nothing_on_error(tmp_path, shared):

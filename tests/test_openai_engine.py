@@ -204,6 +204,22 @@ def test_last_retry_fails_with_the_endpoint_and_model(peer):
         generate_one(engine_for(peer))
 
 
+def test_a_429_whose_retry_after_outlasts_the_retries_fails_as_one_line(peer, caplog):
+    ScriptedPeer.script = [(429, {"Retry-After": "0"}, {"error": "slow down"})] * 2
+    with caplog.at_level(logging.WARNING), pytest.raises(PolyfuseError) as failure:
+        generate_one(engine_for(peer, max_retries=1))
+    assert re.fullmatch(f"http://{CHAT_ENDPOINT} failed after 2 attempts: HTTP 429", str(failure.value))
+    assert "HTTP 429; retry 1/1 in 0.0s" in caplog.text and len(ScriptedPeer.seen) == 2
+
+
+def test_a_server_that_times_out_on_every_attempt_fails_as_one_line(peer):
+    ScriptedPeer.script = [(200, {}, None, 1.0)] * 2  # each slower than the timeout
+    with pytest.raises(PolyfuseError) as failure:
+        generate_one(engine_for(peer, timeout_seconds=0.3, max_retries=1))
+    assert re.fullmatch(f"http://{CHAT_ENDPOINT} failed after 2 attempts: Request timed out\\..*", str(failure.value))
+    assert "\n" not in str(failure.value)
+
+
 def test_timeouts_and_refused_connections_are_retried(peer):
     ScriptedPeer.script = [(200, {}, None, 1.0)]  # slower than the timeout
     assert generate_one(engine_for(peer, timeout_seconds=0.3)).texts == ["seed 1"] and len(ScriptedPeer.seen) == 2

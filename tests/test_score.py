@@ -3,7 +3,9 @@ import json
 import pytest
 
 from polyfuse import data
-from polyfuse.score import accuracy, bleu, chrf, corpus_scores, extract_answer, parse_number
+from polyfuse.errors import PolyfuseError
+from polyfuse.io import write_jsonl
+from polyfuse.score import accuracy, bleu, chrf, corpus_scores, extract_answer, parse_number, run_score
 from polyfuse.tasks import task_kind
 
 
@@ -105,6 +107,16 @@ def test_accuracy_on_real_mgsm_answers(shared, lang):
         stated = f"... so the answer is {answer:,}".replace(",", "." if lang == "de" else ",")
         assert accuracy(stated, item["reference"], lang) == 100.0
         assert accuracy(f"Answer: {answer + 1}", item["reference"], lang) == 0.0
+
+
+@pytest.mark.parametrize("kind, metric", [("translation", "chrf"), ("math", "accuracy")])
+def test_an_item_without_the_reference_its_metric_needs_is_one_line_and_no_scores_are_written(tmp_path, kind, metric):
+    write_jsonl(tmp_path / "items.jsonl", [{"id": "q1", "task": "t", "lang": "de", "input": "x", "reference": None}])
+    write_jsonl(tmp_path / "outputs.jsonl", [{"id": "q1", "method": "single", "sampler": "m", "output": "y"}])
+    paths = [str(tmp_path / name) for name in ("items.jsonl", "outputs.jsonl", "scores.jsonl", "summary.json")]
+    with pytest.raises(PolyfuseError, match=f"^item 'q1': metric '{metric}' needs a reference$"):
+        run_score(*paths, task_kind(kind))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["items.jsonl", "outputs.jsonl"]
 
 
 def test_chrf_and_bleu_rank_a_close_translation_higher():

@@ -380,12 +380,34 @@ def test_lint_is_clean():
 
 DEFAULT_DISTILL = yaml.safe_load((REPO / "config/config.yaml").read_text())["distill"]
 DEFAULT_STUDY = yaml.safe_load((REPO / "config/config.yaml").read_text())["study"]
+DEFAULT_MODELS = yaml.safe_load((REPO / "config/config.yaml").read_text())["models"]
+DEFAULT_TASKS = yaml.safe_load((REPO / "config/config.yaml").read_text())["tasks"]
+ARENA_WITHOUT_REFERENCE = {key: value for key, value in DEFAULT_TASKS["arena"].items() if key != "reference"}
 
 
 @pytest.mark.parametrize(
     "override, message",
     [
         ({"threads": "two"}, "config: threads: 'two' is not of type 'integer'"),
+        (
+            {"models": {**DEFAULT_MODELS, "smol": {**DEFAULT_MODELS["smol"], "n_ctx": "big"}}},
+            "config: models.smol.n_ctx: 'big' is not of type 'integer'",
+        ),
+        ({"studdy": {}}, "config: (top level): Additional properties are not allowed ('studdy' was unexpected)"),
+        ({"study": {"samplers": ["smol"], "n": 0}}, "config: study.n: 0 is less than the minimum of 1"),
+        (
+            {"distill": {**DEFAULT_DISTILL, "evaluate": ["poetry"]}},
+            "config: distill.evaluate: unknown 'poetry'; known: arena, mgsm, wmt24pp",
+        ),
+        (
+            # the base student's GGUF is located at parse time; other models' files when their job loads them
+            {"models": {**DEFAULT_MODELS, "smol": {"engine": "llamacpp", "path": "nope.gguf", "prompt_style": "chat"}}},
+            "config: model 'smol': GGUF file not found: nope.gguf",
+        ),
+        (
+            {"tasks": {**DEFAULT_TASKS, "arena": ARENA_WITHOUT_REFERENCE}},
+            "config: tasks.arena.reference: a chat task needs a reference system ({model: ...} or {file: ...})",
+        ),
         ({"study": {"samplers": ["gpt9"]}}, "config: study.samplers: unknown 'gpt9'; known: gemma270m, smol"),
         ({"study": {"samplers": ["smol"], "selectors": ["vibes"]}}, "config: study.selectors: unknown 'vibes'"),
         (
@@ -460,7 +482,26 @@ def test_bad_config_is_rejected_before_any_job(tmp_path, override, message):
     (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n", check=False)
     assert result.returncode != 0
-    assert message in result.stderr + result.stdout
+    assert message in result.stderr + result.stdout and "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("models:\n  smol: {engine: llamacpp\n", "Config file is not valid JSON or YAML. In case of YAML, make sure"),
+        ("models:\n\tsmol: {}\n", "Config file is not valid JSON or YAML. In case of YAML, make sure"),
+        ("- a list, not a mapping\n", "Config file must be given as JSON or YAML with keys at top level."),
+    ],
+    ids=["unclosed-mapping", "tab-indent", "not-a-mapping"],
+)
+def test_a_config_file_that_is_not_a_yaml_mapping_is_one_line_before_any_job(tmp_path, text, message):
+    # Snakemake reads config files before the workflow can check them: its message names neither file nor line.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(text)
+    result = snakemake(tmp_path, "-n", check=False)
+    output = result.stderr + result.stdout
+    assert result.returncode != 0 and message in output and "Traceback" not in output
     assert not (tmp_path / "results").exists()
 
 
