@@ -11,7 +11,7 @@ import math
 
 from polyfuse import methods
 from polyfuse.data import LOADERS
-from polyfuse.engines import BACKEND_MODULES, CONTEXT_KEYS, SUMMED_LOGLIK_ENGINES
+from polyfuse.engines import BACKEND_MODULES, COMMON_MODEL_KEYS, CONTEXT_KEYS, ENGINE_KEYS, SUMMED_LOGLIK_ENGINES
 from polyfuse.errors import PolyfuseError
 from polyfuse.fuse import FALLBACKS
 from polyfuse.languages import LANGUAGE_NAMES
@@ -52,6 +52,12 @@ def check_config(config: dict) -> None:
     models = config["models"]
     for name, spec in models.items():
         _known(spec["engine"], BACKEND_MODULES, f"models.{name}.engine")
+        foreign = sorted(set(spec) - COMMON_MODEL_KEYS - ENGINE_KEYS[spec["engine"]])
+        if foreign:
+            raise PolyfuseError(
+                f"models.{name}.{foreign[0]}: not a key of engine {spec['engine']!r} "
+                f"(its keys: {', '.join(sorted(ENGINE_KEYS[spec['engine']]))})"
+            )
         _known(spec["prompt_style"], PROMPT_STYLES, f"models.{name}.prompt_style")
     for name, task in config["tasks"].items():
         _known(task["kind"], TASK_KINDS, f"tasks.{name}.kind")

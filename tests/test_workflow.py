@@ -737,3 +737,18 @@ def test_make_test_runs_every_linter_before_pytest():
         for tool in ("ruff check", "ruff format --check", "snakefmt --check", "snakemake --lint", "-m pytest")
     ]
     assert order == sorted(order), commands
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "engine"), [("gemma270m", "max_model_len", "llamacpp"), ("smol", "base_url", "llamacpp")]
+)
+def test_a_key_of_another_engine_is_an_error_naming_it(tmp_path, model, key, engine):
+    """The schema knows every engine's keys; each engine takes only its own, so a vLLM key on llama.cpp is no no-op."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["models"][model][key] = 2048 if key == "max_model_len" else "http://localhost:1"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", check=False)
+    expected = f"config: models.{model}.{key}: not a key of engine '{engine}' (its keys: hub, loglik_n_ctx, n_batch"
+    assert result.returncode != 0 and expected in result.stderr + result.stdout, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()
