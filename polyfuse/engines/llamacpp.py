@@ -73,6 +73,7 @@ class LlamaCppEngine(Engine):
         self._generator = None
         self._scorer = None
         self._primed: list[int] | None = None  # the prompt whose tokens but the last are in the generator's KV cache
+        self._formatters: dict[int, object] = {}  # id(loaded model) -> its compiled chat template
 
     def _load(self, logits_all: bool):
         from llama_cpp import Llama
@@ -174,20 +175,24 @@ class LlamaCppEngine(Engine):
         """The text the model sees: chat messages go through the GGUF's own chat template."""
         if isinstance(prompt, str):
             return prompt
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        return self._chat_formatter(llm or self.generator)(messages=prompt).prompt
 
-        llm = llm or self.generator
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise PolyfuseError(f"model {self.model_name!r} has no chat template; set prompt_style: fewshot")
-        vocab = llm._model
-        formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=vocab.token_get_text(vocab.token_eos()),
-            bos_token=vocab.token_get_text(vocab.token_bos()),
-            add_generation_prompt=True,
-        )
-        return formatter(messages=prompt).prompt
+    def _chat_formatter(self, llm):
+        """The GGUF's chat template, compiled once per loaded model rather than once per prompt."""
+        if id(llm) not in self._formatters:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise PolyfuseError(f"model {self.model_name!r} has no chat template; set prompt_style: fewshot")
+            vocab = llm._model
+            self._formatters[id(llm)] = Jinja2ChatFormatter(
+                template=template,
+                eos_token=vocab.token_get_text(vocab.token_eos()),
+                bos_token=vocab.token_get_text(vocab.token_bos()),
+                add_generation_prompt=True,
+            )
+        return self._formatters[id(llm)]
 
     def prompt_tokens(self, llm, prompt: Prompt) -> list[int]:
         """The prompt's tokens as generation sees them: a raw prompt gets the model's BOS, a chat template its own."""
@@ -230,4 +235,4 @@ class LlamaCppEngine(Engine):
             if llm is not None:
                 llm.close()
         self._generator = self._scorer = self._primed = None
-        self._generator = self._scorer = None
+        self._formatters = {}  # a new model may reuse a closed one's id
