@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_suite.py            # every part (vLLM parts run in .venv-vllm)
     .venv/bin/python benchmarks/bench_suite.py --parts overhead-llamacpp rerun dag scale
-    .venv/bin/python benchmarks/bench_suite.py --check    # exits 1 when a target is missed, naming it
+    .venv/bin/python benchmarks/bench_suite.py --check    # exits 3 when a target is missed, naming it
 
 Parts:
   overhead-llamacpp, overhead-vllm  suite sampling tokens/s vs the bare engine on the same requests (target >= 0.95)
@@ -36,6 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MISSED: list[str] = []  # the targets this run missed; --check exits non-zero when there are any
+MISSED_EXIT = 3  # --check's exit status when a target is missed: a crash exits 1
 
 
 def target(name: str, met: bool) -> None:
@@ -500,10 +501,11 @@ def main() -> None:
                 text=True,
             )
             print(child.stdout, end="")
-            if child.returncode not in (0, 1):  # 1: targets missed, named on its last line
+            last = (child.stdout.strip().splitlines() or [""])[-1]
+            if child.returncode == MISSED_EXIT and last.startswith("missed: "):
+                MISSED.extend(last.removeprefix("missed: ").split("; "))
+            elif child.returncode != 0:  # a crash, not a missed target
                 raise SystemExit(child.stderr[-2000:])
-            if child.returncode == 1:
-                MISSED.extend(child.stdout.strip().splitlines()[-1].removeprefix("missed: ").split("; "))
         for part in args.parts:
             if part.endswith("-vllm") and not _has_vllm():
                 continue
@@ -525,7 +527,7 @@ def main() -> None:
     if MISSED:
         print(f"missed: {'; '.join(MISSED)}")
     if args.check and MISSED:
-        raise SystemExit(1)
+        raise SystemExit(MISSED_EXIT)
 
 
 def _has_vllm() -> bool:

@@ -105,6 +105,7 @@ def check_config(config: dict) -> None:
     _known(fusion["fallback"], FALLBACKS, "fusion.fallback")
     check_fusor_context(config)
     fusors = set(study["fusors"]).union(*(task.get("fusors", []) for task in config["tasks"].values()))
+    fusors |= set(config.get("analyses", {}).get("fusors", {}).get("models", []))
     for spec in config.get("distill", {}).get("sets", {}).values():
         family, fusor = methods.parse(spec["method"])
         if family == "fusion" and fusor in models:
@@ -130,6 +131,13 @@ def check_fusor_context(config: dict) -> None:
                 for spec in sets
                 for family, fusor in [methods.parse(spec["method"])]
                 if family == "fusion"
+            ]
+        analyses = config.get("analyses", {})
+        if name in analyses.get("cells", {}):  # the fusor analysis fuses the analysed pools with each listed model
+            jobs += [
+                (fusor, pool_size(config, sampler), f"{sampler!r}'s {pool_size(config, sampler)}")
+                for sampler in analysed_samplers(config, name)
+                for fusor in analyses.get("fusors", {}).get("models", [])
             ]
         for fusor, count, what in jobs:
             needed = count * task.get("max_tokens", task_kind(task["kind"]).max_tokens) + budget

@@ -382,6 +382,7 @@ DEFAULT_DISTILL = yaml.safe_load((REPO / "config/config.yaml").read_text())["dis
 DEFAULT_STUDY = yaml.safe_load((REPO / "config/config.yaml").read_text())["study"]
 DEFAULT_MODELS = yaml.safe_load((REPO / "config/config.yaml").read_text())["models"]
 DEFAULT_TASKS = yaml.safe_load((REPO / "config/config.yaml").read_text())["tasks"]
+DEFAULT_ANALYSES = yaml.safe_load((REPO / "config/config.yaml").read_text())["analyses"]
 ARENA_WITHOUT_REFERENCE = {key: value for key, value in DEFAULT_TASKS["arena"].items() if key != "reference"}
 
 
@@ -407,6 +408,13 @@ ARENA_WITHOUT_REFERENCE = {key: value for key, value in DEFAULT_TASKS["arena"].i
         (
             {"tasks": {**DEFAULT_TASKS, "arena": ARENA_WITHOUT_REFERENCE}},
             "config: tasks.arena.reference: a chat task needs a reference system ({model: ...} or {file: ...})",
+        ),
+        (
+            {
+                "models": {**DEFAULT_MODELS, "tiny": {**DEFAULT_MODELS["smol"], "n_ctx": 256}},
+                "analyses": {**DEFAULT_ANALYSES, "fusors": {"models": ["tiny", "gemma270m"]}},
+            },
+            "config: models.tiny.n_ctx: 256 tokens cannot hold 'gemma270m''s 5 candidates of tasks.wmt24pp.max_tokens",
         ),
         ({"study": {"samplers": ["gpt9"]}}, "config: study.samplers: unknown 'gpt9'; known: gemma270m, smol"),
         ({"study": {"samplers": ["smol"], "selectors": ["vibes"]}}, "config: study.selectors: unknown 'vibes'"),
@@ -617,16 +625,16 @@ def test_paper_config_builds_the_whole_dag():
     # pool members, fused 4 ways and BoN-selected on 2 pools; 8 students answer 26 test cells (11 of them judged).
     # Analyses: 21 cells (arena 11, wmt24pp 10) of the one-member pool command-a-x8, each with 39 derived pools
     # (6 sizes x 5 subsets, 2 kinds x 4 k, 1 order), fused; all but the order's BoN-selected; arena's judged.
-    # The fusor analysis: the 21 cells fused by 3 more fusors (4B, 8B, 27B; Command A is the study's) and
-    # BoN-selected by all 4 as pointwise judges; arena's 7 new methods judged.
+    # The fusor analysis: the 21 cells fused by 2 more fusors (4B, 27B; Command A is the study's) and
+    # BoN-selected by all 3 as pointwise judges; arena's 5 new methods judged.
     jobs = {
         "sample": 74 + 8 * 26,
         "sample_member": 16 * 11 + 21,
         "derive_pool": 21 * 39,
-        "fuse": 74 + 16 * 4 + 21 + 21 * 39 + 21 * 3,
+        "fuse": 74 + 16 * 4 + 21 + 21 * 39 + 21 * 2,
         "select_reward_model": 74 + 16 * 2 + 21 + 21 * 38,
         "comet": 20 + 8 * 10,
-        "judge": 66 + 8 * 11 + 11 * 3 + 11 * (38 * 2 + 1) + 11 * 7,
+        "judge": 66 + 8 * 11 + 11 * 3 + 11 * (38 * 2 + 1) + 11 * 5,
         "sft_set": 16 * 7,
         "finetune": 7,
         "student_base": 1,
