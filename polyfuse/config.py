@@ -105,7 +105,7 @@ def check_config(config: dict) -> None:
     _known(fusion["fallback"], FALLBACKS, "fusion.fallback")
     check_fusor_context(config)
     fusors = set(study["fusors"]).union(*(task.get("fusors", []) for task in config["tasks"].values()))
-    fusors |= set(config.get("analyses", {}).get("fusors", {}).get("models", []))
+    fusors |= set(fusor_choice_models(config))
     for spec in config.get("distill", {}).get("sets", {}).values():
         family, fusor = methods.parse(spec["method"])
         if family == "fusion" and fusor in models:
@@ -132,12 +132,11 @@ def check_fusor_context(config: dict) -> None:
                 for family, fusor in [methods.parse(spec["method"])]
                 if family == "fusion"
             ]
-        analyses = config.get("analyses", {})
-        if name in analyses.get("cells", {}):  # the fusor analysis fuses the analysed pools with each listed model
+        if name in config.get("analyses", {}).get("cells", {}):  # the fusor analysis fuses its pools with each model
             jobs += [
                 (fusor, pool_size(config, sampler), f"{sampler!r}'s {pool_size(config, sampler)}")
                 for sampler in analysed_samplers(config, name)
-                for fusor in analyses.get("fusors", {}).get("models", [])
+                for fusor in fusor_choice_models(config)
             ]
         for fusor, count, what in jobs:
             needed = count * task.get("max_tokens", task_kind(task["kind"]).max_tokens) + budget
@@ -207,6 +206,11 @@ def analysis_variants(config: dict) -> list[str]:
     ]
 
 
+def fusor_choice_models(config: dict) -> list[str]:
+    """The models of the fusor analysis (analyses.fusors.models), smallest first; none when it is not configured."""
+    return config.get("analyses", {}).get("fusors", {}).get("models", [])
+
+
 def analysed_samplers(config: dict, task: str) -> list[str]:
     """The samplers an analysed task's derived pools come from: analyses.samplers, or the task's own samplers."""
     return config["analyses"].get("samplers") or config["tasks"][task].get("samplers", config["study"]["samplers"])
@@ -215,7 +219,7 @@ def analysed_samplers(config: dict, task: str) -> list[str]:
 def check_analyses(config: dict) -> None:
     """Analysed cells are test cells; subset sizes and injection counts fit every analysed sampler's pool."""
     analyses, tasks = config["analyses"], config["tasks"]
-    for model in analyses.get("fusors", {}).get("models", []):
+    for model in fusor_choice_models(config):
         _known(model, config["models"], "analyses.fusors.models")
     for task, languages in analyses["cells"].items():
         _known(task, [name for name, spec in tasks.items() if spec["role"] == "test"], "analyses.cells")
