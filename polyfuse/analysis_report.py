@@ -509,6 +509,16 @@ def fusors_figure(table: pd.DataFrame, settings: dict, path: Path) -> None:
             line = line.sort_values("position")
             ax.plot(line["position"], line["mean"], marker="o", color=colours[role], label=f"as {role}")
             ax.fill_between(line["position"], line["ci_low"], line["ci_high"], color=colours[role], alpha=0.15)
+            if role == "fusor":  # a fusor whose answers did not parse is plotted at its fallback's quality: say so
+                for row in line.itertuples(index=False):
+                    ax.annotate(
+                        f"{row.parsed:.0%} parsed",
+                        (row.position, row.mean),
+                        textcoords="offset points",
+                        xytext=(6, -10),
+                        fontsize=7,
+                        color=colours[role],
+                    )
         ax.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
         ax.set_xlabel("model, smallest first")
         ax.set_ylabel(f"{settings['metrics'][key[0]]} (mean, {float(settings['confidence']):.0%} CI)")
