@@ -77,7 +77,7 @@ def suite_sample(engine, directory: Path, n: int, items: str, shots: str) -> tup
     from polyfuse.sample import run_sample
     from polyfuse.tasks import task_kind
 
-    cache_path = directory / f"cache-{time.time_ns()}.sqlite"
+    cache_path = directory / f"cache-{time.time_ns()}"
     start = time.perf_counter()
     with OutputCache(cache_path) as cache:
         run_sample(
@@ -227,7 +227,7 @@ def rerun(directory: Path) -> None:
     times, calls = [], []
     for _ in range(2):
         before, start = engine.calls, time.perf_counter()
-        with OutputCache(directory / "rerun.sqlite") as cache:
+        with OutputCache(directory / "rerun-cache") as cache:
             run_sample(
                 items,
                 shots,
@@ -319,7 +319,7 @@ def analyses_cost(directory: Path) -> None:
         mark("select")
         return stages
 
-    with OutputCache(directory / "analyses.sqlite") as cache:
+    with OutputCache(directory / "analyses-cache") as cache:
         first, again = analysis_pass(cache), analysis_pass(cache)
     items_count, pools_count = NSCALING["items"], len(names)
     floors = {
@@ -406,19 +406,20 @@ def scale_job(kind: str, count: int, directory: Path) -> dict:
         def sample(cache: OutputCache) -> None:
             run_sample(items, shots, str(directory / "pools.jsonl"), kind_of, engine, "chat", cache, 5, SAMPLING, 1)
 
-        with OutputCache(directory / "scale.sqlite") as cache:
-            real_generate = engine.generate
-            engine.generate = lambda requests: (
-                Generation([CANDIDATE.format(hour=r.seed % 24)], 40, [70], 0.0, ["stop"]) for r in requests
-            )
-            sample(cache)  # the fill
-            engine.generate = real_generate
-            calls = engine.calls
+        real_generate = engine.generate
+        engine.generate = lambda requests: (
+            Generation([CANDIDATE.format(hour=r.seed % 24)], 40, [70], 0.0, ["stop"]) for r in requests
+        )
+        with OutputCache(directory / "scale-cache") as cache:
+            sample(cache)  # the fill, sealed on close like a finished job's shard
+        engine.generate = real_generate
+        calls = engine.calls
+        with OutputCache(directory / "scale-cache") as cache:
             tracemalloc.start()
             sample(cache)
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
-            calls = engine.calls - calls
+        calls = engine.calls - calls
     else:
         from polyfuse.score import run_score
 

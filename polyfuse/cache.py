@@ -2,58 +2,164 @@
 
 Keys hash everything that determines an output: the engine and model identity,
 the rendered prompt, the sampling params, the seed and the candidate index.
-Each entry is committed as soon as it is produced, so a killed job resumes at the
-item it was on. One SQLite file per model keeps concurrent jobs of different
-models from contending; jobs sharing a model wait on SQLite's lock.
+
+Layout, safe where file locks are not (NFS, Lustre): a model's cache is a directory of
+SQLite shards, and no shard is ever written by two processes or read while it changes.
+- Each writer (a Snakemake job, named after its outputs) owns `open/<writer>.sqlite`
+  and commits every entry as it is produced, without file locks. A killed job's re-run
+  is the same writer: it reopens its shard and resumes at the item it was on.
+- Closing seals the shard: it moves to `<writer>.<unique>.sqlite` and never changes
+  again, so other jobs read it immutable, with no lock. A writer that wrote nothing
+  leaves no shard.
+- A lookup reads the writer's own shard, then every sealed shard. Another job's open
+  shard is not read until that job ends; `compact` merges sealed shards when they pile up.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from polyfuse.engines import Engine, GenerationRequest, Prompt, SamplingParams
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import content_hash, paired_exactly
+from polyfuse.io import content_hash, in_batches, paired_exactly
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+LOOKUP_CHUNK = 500  # keys per query: below SQLite's bound on host parameters
 
 
 def cache_key(**parts: Any) -> str:
     return content_hash(parts, length=32)
 
 
+def _writable(path: Path) -> sqlite3.Connection:
+    """A shard only this process opens, so it takes no file locks (unreliable on network file systems).
+
+    The rollback journal (not WAL, whose index needs shared memory) keeps every commit
+    whole through a kill; reopening rolls back a transaction the kill cut short.
+    """
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?vfs=unix-none", uri=True, isolation_level=None)
+    db.execute(SCHEMA)
+    return db
+
+
+def _sealed(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+
+
+def sealed_shards(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.sqlite"))
+
+
+def _open_sealed(directory: Path) -> list[tuple[Path, sqlite3.Connection]]:
+    while True:
+        readers: list[tuple[Path, sqlite3.Connection]] = []
+        for path in sealed_shards(directory):
+            try:
+                readers.append((path, _sealed(path)))
+            except sqlite3.OperationalError as exc:
+                for _, reader in readers:
+                    reader.close()
+                if path.exists():
+                    raise PolyfuseError(f"{path}: not a readable cache shard ({exc})") from None
+                break  # compaction removed it after the listing: its entries are in a newer shard
+        else:
+            return readers
+
+
 class OutputCache:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    def __init__(self, directory: str | os.PathLike, writer: str | None = None):
+        self.directory = Path(directory)
+        self.writer = writer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        (self.directory / "open").mkdir(parents=True, exist_ok=True)
+        self._own_path = self.directory / "open" / f"{self.writer}.sqlite"
+        self._own = _writable(self._own_path)
+        self._readers = _open_sealed(self.directory)
         self.hits = 0
         self.misses = 0
 
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The cached values of those keys that have one, from the writer's own shard first."""
+        keys = list(keys)
+        found: dict[str, Any] = {}
+        todo = list(dict.fromkeys(keys))
+        for path, db in ((self._own_path, self._own), *self._readers):
+            for chunk in in_batches(todo, LOOKUP_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                try:
+                    rows = db.execute(f"SELECT key, value FROM outputs WHERE key IN ({marks})", chunk).fetchall()
+                except sqlite3.DatabaseError as exc:
+                    raise PolyfuseError(f"{path}: not a readable cache shard ({exc})") from None
+                found.update((key, json.loads(value)) for key, value in rows)
+            todo = [key for key in todo if key not in found]
+            if not todo:
+                break
+        hits = sum(key in found for key in keys)
+        self.hits += hits
+        self.misses += len(keys) - hits
+        return found
+
     def get(self, key: str) -> Any | None:
-        row = self._db.execute("SELECT value FROM outputs WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return json.loads(row[0])
+        return self.get_many([key]).get(key)
 
     def put(self, key: str, value: Any) -> None:
-        self._db.execute(
+        self._own.execute(
             "INSERT OR REPLACE INTO outputs (key, value) VALUES (?, ?)", (key, json.dumps(value, ensure_ascii=False))
         )
 
     def close(self) -> None:
-        self._db.close()
+        """Seal the writer's shard (or drop it, if it holds nothing): from now on others may read it."""
+        for _, db in self._readers:
+            db.close()
+        self._readers = []
+        if self._own is None:
+            return
+        (entries,) = self._own.execute("SELECT COUNT(*) FROM outputs").fetchone()
+        self._own.close()
+        self._own = None
+        if entries:
+            os.replace(self._own_path, self.directory / f"{self.writer}.{uuid.uuid4().hex[:12]}.sqlite")
+        else:
+            self._own_path.unlink()
 
     def __enter__(self) -> OutputCache:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def compact(directory: str | os.PathLike) -> tuple[int, int]:
+    """Merge a model's sealed shards into one; returns (shards merged, entries). Safe beside running jobs.
+
+    The merged shard is complete before any source is removed, and sources are only ever
+    removed, so a reader that listed them earlier finds each entry in one or the other.
+    """
+    directory = Path(directory)
+    sources = sealed_shards(directory)
+    if len(sources) < 2:
+        return 0, 0
+    staging = directory / "open" / f"compact-{uuid.uuid4().hex}.sqlite"
+    merged = _writable(staging)
+    merged.execute("BEGIN")
+    for source in sources:
+        reader = _sealed(source)
+        rows = reader.execute("SELECT key, value FROM outputs")
+        merged.executemany("INSERT OR IGNORE INTO outputs (key, value) VALUES (?, ?)", rows)
+        reader.close()
+    merged.execute("COMMIT")
+    (entries,) = merged.execute("SELECT COUNT(*) FROM outputs").fetchone()
+    merged.close()
+    os.replace(staging, directory / f"compact.{uuid.uuid4().hex[:12]}.sqlite")
+    for source in sources:
+        source.unlink(missing_ok=True)
+    return len(sources), entries
 
 
 # The cached model calls, shared by sampling, fusion, selection and judging.
@@ -66,14 +172,21 @@ def generate_many(
     under concurrency) see them together; each is committed to the cache as it arrives.
     """
     identity = engine.identity()
-    results: list[list[dict | None]] = [[None] * len(seeds) for _, _, seeds in jobs]
-    missing = []
-    for j, (prompt, params, seeds) in enumerate(jobs):
-        for index, seed in enumerate(seeds):
-            key = cache_key(model=identity, prompt=prompt, params=params.as_dict(), seed=seed, index=index)
-            results[j][index] = cache.get(key)
-            if results[j][index] is None:
-                missing.append((j, index, key, GenerationRequest(prompt, params, seed)))
+    keys = [
+        [
+            cache_key(model=identity, prompt=prompt, params=params.as_dict(), seed=seed, index=i)
+            for i, seed in enumerate(seeds)
+        ]
+        for prompt, params, seeds in jobs
+    ]
+    cached = cache.get_many(key for job_keys in keys for key in job_keys)
+    results: list[list[dict | None]] = [[cached.get(key) for key in job_keys] for job_keys in keys]
+    missing = [
+        (j, index, key, GenerationRequest(prompt, params, seed))
+        for j, ((prompt, params, seeds), job_keys) in enumerate(zip(jobs, keys, strict=True))
+        for index, (seed, key) in enumerate(zip(seeds, job_keys, strict=True))
+        if results[j][index] is None
+    ]
     generations = engine.generate([request for *_, request in missing]) if missing else iter(())
     for (j, index, key, request), generation in paired_exactly(missing, generations, f"model {engine.model_name!r}"):
         candidate = {
@@ -116,7 +229,8 @@ def loglik_cached(
     # The mean keeps the key it always had, so the caches of earlier runs stay valid.
     variant = {} if normalization == "mean" else {"normalization": normalization}
     keys = [cache_key(model=identity, prompt=prompt, loglik=text, **variant) for text in continuations]
-    values = [cache.get(key) for key in keys]
+    cached = cache.get_many(keys)
+    values = [cached.get(key) for key in keys]
     missing = [i for i, value in enumerate(values) if value is None]
     if missing:
         todo = [continuations[i] for i in missing]
@@ -128,3 +242,11 @@ def loglik_cached(
             cache.put(keys[i], value)
             values[i] = value
     return values
+
+
+if __name__ == "__main__":  # python -m polyfuse.cache results/cache/<model> ...: merge each model's sealed shards
+    import sys
+
+    for path in sys.argv[1:]:
+        merged, entries = compact(path)
+        print(f"{path}: merged {merged} shards, {entries} entries")

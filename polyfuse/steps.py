@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import time
 
@@ -18,7 +19,7 @@ from polyfuse import select as bon
 from polyfuse.cache import OutputCache
 from polyfuse.engines import create_engine
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_jsonl, write_jsonl
+from polyfuse.io import content_hash, read_jsonl, write_jsonl
 from polyfuse.judge import Judge
 from polyfuse.tasks import task_kind
 
@@ -48,6 +49,12 @@ def step(func):
     return run
 
 
+def _cache(smk) -> OutputCache:
+    """The model's cache, written through the job's own shard: a re-run of a killed job reopens the same one."""
+    outputs = sorted(os.path.abspath(path) for path in smk.output)
+    return OutputCache(smk.params.cache, writer=f"{smk.rule}-{content_hash(outputs)}")
+
+
 def _engine(smk, model_name: str):
     return create_engine(model_name, smk.params.models[model_name], threads=smk.threads)
 
@@ -72,7 +79,7 @@ def items(smk) -> None:
 def sample(smk) -> None:
     (model,) = smk.params.models  # a sampling job runs exactly one model
     engine = _engine(smk, model)
-    with OutputCache(smk.params.cache) as cache:
+    with _cache(smk) as cache:
         sampling.run_sample(
             smk.input.items_file,
             smk.input.shots,
@@ -134,7 +141,7 @@ def reference(smk) -> None:
         return
     model = spec["model"]
     sampling_params = {"temperature": spec["temperature"], "top_p": 1.0, "max_tokens": smk.params.max_tokens}
-    with OutputCache(smk.params.cache) as cache:
+    with _cache(smk) as cache:
         pools = sampling.sample_pools(
             smk.input.items_file,
             smk.input.shots,
@@ -153,7 +160,7 @@ def reference(smk) -> None:
 def select(smk) -> None:
     scorer_name = methods.split_selector(methods.parse(smk.wildcards.selector)[1] or smk.wildcards.selector)[0]
     model = smk.params.scorer_model
-    with OutputCache(smk.params.cache) as cache:
+    with _cache(smk) as cache:
         context: dict = {}
         if scorer_name == "loglik":
             context = dict(
@@ -174,7 +181,7 @@ def fusion(smk) -> None:
     fusor = smk.wildcards.fusor
     engine = _engine(smk, fusor)
     settings = smk.params.fusion
-    with OutputCache(smk.params.cache) as cache:
+    with _cache(smk) as cache:
         fuse.run_fuse(
             smk.input.items_file,
             smk.input.shots,
@@ -201,7 +208,7 @@ def score_outputs(smk) -> None:
 @step
 def judge(smk) -> None:
     """Win rates: a method against the reference system, or head-to-head against another method."""
-    with OutputCache(smk.params.cache) as cache:
+    with _cache(smk) as cache:
         judging.run_judge(
             smk.input.items_file,
             smk.input.outputs,

@@ -229,7 +229,7 @@ def inputs(tmp_path):
 
 def fuse(tmp_path, engine, style="chat", fallback="first"):
     stats = {}
-    with OutputCache(tmp_path / f"{fallback}-{style}.sqlite") as cache:
+    with OutputCache(tmp_path / f"{fallback}-{style}") as cache:
         records = list(
             fuse_pools(
                 *inputs(tmp_path),
@@ -297,7 +297,7 @@ def test_run_fuse_reads_the_shots_file(tmp_path, caplog):
     from polyfuse.fuse import run_fuse
 
     write_fusion_inputs(tmp_path, count=2)
-    with OutputCache(tmp_path / "run.sqlite") as cache, caplog.at_level("INFO"):
+    with OutputCache(tmp_path / "run") as cache, caplog.at_level("INFO"):
         run_fuse(
             *inputs(tmp_path),
             str(tmp_path / "out.jsonl"),

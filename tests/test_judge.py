@@ -85,7 +85,7 @@ class ScriptedJudge(Engine):
 
 
 def make_judge(tmp_path, script):
-    cache = OutputCache(tmp_path / "judge.sqlite")
+    cache = OutputCache(tmp_path / "judge")
     return Judge.from_settings(
         ScriptedJudge(script), "chat", {"temperature": 0.0, "max_tokens": 64, "seed": 0}, cache, "arena"
     )
@@ -183,7 +183,7 @@ def test_pointwise_judge_selects_the_best_rated_and_counts_failures(tmp_path):
         Rater({}),
         "chat",
         {"temperature": 0.0, "max_tokens": 64, "seed": 0},
-        OutputCache(tmp_path / "c.sqlite"),
+        OutputCache(tmp_path / "c"),
         "pointwise",
     )
     scorer = make_scorer("llm_judge_pointwise", CHAT, judge=judge)
@@ -229,7 +229,7 @@ def test_an_empty_or_length_cut_reference_answer_from_a_model_is_an_error():
 def test_an_unknown_judge_mode_or_a_label_mode_without_summed_logprobs_is_an_error(tmp_path):
     def judge(mode):
         settings = {"temperature": 0.0, "max_tokens": 8, "seed": 0, "mode": mode}
-        return Judge.from_settings(ScriptedJudge({}), "chat", settings, OutputCache(tmp_path / "judge.sqlite"), "arena")
+        return Judge.from_settings(ScriptedJudge({}), "chat", settings, OutputCache(tmp_path / "judge"), "arena")
 
     with pytest.raises(PolyfuseError, match="judge.mode: unknown mode 'vote'; known: generate, loglik, calibrated"):
         judge("vote")
@@ -274,7 +274,7 @@ def loglik_judge(tmp_path, mode, probs, tokens=None):
         LabelScorer(probs, tokens),
         "chat",
         {"temperature": 0.0, "max_tokens": 8, "seed": 0, "mode": mode},
-        OutputCache(tmp_path / f"{mode}.sqlite"),
+        OutputCache(tmp_path / f"{mode}"),
         "arena",
     )
 
@@ -329,7 +329,7 @@ def test_calibrated_mode_calls_identical_answers_and_small_margins_a_tie(tmp_pat
         LabelScorer(POSITION_BIASED),
         "chat",
         {"temperature": 0.0, "max_tokens": 8, "seed": 0, "mode": "calibrated", "tie_band": 0.2},
-        OutputCache(tmp_path / "wide.sqlite"),
+        OutputCache(tmp_path / "wide"),
         "arena",
     )
     assert wide.compare(CHAT, ITEM, "good", "bad")["value"] == 50.0  # s = 0.6 lies within 0.5 +- 0.2
@@ -397,7 +397,7 @@ def test_generate_mode_with_a_real_small_judge_records_parsed_or_counted_verdict
         smol,
         "chat",
         {"temperature": 0.0, "max_tokens": 24, "seed": 0, "mode": "generate"},
-        OutputCache(tmp_path / "judge.sqlite"),
+        OutputCache(tmp_path / "judge"),
         "arena",
     )
     run_judge(
@@ -429,13 +429,11 @@ def test_generate_mode_with_a_real_small_judge_records_parsed_or_counted_verdict
 
 
 def test_label_modes_with_a_real_small_judge_always_yield_a_verdict(tmp_path, smol):
+    cache = OutputCache(tmp_path / "judge")
+
     def judge(mode, template="arena"):
         return Judge.from_settings(
-            smol,
-            "chat",
-            {"temperature": 0.0, "max_tokens": 32, "seed": 0, "mode": mode},
-            OutputCache(tmp_path / "judge.sqlite"),
-            template,
+            smol, "chat", {"temperature": 0.0, "max_tokens": 32, "seed": 0, "mode": mode}, cache, template
         )
 
     verdict = judge("loglik").compare(CHAT, SKY, GOOD_SKY, "Because it is.")

@@ -9,7 +9,6 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +24,7 @@ from polyfuse.io import read_jsonl, write_jsonl
 from polyfuse.sample import run_sample
 from polyfuse.tasks import task_kind
 from tests.helpers.llama_server import LlamaServer, free_port
-from tests.helpers.workflow import REPO, model_calls, snakemake
+from tests.helpers.workflow import REPO, cache_entries, model_calls, snakemake
 
 PARAMS = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=16)
 CHAT = [{"role": "user", "content": "hi"}]
@@ -346,7 +345,7 @@ def test_server_killed_mid_run_restarts_and_nothing_is_lost_or_duplicated(server
 
     chaos = threading.Thread(target=kill_then_restart)
     chaos.start()
-    with OutputCache(tmp_path / "cache.sqlite") as cache:
+    with OutputCache(tmp_path / "cache") as cache:
         run_sample(
             str(tmp_path / "items.jsonl"),
             str(tmp_path / "shots.jsonl"),
@@ -366,8 +365,8 @@ def test_server_killed_mid_run_restarts_and_nothing_is_lost_or_duplicated(server
     seeds = [candidate["seed"] for pool in pools for candidate in pool["candidates"]]
     assert len(seeds) == 12 and len(set(seeds)) == 12
     assert engine.calls == 12  # every candidate was asked for exactly once, retries aside
-    with OutputCache(tmp_path / "cache.sqlite") as cache:
-        assert cache._db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0] == 12
+    assert cache_entries(tmp_path / "cache") == 12
+    with OutputCache(tmp_path / "cache") as cache:
         before = engine.calls
         run_sample(
             str(tmp_path / "items.jsonl"),
@@ -422,24 +421,14 @@ def server_study(workdir, server) -> list[str]:
     ]
 
 
-def cached_outputs(path) -> int:
-    if not path.exists():
-        return 0
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        try:
-            return db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
-        except sqlite3.OperationalError:  # the job has not created its table yet
-            return 0
-
-
 def test_study_through_a_server_that_dies_fails_cleanly_and_resumes(server, tmp_path):
     targets = server_study(tmp_path, server)
-    cache = tmp_path / "results/cache/smolsrv.sqlite"
+    cache = tmp_path / "results/cache/smolsrv"
     killed = threading.Event()
 
     def kill_once_work_is_cached():
         deadline = time.time() + 300
-        while cached_outputs(cache) < 2 and time.time() < deadline:
+        while cache_entries(cache) < 2 and time.time() < deadline:
             time.sleep(0.05)
         server.stop()
         killed.set()
@@ -456,7 +445,7 @@ def test_study_through_a_server_that_dies_fails_cleanly_and_resumes(server, tmp_
         r"\(model smol\) failed after 2 attempts",
         first.stderr,
     ), first.stderr[-2000:]
-    done_before = cached_outputs(cache)
+    done_before = cache_entries(cache)
     assert 2 <= done_before < 12  # 4 items x 2 candidates, then 4 fusions
     if done_before < 8:  # the sampling job died: it left no pools file, whole or partial
         assert not (tmp_path / targets[0]).exists()
@@ -470,7 +459,7 @@ def test_study_through_a_server_that_dies_fails_cleanly_and_resumes(server, tmp_
     leaked = [path for path in tmp_path.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
     assert leaked == [] and all(secret not in run.stdout + run.stderr for run in (first, second))
     assert (tmp_path / ".snakemake/metadata").is_dir() and any((tmp_path / "results/logs").rglob("*.log"))
-    assert cached_outputs(cache) == 12
+    assert cache_entries(cache) == 12
     pools = list(read_jsonl(tmp_path / targets[0]))
     assert [len(pool["candidates"]) for pool in pools] == [2, 2, 2, 2]
     assert len({c["seed"] for pool in pools for c in pool["candidates"]}) == 8

@@ -1,5 +1,7 @@
 """Sampling through the cache: zero model calls on a re-run, resume at the item after a crash."""
 
+import shutil
+
 import pytest
 
 from polyfuse.cache import OutputCache, cache_key
@@ -40,7 +42,7 @@ def files(tmp_path):
 
 
 def sample(files, engine, n, out="pools.jsonl"):
-    with OutputCache(files / "cache.sqlite") as cache:
+    with OutputCache(files / "cache") as cache:
         run_sample(
             str(files / "items.jsonl"),
             str(files / "shots.jsonl"),
@@ -115,7 +117,7 @@ def test_same_seeds_give_the_same_candidates_after_the_cache_is_cleared(files):
     differ (' 5' then ' 3' for the same seed), so a resumed job would not have matched an uninterrupted one."""
     engine = create_engine("gemma270m", GEMMA, threads=2)  # a fresh state for the first run
     first = sample(files, engine, n=2)
-    (files / "cache.sqlite").unlink()
+    shutil.rmtree(files / "cache")
     before = engine.calls
     again = sample(files, engine, n=2, out="again.jsonl")  # starts from the last prompt's KV state
     assert engine.calls == before + 6  # generated anew, not read back

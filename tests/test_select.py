@@ -59,7 +59,7 @@ def test_unknown_scorer_is_a_clear_error():
 
 
 def test_loglik_with_a_real_model_ranks_a_fluent_answer_above_noise(tmp_path, gemma):
-    with OutputCache(tmp_path / "cache.sqlite") as cache:
+    with OutputCache(tmp_path / "cache") as cache:
         shots = [{"input": "Good morning.", "reference": "Guten Morgen."}]
         scorer = make_scorer("loglik", TRANSLATION, engine=gemma, style="fewshot", shots=shots, cache=cache)
         noise = "xq zzv plomf 7 ## wub"
@@ -119,7 +119,7 @@ def select_with(tmp_path, scorer, texts):
 
 
 def loglik_scorer(tmp_path, engine, normalization="mean"):
-    cache = OutputCache(tmp_path / f"{normalization}.sqlite")
+    cache = OutputCache(tmp_path / f"{normalization}")
     return make_scorer(
         "loglik", TRANSLATION, engine=engine, style="fewshot", shots=[], cache=cache, normalization=normalization
     )
@@ -140,7 +140,7 @@ def test_loglik_sum_normalization_prefers_the_shorter_candidate_and_is_cached_ap
     total = select_with(tmp_path, loglik_scorer(tmp_path, engine, "sum"), texts)
     assert mean["scores"] == [-2.0, -2.0, float("-inf")] and mean["chosen"] == 0
     assert total["scores"] == [-4.0, -18.0, float("-inf")] and total["normalization"] == "sum"
-    with OutputCache(tmp_path / "shared.sqlite") as cache:
+    with OutputCache(tmp_path / "shared") as cache:
         for normalization, expected in (("mean", -2.0), ("sum", -4.0), ("mean", -2.0)):
             scorer = make_scorer(
                 "loglik",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,15 @@ def model_calls(workdir: Path) -> dict[str, int]:
         if found:
             calls[str(log.relative_to(workdir))] = int(found[-1])
     return calls
+
+
+def cache_entries(directory: Path) -> int:
+    """Distinct entries in a model's cache, its running jobs' open shards included (read as an outsider would)."""
+    keys: set[str] = set()
+    for shard in directory.rglob("*.sqlite") if directory.exists() else []:
+        try:
+            with sqlite3.connect(f"file:{shard}?mode=ro", uri=True) as db:
+                keys.update(key for (key,) in db.execute("SELECT key FROM outputs"))
+        except sqlite3.DatabaseError:  # a shard being created, sealed or written right now: count it next time
+            continue
+    return len(keys)

@@ -382,7 +382,8 @@ def model_env(model_of):
 
 
 def cache_file(model):
-    return os.path.join(config["cache_dir"], f"{model}.sqlite")
+    """The model's cache: a directory of shards, one per job that wrote to it (see polyfuse/cache.py)."""
+    return os.path.join(config["cache_dir"], model)
 
 
 def max_tokens(task):
