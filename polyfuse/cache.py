@@ -18,6 +18,7 @@ SQLite shards, and no shard is ever written by two processes or read while it ch
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -30,6 +31,7 @@ from polyfuse.engines import Engine, GenerationRequest, Prompt, SamplingParams
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import content_hash, in_batches, paired_exactly
 
+log = logging.getLogger(__name__)
 SCHEMA = "CREATE TABLE IF NOT EXISTS outputs (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 LOOKUP_CHUNK = 500  # keys per query: below SQLite's bound on host parameters
 
@@ -83,6 +85,7 @@ class OutputCache:
         self._readers = _open_sealed(self.directory)
         self.hits = 0
         self.misses = 0
+        self.puts = 0
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """The cached values of those keys that have one, from the writer's own shard first."""
@@ -109,6 +112,7 @@ class OutputCache:
         return self.get_many([key]).get(key)
 
     def put(self, key: str, value: Any) -> None:
+        self.puts += 1
         self._own.execute(
             "INSERT OR REPLACE INTO outputs (key, value) VALUES (?, ?)", (key, json.dumps(value, ensure_ascii=False))
         )
@@ -123,6 +127,9 @@ class OutputCache:
         (entries,) = self._own.execute("SELECT COUNT(*) FROM outputs").fetchone()
         self._own.close()
         self._own = None
+        log.info(
+            "cache=%s writer=%s puts=%d hits=%d entries=%d", self.directory, self.writer, self.puts, self.hits, entries
+        )
         if entries:
             os.replace(self._own_path, self.directory / f"{self.writer}.{uuid.uuid4().hex[:12]}.sqlite")
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import glob
 import importlib.metadata
 import json
 import logging
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import content_hash, file_hash, read_jsonl_numbered, write_json
+from polyfuse.io import content_hash, file_hash, read_jsonl_numbered, remove_stale_stages, write_json
 
 log = logging.getLogger("polyfuse")
 
@@ -166,6 +167,7 @@ def staged_directory(out_dir: str | os.PathLike) -> Iterator[Path]:
     """A temporary sibling of `out_dir` that replaces it only if the block succeeds: nothing half-written remains."""
     target = Path(out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(target, f".{glob.escape(target.name)}.*.*.tmp")
     stage = target.parent / f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp"
     stage.mkdir()  # not mkdtemp: its 0700 mode would outlive the rename
     try:

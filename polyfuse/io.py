@@ -9,10 +9,12 @@ ever left under an output name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import itertools
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -115,11 +117,21 @@ def with_progress(records: Iterable[dict], items_path: str | os.PathLike, desc: 
     return iter(tqdm(records, total=total, desc=desc, unit="item", mininterval=1.0))
 
 
+def remove_stale_stages(target: Path, stage_glob: str) -> None:
+    """Remove what a killed attempt staged beside `target` (a SIGKILL skips every cleanup): one job writes a target."""
+    for stale in target.parent.glob(stage_glob):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path that replaces `path` only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(target, f".{glob.escape(target.name)}.{'?' * 8}.tmp")  # mkstemp's names
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)

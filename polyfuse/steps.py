@@ -27,10 +27,14 @@ log = logging.getLogger("polyfuse")
 
 
 def run_logged(rule: str, log_path: str | None, action) -> None:
-    """Run `action()` logging to `log_path`; a PolyfuseError becomes one line and exit status 1."""
-    handler = logging.FileHandler(log_path, mode="w", encoding="utf-8") if log_path else logging.StreamHandler()
+    """Run `action()` logging to `log_path`; a PolyfuseError becomes one line and exit status 1.
+
+    The log is appended to, so a killed attempt's lines stay above its re-run's.
+    """
+    handler = logging.FileHandler(log_path, mode="a", encoding="utf-8") if log_path else logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    log.info("rule=%s start", rule)
     start = time.perf_counter()
     try:
         action()

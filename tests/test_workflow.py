@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -325,6 +329,137 @@ def test_second_run_makes_zero_model_calls(study):
         log = (workdir / f"results/logs/finetune/{name}.log").read_text()
         assert "training_steps=0" in log and "student cache hit" in log, log[-2000:]
     assert digests(workdir) == before
+
+
+# Each kill point: the rule, and whether a running job of it has its own work under way (not only started).
+KILL_POINTS = {
+    "sample": "generation",
+    "fuse": "generation",
+    "judge": "generation",
+    "comet": "started",
+    "finetune": "training",
+    "report": "started",
+}
+
+
+def running_job(workdir: Path, rule: str, since: float) -> bool:
+    """A job of `rule`, started in this run, has not finished; for a generation rule its shard already holds work."""
+    for log in (workdir / "results/logs" / rule).rglob("*.log"):
+        if log.stat().st_mtime < since:
+            continue
+        attempt = log.read_text().rpartition(f"rule={rule} start")[2]
+        if not log.read_text().count(f"rule={rule} start") or f"rule={rule} seconds=" in attempt:
+            continue
+        if KILL_POINTS[rule] == "training" and "step=" not in attempt:
+            continue
+        if KILL_POINTS[rule] == "generation":
+            shards = (workdir / "results/cache").glob(f"*/open/{rule}-*.sqlite")
+            if not any(shard.stat().st_mtime >= since and shard_rows(shard) for shard in shards):
+                continue
+        return True
+    return False
+
+
+def shard_rows(shard: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{shard}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
+    except sqlite3.DatabaseError:  # being created or written this instant
+        return 0
+
+
+def cache_rows(workdir: Path) -> dict[str, tuple[int, set[str]]]:
+    """Per model: rows over its shards, and the distinct keys; they differ by what two jobs both stored."""
+    counts = {}
+    for model in sorted((workdir / "results/cache").iterdir()):
+        rows, keys = 0, set()
+        for shard in model.rglob("*.sqlite"):
+            with sqlite3.connect(f"file:{shard}?mode=ro", uri=True) as db:
+                found = [key for (key,) in db.execute("SELECT key FROM outputs")]
+            rows, keys = rows + len(found), keys | set(found)
+        counts[model.name] = (rows, keys)
+    return counts
+
+
+def without_timings(path: Path) -> bytes:
+    """The file's bytes, less the wall-clock seconds it records: measured, not computed, so they may differ."""
+    if path.suffix == ".csv":
+        table = pd.read_csv(path)
+        return table.drop(columns=[c for c in table.columns if "seconds" in c]).to_csv(index=False).encode()
+    if path.suffix == ".jsonl":
+
+        def strip(value):
+            if isinstance(value, dict):
+                return {k: strip(v) for k, v in value.items() if k != "seconds"}
+            return [strip(v) for v in value] if isinstance(value, list) else value
+
+        return "\n".join(json.dumps(strip(record)) for record in read_jsonl(path)).encode()
+    return path.read_bytes()
+
+
+def test_killed_at_every_stage_the_study_resumes_to_the_same_tables_and_generates_nothing_twice(study, tmp_path):
+    """SIGKILL the whole study (Snakemake and its jobs) inside each kill point in turn, re-run after each kill, and
+    compare with the uninterrupted study: the same tables, every output stored once, no half-written file read."""
+    workdir = demo_workdir(tmp_path)
+    (workdir / "comet.yaml").write_bytes((study.workdir / "comet.yaml").read_bytes())
+    args = ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), *study.args]
+    killed_at, killed_rows, accounted = [], 0, {}
+    while True:
+        if killed_at:  # a SIGKILLed Snakemake leaves its lock behind
+            snakemake(workdir, "--unlock", *study.args)
+        since = time.time() - 1
+        run = subprocess.Popen(
+            [SNAKEMAKE, *args, "--cores", "2", "--rerun-incomplete"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        left = [rule for rule in KILL_POINTS if rule not in killed_at]
+        while run.poll() is None:
+            hit = next((rule for rule in left if running_job(workdir, rule, since)), None)
+            if hit:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+                killed_at.append(hit)
+                # What the killed jobs stored: their logs never say, as they died before closing their shards.
+                for shard in (workdir / "results/cache").glob("*/open/*.sqlite"):
+                    rows = shard_rows(shard)
+                    killed_rows += rows - accounted.get(shard.name, 0)
+                    accounted[shard.name] = rows
+                break
+            time.sleep(0.05)
+        else:
+            assert run.returncode == 0, f"the run after kills at {killed_at} failed"
+            break
+    assert sorted(killed_at) == sorted(KILL_POINTS), killed_at  # every kill point was reached
+
+    # Nothing generated twice by a resumed job: each attempt's puts (logged, or found in a killed job's shard) added
+    # a row of their own. Two jobs running at once may both make an output they both need; that is no resume's doing.
+    stored = cache_rows(workdir)
+    logged_puts = sum(
+        int(puts)
+        for log in (workdir / "results/logs").rglob("*.log")
+        for puts in re.findall(r" puts=(\d+)", log.read_text())
+    )
+    assert sum(rows for rows, _ in stored.values()) == logged_puts + killed_rows
+    # Nothing lost or extra: each model's cache holds what the uninterrupted study's does; the same tables and records.
+    assert {model: keys for model, (_, keys) in stored.items()} == {
+        model: keys for model, (_, keys) in cache_rows(study.workdir).items()
+    }
+    results = sorted((study.workdir / "results").glob("**/*.*"))
+    compared = [
+        path.relative_to(study.workdir)
+        for path in results
+        if path.suffix in (".csv", ".jsonl", ".md")
+        and "/logs/" not in str(path)
+        and path.name != "compute.csv"
+        # a Markdown table of seconds is compared through its CSV
+        and not (path.suffix == ".md" and "seconds" in path.read_text())
+    ]
+    assert len(compared) > 50
+    differing = [str(p) for p in compared if without_timings(workdir / p) != without_timings(study.workdir / p)]
+    assert differing == []
+    assert not list(workdir.rglob("*.tmp")) and not list((workdir / "results/cache").glob("*/open/*.sqlite"))
 
 
 def test_logs_and_benchmarks_exist_per_rule(study):
