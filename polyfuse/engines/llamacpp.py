@@ -23,9 +23,21 @@ from polyfuse.engines import CONTEXT_KEYS, Engine, Generation, GenerationRequest
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import atomic_path, file_hash
 
-# How candidates and log-likelihoods are computed (prompt prefixes evaluated once, see _prime and loglik_terms):
+# Prompts are evaluated in blocks with fixed bounds (see _prime): fine near the start, where prompts share an
+# instruction or examples, then coarse, as a small batch costs more per token (Gemma 3 270M, 400 tokens on 2 cores:
+# +52% in blocks of 16, +9% in blocks of 64, against one batch).
+FINE_BLOCK, COARSE_BLOCK = 16, 128
+
+
+def block_bounds(length: int) -> list[int]:
+    """Where the prompt blocks of a prompt body of `length` tokens end: a function of position alone."""
+    fine = list(range(FINE_BLOCK, min(length, COARSE_BLOCK), FINE_BLOCK))
+    return [*fine, *range(COARSE_BLOCK, length, COARSE_BLOCK), length] if length else []
+
+
+# How candidates and log-likelihoods are computed (prompts in fixed blocks, see _prime and loglik_terms):
 # part of the identity, so results cached by another procedure, whose last bits may differ, are never mixed in.
-PROCEDURE = {"procedure": "prefix-once-v1"}
+PROCEDURE = {"procedure": f"prompt-blocks-{FINE_BLOCK}-{COARSE_BLOCK}-v2"}
 MODEL_CACHE = Path(os.environ.get("POLYFUSE_MODEL_CACHE", Path.home() / ".cache" / "polyfuse" / "models"))
 
 
@@ -156,19 +168,29 @@ class LlamaCppEngine(Engine):
         return Generation(texts, tokens_in, tokens_out, time.perf_counter() - start, reasons)
 
     def _prime(self, prompt: Prompt) -> None:
-        """Put the prompt's tokens but the last in the KV cache, evaluated in one pass from an empty cache.
+        """Put the prompt's tokens but the last in the KV cache, block by block (block_bounds).
 
-        llama-cpp-python then evaluates only the last prompt token before sampling, for every candidate of the prompt
-        alike (it trims what the previous candidate generated). Every candidate is so computed the same way whatever
-        ran before it: a resumed job, or a candidate drawn alone, matches an uninterrupted run bit for bit, and the
-        prompt is evaluated once per item rather than once per candidate.
+        Each block is always evaluated alone, on top of the blocks before it: the same batch whatever ran before,
+        so its keys and values have the same bits. Whole blocks the previous prompt shared (an instruction,
+        few-shot examples) are kept rather than evaluated again. llama-cpp-python then evaluates only the last
+        prompt token before sampling, for every candidate of the prompt alike (it trims what the previous
+        candidate generated). A resumed job, or a candidate drawn alone, so matches an uninterrupted run bit for bit.
         """
-        tokens = self.prompt_tokens(self.generator, prompt)
+        llm = self.generator
+        tokens = self.prompt_tokens(llm, prompt)
         if tokens == self._primed:
             return
-        self.generator.reset()
-        if len(tokens) > 1:
-            self.generator.eval(tokens[:-1])
+        body, held = tokens[:-1], (self._primed or [])[:-1]
+        start, kept = 0, 0
+        for end in block_bounds(len(body)):
+            if end > len(held) or body[start:end] != held[start:end] or end not in block_bounds(len(held)):
+                break
+            start = kept = end
+        llm.n_tokens = kept  # eval() drops the KV cache past this point first
+        for end in block_bounds(len(body)):
+            if end > kept:
+                llm.eval(body[start:end])
+                start = end
         self._primed = tokens
 
     def render(self, prompt: Prompt, llm=None) -> str:
