@@ -13,7 +13,7 @@ import pytest
 
 from polyfuse.cache import OutputCache, compact, sealed_shards
 from polyfuse.errors import PolyfuseError
-from tests.helpers.workflow import REPO, cache_entries
+from tests.helpers.workflow import REPO, cache_entries, killed_shard_rows
 
 # One writer: puts `count` entries under its own prefix and `count` under a prefix all writers share,
 # reading the shared ones back as it goes, then seals its shard (or is killed before it can).
@@ -69,9 +69,8 @@ def test_a_killed_writer_resumes_its_own_shard_and_others_never_read_it_half_wri
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     own = directory / "open/sample-abc.sqlite"
-    assert own.exists() and sealed_shards(directory) == [] and intact(own)
-    with sqlite3.connect(f"file:{own}?mode=ro", uri=True) as db:
-        (written,) = db.execute("SELECT COUNT(*) FROM outputs").fetchone()
+    assert own.exists() and sealed_shards(directory) == []
+    written = killed_shard_rows(own, tmp_path / "copy")  # the kill may have cut a transaction short: intact anyway
     assert 200 <= written < 20_000
 
     with OutputCache(directory, writer="other-job") as other:  # the killed job's shard is not sealed: not read

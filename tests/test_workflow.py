@@ -24,7 +24,16 @@ from polyfuse.io import read_jsonl
 from polyfuse.score import accuracy
 from polyfuse.tasks import task_kind
 from tests.helpers.torch_env import build_comet_checkpoint
-from tests.helpers.workflow import REPO, SNAKEMAKE, TEST_CONFIG, conda_stub, demo_workdir, model_calls, snakemake
+from tests.helpers.workflow import (
+    REPO,
+    SNAKEMAKE,
+    TEST_CONFIG,
+    conda_stub,
+    demo_workdir,
+    killed_shard_rows,
+    model_calls,
+    snakemake,
+)
 
 
 class Study(NamedTuple):
@@ -361,6 +370,7 @@ def running_job(workdir: Path, rule: str, since: float) -> bool:
 
 
 def shard_rows(shard: Path) -> int:
+    """Rows in a running job's shard, read only: a reader must never roll back a live writer's transaction."""
     try:
         with sqlite3.connect(f"file:{shard}?mode=ro", uri=True) as db:
             return db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
@@ -423,7 +433,7 @@ def test_killed_at_every_stage_the_study_resumes_to_the_same_tables_and_generate
                 killed_at.append(hit)
                 # What the killed jobs stored: their logs never say, as they died before closing their shards.
                 for shard in (workdir / "results/cache").glob("*/open/*.sqlite"):
-                    rows = shard_rows(shard)
+                    rows = killed_shard_rows(shard, tmp_path / "copies")
                     killed_rows += rows - accounted.get(shard.name, 0)
                     accounted[shard.name] = rows
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -76,3 +77,17 @@ def cache_entries(directory: Path) -> int:
         except sqlite3.DatabaseError:  # a shard being created, sealed or written right now: count it next time
             continue
     return len(keys)
+
+
+def killed_shard_rows(shard: Path, scratch: Path) -> int:
+    """Rows a killed writer committed to its shard, read from a copy: opening the copy rolls back the transaction
+    the kill cut short (its hot journal), and leaves the shard itself for the job's re-run to recover."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    copy = scratch / shard.name
+    for suffix in ("", "-journal"):
+        Path(f"{copy}{suffix}").unlink(missing_ok=True)
+        if Path(f"{shard}{suffix}").exists():
+            shutil.copyfile(f"{shard}{suffix}", f"{copy}{suffix}")
+    with sqlite3.connect(copy) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",), shard
+        return db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
