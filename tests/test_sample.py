@@ -10,6 +10,7 @@ from polyfuse.io import read_jsonl, write_jsonl
 from polyfuse.sample import run_sample
 from polyfuse.tasks import task_kind
 from tests.helpers.models import GEMMA
+from tests.helpers.workflow import without_timings
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 12}
 BASE = dict(model={"gguf": "a", "sha256": "1"}, prompt="p", params=SAMPLING, seed=1, index=0)
@@ -122,11 +123,4 @@ def test_same_seeds_give_the_same_candidates_after_the_cache_is_cleared(files):
     again = sample(files, engine, n=2, out="again.jsonl")  # starts from the last prompt's KV state
     assert engine.calls == before + 6  # generated anew, not read back
     engine.close()
-
-    def without_timing(pools):  # wall-clock seconds are measured, not generated: the one field that may differ
-        return [
-            {**pool, "candidates": [{k: v for k, v in c.items() if k != "seconds"} for c in pool["candidates"]]}
-            for pool in pools
-        ]
-
-    assert without_timing(again) == without_timing(first)
+    assert without_timings(again) == without_timings(first)

@@ -32,7 +32,9 @@ from tests.helpers.workflow import (
     demo_workdir,
     killed_shard_rows,
     model_calls,
+    shard_keys,
     snakemake,
+    without_timings,
 )
 
 
@@ -356,8 +358,8 @@ def running_job(workdir: Path, rule: str, since: float) -> bool:
     for log in (workdir / "results/logs" / rule).rglob("*.log"):
         if log.stat().st_mtime < since:
             continue
-        attempt = log.read_text().rpartition(f"rule={rule} start")[2]
-        if not log.read_text().count(f"rule={rule} start") or f"rule={rule} seconds=" in attempt:
+        _, started, attempt = log.read_text().rpartition(f"rule={rule} start")
+        if not started or f"rule={rule} seconds=" in attempt:
             continue
         if KILL_POINTS[rule] == "training" and "step=" not in attempt:
             continue
@@ -370,10 +372,8 @@ def running_job(workdir: Path, rule: str, since: float) -> bool:
 
 
 def shard_rows(shard: Path) -> int:
-    """Rows in a running job's shard, read only: a reader must never roll back a live writer's transaction."""
     try:
-        with sqlite3.connect(f"file:{shard}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0]
+        return len(shard_keys(shard))
     except sqlite3.DatabaseError:  # being created or written this instant
         return 0
 
@@ -382,28 +382,18 @@ def cache_rows(workdir: Path) -> dict[str, tuple[int, set[str]]]:
     """Per model: rows over its shards, and the distinct keys; they differ by what two jobs both stored."""
     counts = {}
     for model in sorted((workdir / "results/cache").iterdir()):
-        rows, keys = 0, set()
-        for shard in model.rglob("*.sqlite"):
-            with sqlite3.connect(f"file:{shard}?mode=ro", uri=True) as db:
-                found = [key for (key,) in db.execute("SELECT key FROM outputs")]
-            rows, keys = rows + len(found), keys | set(found)
-        counts[model.name] = (rows, keys)
+        found = [key for shard in model.rglob("*.sqlite") for key in shard_keys(shard)]
+        counts[model.name] = (len(found), set(found))
     return counts
 
 
-def without_timings(path: Path) -> bytes:
+def timing_free_bytes(path: Path) -> bytes:
     """The file's bytes, less the wall-clock seconds it records: measured, not computed, so they may differ."""
     if path.suffix == ".csv":
         table = pd.read_csv(path)
         return table.drop(columns=[c for c in table.columns if "seconds" in c]).to_csv(index=False).encode()
     if path.suffix == ".jsonl":
-
-        def strip(value):
-            if isinstance(value, dict):
-                return {k: strip(v) for k, v in value.items() if k != "seconds"}
-            return [strip(v) for v in value] if isinstance(value, list) else value
-
-        return "\n".join(json.dumps(strip(record)) for record in read_jsonl(path)).encode()
+        return "\n".join(json.dumps(without_timings(record)) for record in read_jsonl(path)).encode()
     return path.read_bytes()
 
 
@@ -467,7 +457,7 @@ def test_killed_at_every_stage_the_study_resumes_to_the_same_tables_and_generate
         and not (path.suffix == ".md" and "seconds" in path.read_text())
     ]
     assert len(compared) > 50
-    differing = [str(p) for p in compared if without_timings(workdir / p) != without_timings(study.workdir / p)]
+    differing = [str(p) for p in compared if timing_free_bytes(workdir / p) != timing_free_bytes(study.workdir / p)]
     assert differing == []
     assert not list(workdir.rglob("*.tmp")) and not list((workdir / "results/cache").glob("*/open/*.sqlite"))
 

@@ -181,16 +181,16 @@ class LlamaCppEngine(Engine):
         if tokens == self._primed:
             return
         body, held = tokens[:-1], (self._primed or [])[:-1]
-        start, kept = 0, 0
-        for end in block_bounds(len(body)):
-            if end > len(held) or body[start:end] != held[start:end] or end not in block_bounds(len(held)):
+        bounds, held_bounds = block_bounds(len(body)), set(block_bounds(len(held)))
+        kept = 0  # the end of the last block the previous prompt evaluated alike
+        for end in bounds:
+            if end not in held_bounds or body[kept:end] != held[kept:end]:
                 break
-            start = kept = end
+            kept = end
         llm.n_tokens = kept  # eval() drops the KV cache past this point first
-        for end in block_bounds(len(body)):
-            if end > kept:
+        for start, end in zip([0, *bounds], bounds, strict=False):  # consecutive bounds: one block each
+            if start >= kept:
                 llm.eval(body[start:end])
-                start = end
         self._primed = tokens
 
     def render(self, prompt: Prompt, llm=None) -> str:

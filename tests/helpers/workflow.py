@@ -67,16 +67,28 @@ def model_calls(workdir: Path) -> dict[str, int]:
     return calls
 
 
+def shard_keys(shard: Path) -> list[str]:
+    """A shard's keys, read only: a reader must never roll back a live writer's transaction."""
+    with sqlite3.connect(f"file:{shard}?mode=ro", uri=True) as db:
+        return [key for (key,) in db.execute("SELECT key FROM outputs")]
+
+
 def cache_entries(directory: Path) -> int:
     """Distinct entries in a model's cache, its running jobs' open shards included (read as an outsider would)."""
     keys: set[str] = set()
     for shard in directory.rglob("*.sqlite") if directory.exists() else []:
         try:
-            with sqlite3.connect(f"file:{shard}?mode=ro", uri=True) as db:
-                keys.update(key for (key,) in db.execute("SELECT key FROM outputs"))
+            keys.update(shard_keys(shard))
         except sqlite3.DatabaseError:  # a shard being created, sealed or written right now: count it next time
             continue
     return len(keys)
+
+
+def without_timings(value):
+    """A record (or list of them) less its wall-clock `seconds`: measured, not generated, so they may differ."""
+    if isinstance(value, dict):
+        return {key: without_timings(item) for key, item in value.items() if key != "seconds"}
+    return [without_timings(item) for item in value] if isinstance(value, list) else value
 
 
 def killed_shard_rows(shard: Path, scratch: Path) -> int:
