@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import glob
 import importlib.metadata
 import json
 import logging
@@ -27,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import content_hash, file_hash, read_jsonl_numbered, remove_stale_stages, write_json
+from polyfuse.io import (
+    content_hash,
+    file_hash,
+    published_directory,
+    read_jsonl_numbered,
+    staged_directory,
+    write_json,
+)
 
 log = logging.getLogger("polyfuse")
 
@@ -162,23 +168,6 @@ def out_of_memory_as_error(set_name: str, settings: FinetuneSettings) -> Iterato
         ) from None
 
 
-@contextlib.contextmanager
-def staged_directory(out_dir: str | os.PathLike) -> Iterator[Path]:
-    """A temporary sibling of `out_dir` that replaces it only if the block succeeds: nothing half-written remains."""
-    target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_stages(target, f".{glob.escape(target.name)}.*.*.tmp")
-    stage = target.parent / f".{target.name}.{os.getpid()}.{time.time_ns()}.tmp"
-    stage.mkdir()  # not mkdtemp: its 0700 mode would outlive the rename
-    try:
-        yield stage
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(stage, target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
 def use_threads(threads: int | None) -> None:
     """Cap torch's CPU threads at the job's share: more threads than free cores stall at every synchronisation."""
     if threads:
@@ -210,8 +199,8 @@ def load_base(base: dict, cache_dir: str | os.PathLike | None = None):
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         # The weights are dequantized on load; the GGUF quantizer left behind would block training and saving.
         model.hf_quantizer.remove_quantization_config(model)
-        if cached is not None:
-            with staged_directory(cached) as stage:
+        if cached is not None:  # every finetune job may dequantize the same base at once: the first copy is kept
+            with published_directory(cached) as stage:
                 model.save_pretrained(stage)
                 tokenizer.save_pretrained(stage)
         return model, tokenizer
@@ -268,7 +257,7 @@ def cached_student(out_dir: str | os.PathLike, key: str, cache_dir: str | os.Pat
     with staged_directory(out_dir) as stage:
         yield stage
     if cached is not None:
-        with staged_directory(cached) as stage:
+        with published_directory(cached) as stage:
             link_tree(Path(out_dir), stage)
 
 

@@ -4,18 +4,28 @@ Every artifact of the workflow is JSONL with one record per item. Readers yield
 records one at a time and writers stream them to a temporary file that is renamed
 into place only when complete, so memory stays flat and nothing half-written is
 ever left under an output name.
+
+Staged files and directories are named for their writer (host, PID namespace, PID),
+so a writer removes what a killed writer left and never what a live one is writing,
+on one machine or on cluster nodes sharing a file system. A job's own output replaces
+its target (`atomic_path`, `staged_directory`); a cache that several jobs may fill
+at once keeps the first complete copy (`published_path`, `published_directory`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import itertools
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import socket
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -117,29 +127,160 @@ def with_progress(records: Iterable[dict], items_path: str | os.PathLike, desc: 
     return iter(tqdm(records, total=total, desc=desc, unit="item", mininterval=1.0))
 
 
-def remove_stale_stages(target: Path, stage_glob: str) -> None:
-    """Remove what a killed attempt staged beside `target` (a SIGKILL skips every cleanup): one job writes a target."""
-    for stale in target.parent.glob(stage_glob):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            stale.unlink(missing_ok=True)
+# A stage no process has touched for this long is stale even when its writer's liveness cannot be checked (another
+# host, another PID namespace): far above any write this suite makes (a model assembly, a fine-tune's directory).
+STALE_AFTER_SECONDS = 2 * 24 * 3600
+_STAGE = r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pidns>\d+)-(?P<pid>\d+)\.[0-9a-f]{8}\.tmp"
+
+
+def _host() -> str:
+    """This host's name with every character but letters, digits and '-' made '_': a stage name parses unambiguously."""
+    return re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "_"
+
+
+def _pid_namespace() -> int:
+    """The PID namespace this process sees (0 where there is none to read): a PID means a process only within it."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+def stage_path(target: Path) -> Path:
+    """A fresh staging sibling of `target` that names its writer: host, PID namespace and PID."""
+    writer = f"{_host()}.{_pid_namespace()}-{os.getpid()}"
+    return target.parent / f".{target.name}.{writer}.{secrets.token_hex(4)}.tmp"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:  # a killed writer nobody has reaped yet (an init that does not reap) is a zombie: gone, not writing
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _last_touched(stage: Path) -> float:
+    """The newest modification time in a staged file or directory tree (0 when it has just vanished)."""
+    try:
+        newest = stage.lstat().st_mtime
+        if stage.is_dir():
+            for root, dirs, files in os.walk(stage):
+                for name in (*dirs, *files):
+                    with contextlib.suppress(FileNotFoundError):
+                        newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    except FileNotFoundError:
+        return 0.0
+    return newest
+
+
+def stage_is_stale(stage: Path, target: Path, *, now: float | None = None) -> bool:
+    """Whether `stage`, a staging sibling of `target`, was left by a writer that is gone.
+
+    A stage of this host and PID namespace is stale when its process no longer exists. Any other (another node on a
+    shared file system, another container, or a name this suite did not make) only when nothing in it has changed
+    for STALE_AFTER_SECONDS. So a live writer's stage is never removed, wherever that writer runs.
+    """
+    found = re.fullmatch(rf"\.{re.escape(target.name)}{_STAGE}", stage.name)
+    if found and found["host"] == _host() and int(found["pidns"]) == _pid_namespace():
+        return int(found["pid"]) != os.getpid() and not _process_exists(int(found["pid"]))
+    now = time.time() if now is None else now
+    return now - _last_touched(stage) > STALE_AFTER_SECONDS
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_stages(target: Path) -> None:
+    """Remove what killed writers staged beside `target` (a SIGKILL skips every cleanup), never a live writer's."""
+    for stage in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        if stage_is_stale(stage, target):
+            _remove(stage)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling path that replaces `path` only if the block succeeds."""
+def _staged(path: str | os.PathLike, *, directory: bool, publish) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_stages(target, f".{glob.escape(target.name)}.{'?' * 8}.tmp")  # mkstemp's names
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    remove_stale_stages(target)
+    stage = stage_path(target)
+    if directory:
+        stage.mkdir()  # not mkdtemp: its 0700 mode would outlive the rename
+    else:
+        stage.touch(exist_ok=False)
     try:
-        yield tmp
-        os.replace(tmp, target)
+        yield stage
+        publish(stage, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        _remove(stage)
+
+
+def _replace_file(stage: Path, target: Path) -> None:
+    os.replace(stage, target)
+
+
+def _replace_directory(stage: Path, target: Path) -> None:
+    # The old tree moves aside under a stage name first, so a kill at any point leaves no half-deleted target.
+    old = stage_path(target)
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(target, old)
+    try:
+        os.replace(stage, target)
+    finally:
+        _remove(old)
+
+
+def _publish_file_once(stage: Path, target: Path) -> None:
+    try:
+        os.link(stage, target)  # atomic on local and network file systems; never replaces a published file
+    except FileExistsError:
+        pass  # another writer published the same content first
+    except OSError:  # a file system without hard links
+        if not target.exists():
+            os.replace(stage, target)
+
+
+def _publish_directory_once(stage: Path, target: Path) -> None:
+    try:
+        os.rename(stage, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not target.is_dir():
+            raise
+        # another writer published the same content first
+
+
+def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """Yield a staging sibling file that replaces `path` only if the block succeeds: a job's own output."""
+    return _staged(path, directory=False, publish=_replace_file)
+
+
+def staged_directory(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """Yield a staging sibling directory that replaces `path` only if the block succeeds: a job's own output."""
+    return _staged(path, directory=True, publish=_replace_directory)
+
+
+def published_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """Yield a staging sibling file, published as `path` if the block succeeds and no other writer published first.
+
+    For content-addressed caches that several jobs, on one machine or many nodes, may fill at once: every writer
+    succeeds, a reader sees no file or a whole one, and a published file is never replaced under its readers.
+    """
+    return _staged(path, directory=False, publish=_publish_file_once)
+
+
+def published_directory(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """`published_path` for a directory: the first complete tree is published and never changes after."""
+    return _staged(path, directory=True, publish=_publish_directory_once)
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:

