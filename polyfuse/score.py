@@ -4,8 +4,9 @@ Per-item values are 0-100 for every metric, so tables and figures share one scal
 
 The final answer is read from the last \\boxed{}, else from the line after the last answer marker (word-bounded, in
 the suite's languages; an 'Answer:' form with a colon wins over a marker in running text). Numeric accuracy takes the
-final number there (its first sentence when that is just a number, with at most a unit; with no marker, of the
-whole output), read with the language's decimal
+final number there (its first sentence when that is just a number, with at most a unit; the number it opens with
+when a reason follows it, as in 'The answer is 12, because 3 packs of 4'; with no marker, of the whole output),
+read with the language's decimal
 mark; short-answer accuracy looks for an accepted answer, normalised, on token boundaries in that line (with no
 marker, the last line). Language correctness asks py3langid, restricted to the suite's languages, about the
 response's prose: reasoning and answer, without the English 'Answer:' marker and LaTeX.
@@ -96,6 +97,18 @@ _GROUP_SEPARATORS = ",.'’\u066c \u00a0\u202f\u2009"
 _LAKH = r"\d{1,2}(?:,\d{2})+,\d{3}(?!\d)"
 _UNSIGNED = rf"(?:\d{{1,3}}(?:[{_GROUP_SEPARATORS}]\d{{3}})+(?!\d)|{_LAKH}|\d+)(?:[.,\u066b]\d+)?"
 NUMBER = re.compile(rf"(?<![\d/])(?:(?<!\w)[-−])?{_UNSIGNED}(?:/{_UNSIGNED}(?![/\d]))?")
+# Words that give a reason right after a stated answer, in the suite's languages ('because' in each).
+REASON_WORDS = (
+    r"because|since|as|weil|da|denn|car|parce que|puisque|porque|ya que|pues|pois|perché|poiché|потому что|так как|"
+    r"поскольку|ибо|kwa sababu|kwa kuwa|kwa|क्योंकि|কারণ|ఎందుకంటే|ఎందుకనగా|لأن|لان"
+)
+REASON_WORDS_UNSPACED = r"因为|因為|由于|由於|なぜなら|というのも|เพราะ"  # scripts written without spaces
+# An answer line that opens with a number (and at most a unit) and goes on to give a reason for it.
+JUSTIFIED_ANSWER = re.compile(
+    rf"[^\w\d]*?(?P<number>{NUMBER.pattern})[*_]*(?:\s*[^\W\d_]+[*_]*)??\s*[,;:、(—–-]?\s*"
+    rf"(?:(?:{REASON_WORDS})(?!\w)|{REASON_WORDS_UNSPACED})",
+    re.IGNORECASE,
+)
 LATEX_FRACTION = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 
@@ -167,7 +180,8 @@ def _final_number(text: str) -> str | None:
 # equivalence is plain numeric equality and its sympy stack would buy nothing.
 def extract_answer(text: str, lang: str) -> float | None:
     """The final numeric answer: the final number in the last \\boxed{}; else the answer line's first sentence when it
-    is one number with at most a unit (so 'Answer: 18. 2 eggs' is 18), else the final number of the answer line (so
+    is one number with at most a unit (so 'Answer: 18. 2 eggs' is 18), or the number the line opens with when a reason
+    follows it (so 'Answer: 12, because 3 packs of 4' is 12), else the final number of the answer line (so
     'Answer: 16 - 7 = 9 eggs. 9 * 2 = 18' is 18); else the final number of the text (lm-eval's flexible extract)."""
     text = unicodedata.normalize("NFKC", text)
     boxed = _boxed(text)
@@ -180,6 +194,8 @@ def extract_answer(text: str, lang: str) -> float | None:
     first = SENTENCE_END.split(line, 1)[0] if line is not None else ""
     if len(NUMBER.findall(first)) == 1 and len(NUMBER.sub(" ", first).split()) <= 1:
         scopes.insert(0, first)  # a first sentence that is a number (and a unit) is the answer; working is not
+    elif line is not None and (justified := JUSTIFIED_ANSWER.match(line)):
+        scopes.insert(0, justified["number"])  # 'Answer: 12, because 3 packs of 4': the reason's numbers are not it
     token = next((number for scope in scopes if (number := _final_number(scope))), None)
     return parse_number(token, lang) if token else None
 

@@ -60,6 +60,25 @@ from polyfuse.tasks import task_kind
         ("\\boxed{1{,}234} and not 5", "en", 1234),
         ("So the total is \\boxed{\\text{18 eggs}}.", "en", 18),
         ("The first answer was 5, then 5 + 7 = 12.\nAnswer: 12\nI hope this answer helps: 99 percent sure.", "en", 12),
+        # issue 17 item 11: a number, then a reason that mentions other numbers: the number the line opens with
+        ("Janet has 16 eggs. The answer is 18, because she sells 9 eggs at 2 dollars each.", "en", 18),
+        ("The answer is 18 because 16 - 3 - 4 = 9 eggs are left and each sells for 2 dollars.", "en", 18),
+        ("Answer: **18** (since 9 eggs at $2 each)", "en", 18),
+        ("Answer: 18 dollars, as 9 eggs cost 2 dollars each.", "en", 18),
+        ("Die Antwort lautet 18, weil sie 9 Eier zu je 2 Dollar verkauft.", "de", 18),
+        ("Antwort: 1.250 Euro, denn 5 Monate zu je 250 Euro.", "de", 1250),
+        ("La réponse est 18, car elle vend 9 œufs à 2 $ chacun.", "fr", 18),
+        ("La respuesta es 18, porque vende 9 huevos a 2 dólares cada uno.", "es", 18),
+        ("Ответ: 18, потому что она продаёт 9 яиц по 2 доллара.", "ru", 18),
+        ("Jibu ni 18 kwa sababu anauza mayai 9 kwa dola 2 kila moja.", "sw", 18),
+        ("答案是 18，因为她以每个 2 美元的价格卖出 9 个鸡蛋。", "zh", 18),
+        ("答えは18ドルです。なぜなら9個の卵を2ドルずつで売るからです。", "ja", 18),
+        ("উত্তর হলো ১৮, কারণ সে ৯টি ডিম ২ ডলার করে বিক্রি করে।", "bn", 18),
+        ("คำตอบคือ 18 เพราะขายไข่ 9 ฟอง ฟองละ 2 ดอลลาร์", "th", 18),
+        ("సమాధానం 18, ఎందుకంటే ఆమె 9 గుడ్లను 2 డాలర్లకు అమ్ముతుంది.", "te", 18),
+        # the rule that stays: working after the marker ends in the answer
+        ("Answer: 9 eggs, so 9 * 2 = 18", "en", 18),
+        ("Antwort: 16 - 7 = 9, also 9 * 2 = 18", "de", 18),
     ],
 )
 def test_extract_answer_across_languages_and_formats(text, lang, expected):
