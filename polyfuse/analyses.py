@@ -6,7 +6,7 @@ Each function works on what one item's records already hold, so none calls a mod
   the ``index``-th random subset of a given size for one item; the subsets of one (item, size) are distinct as long
   as the pool has enough of them.
 - ``inject`` (robustness): a pool's candidate texts with ``k`` of them replaced, at seeded positions, by random
-  words (``garbage``) or by another item's candidate text (``fluent``: a fluent wrong answer). The positions for
+  words (``garbage``) or by distinct other items' candidate texts (``fluent``: fluent wrong answers). The positions for
   ``k`` are the first ``k`` of one seeded shuffle per item, so a larger ``k`` keeps the smaller one's injections,
   and both kinds replace the same positions.
 - ``order`` (position bias): the pool indices in the order a fusor is shown them, by the candidates' scores
@@ -26,6 +26,7 @@ import itertools
 import math
 import random
 import string
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -86,33 +87,49 @@ def garbage_text(chars: int, rng: random.Random) -> str:
 
 
 def inject(
-    texts: list[str], k: int, kind: str, seed: int, item_id: str, donors: list[str]
+    texts: list[str], k: int, kind: str, seed: int, item_id: str, donors: Iterable[Iterable[str]]
 ) -> list[tuple[str, str | None]]:
     """One (text, injected kind or None) per position of `texts`, `k` of them replaced at seeded positions.
 
-    ``garbage`` replaces a text with random words of about its length (at least 20 characters); ``fluent`` with a
-    seeded choice from `donors`, other items' candidate texts (the caller leaves out the item's own).
+    ``garbage`` replaces a text with random words of about its length (at least 20 characters); ``fluent`` with `k`
+    distinct texts drawn from `donors`, other items' candidate texts (the nearest items first, read only as far as
+    needed), none blank and none equal to one of this item's own: a wrong answer per position, not a consensus.
     """
     if kind not in INJECTIONS:
         raise PolyfuseError(f"unknown injected kind {kind!r} for item {item_id!r}; kinds: {', '.join(INJECTIONS)}")
     if not 0 <= k < len(texts):
         # Replacing every candidate would leave nothing to find.
         raise PolyfuseError(f"cannot inject {k} of the {len(texts)} candidates of item {item_id!r}: need 0 <= k < N")
-    donor_texts = [donor for donor in donors if donor.strip()]
-    if kind == "fluent" and k and not donor_texts:
-        raise PolyfuseError(f"no donor text to inject as a fluent wrong answer into item {item_id!r}")
     # Not seeded by k or kind: a larger k extends the smaller one's positions, and both kinds hit the same ones.
     positions = list(range(len(texts)))
     random.Random(derive_seed(seed, "inject", item_id)).shuffle(positions)
+    wrong = fluent_texts(texts, k, seed, item_id, donors) if kind == "fluent" else []
     injected: list[tuple[str, str | None]] = [(text, None) for text in texts]
-    for position in positions[:k]:
-        rng = random.Random(derive_seed(seed, "inject", kind, item_id, position))
+    for rank, position in enumerate(positions[:k]):
         if kind == "garbage":
-            replacement = garbage_text(max(GARBAGE_MIN_CHARS, len(texts[position])), rng)
+            rng = random.Random(derive_seed(seed, "inject", kind, item_id, position))
+            injected[position] = (garbage_text(max(GARBAGE_MIN_CHARS, len(texts[position])), rng), kind)
         else:
-            replacement = rng.choice(donor_texts)
-        injected[position] = (replacement, kind)
+            injected[position] = (wrong[rank], kind)
     return injected
+
+
+def fluent_texts(texts: list[str], k: int, seed: int, item_id: str, donors: Iterable[Iterable[str]]) -> list[str]:
+    """`k` distinct donor texts in a seeded order, none blank or equal to one of `texts` (compared stripped)."""
+    if not k:
+        return []
+    own = {text.strip() for text in texts}
+    eligible: dict[str, None] = {}  # insertion-ordered, so the draw depends on the donors' order alone
+    for other in donors:
+        eligible.update((text, None) for text in other if text.strip() and text.strip() not in own)
+        if len(eligible) >= k:
+            break
+    if len(eligible) < k:
+        raise PolyfuseError(
+            f"item {item_id!r}: {len(eligible)} distinct donor texts (other items' candidates, none equal to one of its"
+            f" own) for {k} fluent wrong answers"
+        )
+    return random.Random(derive_seed(seed, "inject", "fluent", item_id)).sample(list(eligible), k)
 
 
 def order(scores: list[float | None], how: str, seed: int, item_id: str) -> list[int]:

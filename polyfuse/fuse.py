@@ -41,8 +41,16 @@ from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, l
 
 log = logging.getLogger(__name__)
 
-# first: the pool's first candidate (the single-sample answer); raw: the whole fusor output; empty: ""
+# first: the pool's first original candidate (the single-sample answer; never an injected one); raw: the whole fusor
+# output; empty: ""
 FALLBACKS = ("first", "raw", "empty")
+
+
+def first_original(pool: dict) -> int:
+    """The index of the pool's first candidate the sampler made: an injected pool's fallback is never the injection."""
+    return next(index for index, candidate in enumerate(pool["candidates"]) if not candidate.get("injected"))
+
+
 # A line opening with 'Answer:' in any case, spacing or full-width colon, optionally in markdown emphasis or a heading.
 ANSWER_LINE = re.compile(r"^[ \t>#*_]*answer[ \t*_]*[:\uff1a]", re.IGNORECASE | re.MULTILINE)
 OPEN, CLOSE = "[[", "]]"
@@ -216,7 +224,9 @@ def fuse_pools(
             stats[parsed.status] = stats.get(parsed.status, 0) + 1
             output = parsed.text
             if output is None:
-                output = {"first": texts[0], "raw": generation["text"].strip(), "empty": ""}[fallback]
+                output = {"first": texts[first_original(pool)], "raw": generation["text"].strip(), "empty": ""}[
+                    fallback
+                ]
             # Only the fusor's own answer can leak; a fallback's text is not one (None: no answer to check).
             leak = None if parsed.text is None else leaks_exemplar(parsed.text, leak_texts, item.get("reference"))
             stats["exemplar_leaks"] = stats.get("exemplar_leaks", 0) + bool(leak)

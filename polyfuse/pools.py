@@ -17,12 +17,13 @@ with the order the fusor must show it in (``shown_order``). Each record says wha
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Iterator
 
 from polyfuse import analyses, methods
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import content_hash, read_paired, write_jsonl
+from polyfuse.io import content_hash, read_jsonl, read_paired, write_jsonl
 from polyfuse.select import make_scorer
 from polyfuse.tasks import TaskKind
 
@@ -94,15 +95,38 @@ def merge_pools(
     return write_jsonl(out_path, merged_pools(items_path, member_paths, members, pool_name))
 
 
-def with_next(pairs: Iterator[tuple[dict, dict]]) -> Iterator[tuple[tuple[dict, dict], dict]]:
-    """Each (item, pool) with the next item's pool (the last with the first's), streamed: the donors of injection."""
-    first = previous = next(pairs, None)
-    if first is None:
-        return
-    for current in pairs:
-        yield previous, current[1]
-        previous = current
-    yield previous, first[1]
+class FollowingPools:
+    """The pools after a given item's, in file order and round to the one before it, read lazily from the pool file
+    with a second reader: the donors of fluent injections, with only as many pools held as a donor draw looked at."""
+
+    def __init__(self, pools_path: str | os.PathLike):
+        self.path = pools_path
+        self.reader: Iterator[dict] = iter(())
+        self.window: collections.deque[dict] = collections.deque()  # from the current item's pool on
+
+    def _read(self) -> dict:
+        record = next(self.reader, None)
+        if record is None:  # round to the first pool
+            self.reader = read_jsonl(self.path)
+            record = next(self.reader)
+        return record
+
+    def after(self, item_id: str) -> Iterator[list[str]]:
+        """Each following pool's candidate texts, nearest first, up to (not including) `item_id`'s pool again."""
+        while not self.window or self.window[0]["id"] != item_id:
+            if self.window:
+                self.window.popleft()
+            else:
+                self.window.append(self._read())
+        index = 1
+        while True:
+            if index == len(self.window):
+                self.window.append(self._read())
+            pool = self.window[index]
+            if pool["id"] == item_id:
+                return
+            yield [candidate["text"] for candidate in pool["candidates"]]
+            index += 1
 
 
 def derived_pools(
@@ -114,7 +138,8 @@ def derived_pools(
     if by_metric and not kind.has_oracle:
         raise PolyfuseError(f"{derived_name}: {spec['how']} needs a reference metric; {kind.name} is judged")
     oracle = make_scorer("oracle", kind) if by_metric else None
-    for (item, pool), next_pool in with_next(read_paired(items_path, pools_path)):
+    following = FollowingPools(pools_path) if analysis == "injection" else None
+    for item, pool in read_paired(items_path, pools_path):
         candidates = pool["candidates"]
         texts = [candidate["text"] for candidate in candidates]
         derivation: dict = {}  # what the record itself does not show: which candidates a subset kept
@@ -123,7 +148,7 @@ def derived_pools(
             indices = analyses.subset(len(candidates), spec["size"], spec["index"], seed, item["id"])
             candidates, derivation = [candidates[i] for i in indices], {"indices": list(indices)}
         elif analysis == "injection":
-            donors = [c["text"] for c in next_pool["candidates"]] if next_pool["id"] != item["id"] else []
+            donors = following.after(item["id"])
             injected = analyses.inject(texts, spec["k"], spec["kind"], seed, item["id"], donors)
             candidates = [
                 {**candidate, "text": text, "injected": how} if how else candidate

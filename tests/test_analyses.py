@@ -22,7 +22,12 @@ TEXTS = [
     "Use a pot with drainage holes and light potting mix.",
     "Harvest from the top, a few leaves at a time.",
 ]
-DONORS = ["Paris is the capital of France.", "   ", "Seven times six is forty-two."]
+# Other items' candidate texts, nearest item first: a blank one and one repeated across items.
+DONORS = [
+    ["Paris is the capital of France.", "   ", "Seven times six is forty-two."],
+    ["Paris is the capital of France.", "Bees dance to show the hive where flowers are."],
+    ["Sound travels faster in water than in air.", "A year on Mars lasts 687 Earth days."],
+]
 GARBAGE = re.compile(r"[a-z]{2,9}( [a-z]{2,9})*")
 
 
@@ -112,14 +117,28 @@ def test_garbage_is_random_words_about_as_long_as_the_text_it_replaces():
             assert text not in texts
 
 
-def test_fluent_answers_are_nonblank_donor_texts():
-    injected = inject(TEXTS, 4, "fluent", 5, "q1", DONORS)
-    assert {text for text, marker in injected if marker} <= {DONORS[0], DONORS[2]}
+def test_fluent_answers_are_distinct_nonblank_donor_texts_from_the_nearest_items_first():
+    nonblank = [text for other in DONORS for text in other if text.strip()]
+    distinct = list(dict.fromkeys(nonblank))
+    injected = inject(TEXTS, 2, "fluent", 5, "q1", DONORS)
+    assert {text for text, marker in injected if marker} <= set(distinct[:2])  # the nearest item has two
+    for seed in range(30):  # issue 17 item 8: never the same wrong text twice
+        wrong = [text for text, marker in inject(TEXTS, 4, "fluent", seed, "q1", DONORS) if marker]
+        assert len(wrong) == len(set(wrong)) == 4 and set(wrong) <= set(distinct)
 
 
-def test_fluent_injection_without_a_donor_text_names_the_item():
+def test_a_fluent_answer_is_never_one_of_the_items_own_candidates():
+    texts = [*TEXTS[:2], "Paris is the capital of France.", *TEXTS[3:]]
+    for seed in range(30):
+        wrong = [text for text, marker in inject(texts, 3, "fluent", seed, "q1", DONORS) if marker]
+        assert "Paris is the capital of France." not in wrong and len(set(wrong)) == 3
+
+
+def test_fluent_injection_without_enough_distinct_donors_names_the_item():
     with pytest.raises(PolyfuseError, match="'q9'"):
-        inject(TEXTS, 1, "fluent", 5, "q9", ["", "  "])
+        inject(TEXTS, 1, "fluent", 5, "q9", [["", "  "]])
+    with pytest.raises(PolyfuseError, match="'q9': 1 distinct donor texts .* for 2"):
+        inject(TEXTS, 2, "fluent", 5, "q9", [["Same.", "Same.", " "], [TEXTS[0]]])
     assert inject(TEXTS, 0, "fluent", 5, "q9", []) == [(text, None) for text in TEXTS]
 
 

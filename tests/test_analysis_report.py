@@ -82,12 +82,31 @@ def test_a_subset_pool_keeps_the_chosen_candidates_and_says_which(tmp_path):
 
 
 def test_an_injected_pool_replaces_k_candidates_with_another_items_answers(tmp_path):
-    records = derived(tmp_path, "fluent1")
-    for record in records:
-        injected = [c for c in record["candidates"] if c.get("injected")]
-        assert len(injected) == 1 and injected[0]["injected"] == "fluent"
+    items, pools = write_items_and_pool(tmp_path)
+    # Each item's own answers, two of them shared with the next item (a consensus the injection must not copy).
+    answers = {i: [f"{i}: {n}", f"{i}: {n + 1}", "shared", "shared too"] for n, i in enumerate(IDS)}
+    records = [{**pool, "candidates": [{"text": t} for t in answers[pool["id"]]]} for pool in read_jsonl(pools)]
+    write_jsonl(pools, records)
+    name = methods.derived("g", "fluent2")
+    derive_pools(items, pools, tmp_path / f"{name}.jsonl", name, task_kind("math"), seed=3)
+    for position, record in enumerate(read_jsonl(tmp_path / f"{name}.jsonl")):
+        injected = [c["text"] for c in record["candidates"] if c.get("injected") == "fluent"]
+        nearest = answers[IDS[(position + 1) % len(IDS)]][:2]  # the next item's, the last item's being the first's
+        assert len(injected) == 2 and sorted(injected) == sorted(nearest)
     garbage = derived(tmp_path, "garbage2")
     assert all(sum(bool(c.get("injected")) for c in record["candidates"]) == 2 for record in garbage)
+
+
+def test_fluent_donors_come_from_the_items_after_the_next_when_it_has_too_few(tmp_path):
+    items, pools = write_items_and_pool(tmp_path)
+    answers = {i: [f"{i} first", f"{i} second", "same"] for i in IDS}
+    answers[IDS[1]] = ["same", "same", "same"]  # nothing new to give the item before it
+    records = [{**pool, "candidates": [{"text": t} for t in answers[pool["id"]]]} for pool in read_jsonl(pools)]
+    write_jsonl(pools, records)
+    name = methods.derived("g", "fluent2")
+    derive_pools(items, pools, tmp_path / f"{name}.jsonl", name, task_kind("math"), seed=3)
+    first = next(read_jsonl(tmp_path / f"{name}.jsonl"))
+    assert sorted(c["text"] for c in first["candidates"] if c.get("injected")) == answers[IDS[2]][:2]
 
 
 def test_ranked_orders_show_the_best_or_the_worst_candidate_first(tmp_path):

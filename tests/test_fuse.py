@@ -279,6 +279,17 @@ def test_first_fallback_is_the_pools_first_candidate_not_the_first_shown(tmp_pat
     assert [record["output"] for record in records] == [f"cand-{n}-0" for n in range(6)]
 
 
+def test_first_fallback_of_an_injected_pool_is_its_first_original_candidate(tmp_path):
+    pools = write_fusion_inputs(tmp_path, count=3)
+    for pool, injected in zip(pools, ([0], [0, 1, 2], [1]), strict=True):  # issue 17 item 1
+        for index in injected:
+            pool["candidates"][index] = {"text": f"garbage words {index}", "injected": "garbage"}
+    write_jsonl(tmp_path / "pools.jsonl", pools)
+    records, _ = fuse(tmp_path, RecordingFusor(["Answer: [[unclosed"] * 3))
+    assert [record["output"] for record in records] == ["cand-0-1", "cand-1-3", "cand-2-0"]
+    assert [record["fallback"] for record in records] == ["first"] * 3
+
+
 def test_fewshot_fusion_shows_shot_exemplars_and_flags_leaks(tmp_path):
     write_fusion_inputs(tmp_path, count=2)
     copied = "Answer: [[Mein Bruder hat letzte Woche ein neues Fahrrad gekauft.]]"
