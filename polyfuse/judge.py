@@ -5,9 +5,9 @@ position bias. Three modes (``judge.mode``):
 
 ``generate`` (the paper's): the judge writes its reasoning and a label, which is parsed (the last label
     wins, see `parse_pairwise`). Each order counts 1 for a win, 0.5 for a tie and 0 for a loss (the paper
-    does not say how it counts ties); an item's value is the mean over the orders whose verdict parsed. A
-    verdict that cannot be parsed is recorded and counted, never guessed: an item with no parseable order
-    has no value.
+    does not say how it counts ties); an item's value is the mean of its two orders. A verdict that cannot
+    be parsed is recorded and counted, never guessed, and its item is dropped (no value), as Arena-Hard-Auto
+    drops it: one order alone would not be position-corrected. Dropped items are counted per cell.
 ``loglik``: per order, the judge model's probability of each verdict string ``Verdict: [[<label>]]``
     (the total log-probability of its tokens, so labels of different token counts compare fairly and the
     shared ``Verdict: [[`` cancels), normalised over the labels; the order's verdict is the winner with the
@@ -205,8 +205,9 @@ class Judge:
             score = calibrated_score(orders)
             outcome = 1.0 if score > 0.5 + self.tie_band else 0.0 if score < 0.5 - self.tie_band else 0.5
             return {"value": 100.0 * outcome, "calibrated_score": score, "orders": orders}
-        parsed = [order["outcome"] for order in orders if order["outcome"] is not None]
-        return {"value": 100.0 * sum(parsed) / len(parsed) if parsed else None, "orders": orders}
+        outcomes = [order["outcome"] for order in orders]
+        both = None not in outcomes  # else dropped: the one order that parsed is not position-corrected
+        return {"value": 100.0 * sum(outcomes) / len(outcomes) if both else None, "orders": orders}
 
     def rate(self, kind: TaskKind, item: dict, answer: str) -> tuple[float | None, str]:
         common = {"instruction": instruction_text(kind, item), "language": language_name(item["lang"])}
@@ -288,6 +289,7 @@ def judge_records(
         failed = sum(order["verdict"] is None for order in verdict["orders"])
         stats["verdicts"] = stats.get("verdicts", 0) + 2
         stats["unparsed"] = stats.get("unparsed", 0) + failed
+        stats["dropped"] = stats.get("dropped", 0) + (verdict["value"] is None)
         stats["position_bound"] = stats.get("position_bound", 0) + position_bound(verdict["orders"])
         cell = {
             "task": item["task"],
@@ -320,15 +322,17 @@ def run_judge(items_path, outputs_path, opponent_path, scores_path, summary_path
             "judge": judge.engine.model_name,
             "verdicts": stats.get("verdicts", 0),
             "unparsed_verdicts": stats.get("unparsed", 0),
+            "dropped_items": stats.get("dropped", 0),
             "position_bound": stats.get("position_bound", 0),
             "corpus": {},
         },
     )
     log.info(
-        "judged=%d verdicts=%d unparsed=%d position_bound=%d model_calls=%d",
+        "judged=%d verdicts=%d unparsed=%d dropped=%d position_bound=%d model_calls=%d",
         count,
         stats.get("verdicts", 0),
         stats.get("unparsed", 0),
+        stats.get("dropped", 0),
         stats.get("position_bound", 0),
         judge.engine.calls,
     )

@@ -393,11 +393,10 @@ def judge_parse_table(summary_paths: list[str]) -> pd.DataFrame:
                     key: summary.get(key)
                     for key in ("task", "lang", "sampler", "method", "judge", "items", "verdicts", "position_bound")
                 }
-                | {"unparsed": summary["unparsed_verdicts"]}
+                | {"unparsed": summary["unparsed_verdicts"], "dropped": summary.get("dropped_items")}
             )
-    return pd.DataFrame(
-        rows, columns=["task", "lang", "sampler", "method", "judge", "items", "verdicts", "unparsed", "position_bound"]
-    )
+    columns = ["task", "lang", "sampler", "method", "judge", "items", "verdicts", "unparsed", "dropped"]
+    return pd.DataFrame(rows, columns=[*columns, "position_bound"])
 
 
 JUDGE_CAVEAT = (
@@ -787,8 +786,9 @@ def run_report(scores, summaries, fusions, outputs: dict, settings: dict, cards=
         bound = judged["position_bound"].sum() / max(1, judged["items"].sum())
         sections.append(
             "## Judge verdicts that could not be parsed\n\n"
-            f"{rate:.1%} of {judged['verdicts'].sum()} verdicts "
-            "(left out of the win rates, never guessed). "
+            f"{rate:.1%} of {judged['verdicts'].sum()} verdicts; each is never guessed, and its item is dropped "
+            f"from the win rates (`dropped`: {int(judged['dropped'].fillna(0).sum())} of {judged['items'].sum()} "
+            "items), since the one order that parsed is not position-corrected (Arena-Hard-Auto's rule). "
             f"On {bound:.1%} of items the judge named the same position the winner in both orders "
             "(`position_bound`): it followed position, not content. In `generate` and `loglik` modes such an item "
             "counts 50; `calibrated` mode weighs both orders' label probabilities instead.\n\n"

@@ -109,7 +109,8 @@ def test_both_orders_cancel_position_bias_and_ties_count_half(tmp_path):
 def test_unparseable_verdicts_are_counted_never_guessed(tmp_path):
     judge = make_judge(tmp_path, {"ours": "I cannot decide.", "theirs": "[[B>A]]"})
     verdict = judge.compare(CHAT, ITEM, "ours", "theirs")
-    assert verdict["orders"][0]["verdict"] is None and verdict["value"] == 100.0
+    # issue 17 item 10: one order alone is not position-corrected, so the item is dropped (Arena-Hard-Auto)
+    assert verdict["orders"][0]["verdict"] is None and verdict["value"] is None
     silent = make_judge(tmp_path, {})
     assert silent.compare(CHAT, ITEM, "ours", "theirs")["value"] is None
 
@@ -132,9 +133,9 @@ def test_unparseable_verdicts_are_counted_never_guessed(tmp_path):
         judge,
     )
     scores = list(read_jsonl(tmp_path / "scores.jsonl"))
-    assert [s["values"]["winrate"] for s in scores] == [100.0, None]
+    assert [s["values"]["winrate"] for s in scores] == [None, None]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["verdicts"] == 4 and summary["unparsed_verdicts"] == 3
+    assert summary["verdicts"] == 4 and summary["unparsed_verdicts"] == 3 and summary["dropped_items"] == 2
     assert summary["method"] == "single" and summary["lang"] == "de"
 
 
@@ -166,7 +167,7 @@ def test_a_judge_that_follows_position_is_counted(tmp_path):
     )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["position_bound"] == 1 and summary["items"] == 3 and summary["unparsed_verdicts"] == 1
-    assert [s["values"]["winrate"] for s in read_jsonl(tmp_path / "scores.jsonl")] == [50.0, 100.0, 100.0]
+    assert [s["values"]["winrate"] for s in read_jsonl(tmp_path / "scores.jsonl")] == [50.0, 100.0, None]
 
 
 def test_pointwise_judge_selects_the_best_rated_and_counts_failures(tmp_path):
@@ -424,8 +425,9 @@ def test_generate_mode_with_a_real_small_judge_records_parsed_or_counted_verdict
             else float(order["verdict"] == order["position"])
         )
     parsed = [order["outcome"] for order in orders if order["outcome"] is not None]
-    assert record["values"]["winrate"] == (100.0 * sum(parsed) / len(parsed) if parsed else None)
+    assert record["values"]["winrate"] == (100.0 * sum(parsed) / 2 if len(parsed) == 2 else None)
     assert summary["verdicts"] == 2 and summary["unparsed_verdicts"] == 2 - len(parsed)
+    assert summary["dropped_items"] == (len(parsed) < 2)
 
 
 def test_label_modes_with_a_real_small_judge_always_yield_a_verdict(tmp_path, smol):
