@@ -374,8 +374,12 @@ def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], out
             if len(copied)
             else (float("nan"), float("nan"))
         )
+        # A fallback is another method's answer under FusioN's name (with `first`, a forced tie with the single
+        # sample): FusioN's own record against each method is on the items whose fusion parsed; fallbacks are counted.
+        own = cell.index.isin(set(answers.loc[answers["parsed"], "id"]))
+        fallbacks = int((~answers["parsed"]).sum())
         for versus in sorted((m for m in cell.columns if m != fusion and cell[m].notna().any()), key=method_rank):
-            both = cell[[fusion, versus]].dropna()
+            both = cell.loc[own, [fusion, versus]].dropna()
             outcome = analyses.outcomes(both[fusion].tolist(), both[versus].tolist())
             difference, p = paired_test(both[fusion], both[versus], resamples, seed)
             rows.append(
@@ -386,6 +390,7 @@ def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], out
                     "method": fusion,
                     "versus": versus,
                     **{key: outcome[key] for key in ("items", "wins", "ties", "losses")},
+                    "fallbacks": fallbacks,
                     "mean_delta": difference,
                     "p": p,
                     **{f"loss_{q}": outcome["loss_quantiles"][q] for q in ("p50", "p90", "max")},
@@ -395,6 +400,7 @@ def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], out
                     "coverage": copied["coverage"].mean(),
                     "copied_whole": copied["copied_whole"].mean(),
                     "parsed": answers["parsed"].mean(),
+                    "parsed_items": len(copied),
                 }
             )
     table = pd.DataFrame(rows)
@@ -404,8 +410,9 @@ def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], out
         "Fusion diagnostics",
         "Per fusor and cell: the copy rate (`copy_ratio`, the paper's closest-candidate difflib ratio; `coverage`, "
         "the share of fused characters found in some candidate), the share copied whole and parsed, and FusioN "
-        "against each other method item by item: wins, ties, losses, the mean paired difference with its "
-        "sign-flip p, and the size of the losses (median, 90th percentile, largest).",
+        "against each other method item by item, on the items whose fusion parsed (`items`; the `fallbacks` are "
+        "another method's answer under FusioN's name, so they are left out and counted): wins, ties, losses, the "
+        "mean paired difference with its sign-flip p, and the size of the losses (median, 90th percentile, largest).",
     )
     diagnostics_figure(fused, by_item, settings, Path(outputs["figure"]))
 

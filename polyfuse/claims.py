@@ -1,8 +1,9 @@
 """The claims table (``results/README.md``): each claim of the paper beside what this run found.
 
 A claim is checked per sampler on this run's item scores with a paired sign-flip test over items (the resampling
-unit; an item is a task's prompt in one language) and reads **reproduced** (the paper's direction, significant at
-the report's level), **not reproduced** (the opposite direction, significant), **inconclusive** (the test cannot
+unit; an item is a task's prompt in one language), Holm-adjusted over every tested row of the table, and reads
+**reproduced** (the paper's direction, significant at the report's level after the adjustment), **not reproduced**
+(the opposite direction, significant), **inconclusive** (the test cannot
 tell the directions apart at this size, or most fused answers were fallbacks, not the fusor's own) or **not
 measurable** (the study has no cell the claim is about, or the analysis it needs did not run).
 """
@@ -15,12 +16,14 @@ import pandas as pd
 from polyfuse import methods
 from polyfuse.analysis_report import nscaling_points, pool_sizes, primary_scores
 from polyfuse.io import write_text
-from polyfuse.report import paired_test, read_item_scores
+from polyfuse.report import holm_adjust, paired_test, read_item_scores
 from polyfuse.tasks import task_kind
 
 NOT_MEASURABLE = "not measurable"
 PAPER_COPY_RATE = 80.0  # percent: "the fused text takes over 80% from the candidates"
 MIN_PARSED = 0.5  # below this share of parsed fused answers, FusioN's scores are mostly its fallback's
+# A copy rate from fewer of the fusor's own answers is no evidence: two whole copies give the interval [100, 100].
+MIN_PARSED_ITEMS = 10
 
 
 def verdict(difference: float, p: float, alpha: float) -> str:
@@ -70,6 +73,25 @@ def parsed_share(parse: pd.DataFrame, tasks: set[str], sampler: str, fusion: str
     return None if rows.empty or not rows["n"].sum() else 1 - rows["parse_failures"].sum() / rows["n"].sum()
 
 
+def tested_row(claim: str, paper: str, found: str, p: float, decide) -> dict:
+    """A row whose verdict is `decide(p)`: standalone here, and again at the p the table's multiplicity gives it."""
+    return {"claim": claim, "paper": paper, "found": found, "verdict": decide(p), "p": p, "decide": decide}
+
+
+def language_tally(own: pd.DataFrame, first: str, second: str, settings: dict) -> tuple[list[str], list[str], int]:
+    """The languages where first − second is significantly positive and negative (Holm over the languages)."""
+    alpha = 1 - float(settings["confidence"])
+    languages = sorted(own["lang"].unique())
+    tests = [paired(own[own["lang"] == lang], first, second, settings) for lang in languages]
+    tested = [
+        (lang, difference, p) for lang, (difference, p, _) in zip(languages, tests, strict=True) if np.isfinite(p)
+    ]
+    adjusted = holm_adjust([p for _, _, p in tested]) if tested else []
+    ahead = [lang for (lang, d, _), q in zip(tested, adjusted, strict=True) if q < alpha and d > 0]
+    behind = [lang for (lang, d, _), q in zip(tested, adjusted, strict=True) if q < alpha and d < 0]
+    return ahead, behind, len(languages)
+
+
 def paired_claim(items, families, settings, claim, paper, parse, per_language=False) -> list[dict]:
     """One row per sampler and method pair: the paired difference, its p, and the verdict."""
     alpha = 1 - float(settings["confidence"])
@@ -78,20 +100,28 @@ def paired_claim(items, families, settings, claim, paper, parse, per_language=Fa
         for first, second in method_pairs(own, *families):
             difference, p, n = paired(own, first, second, settings)
             found = f"{sampler}: {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items)"
-            result = verdict(difference, p, alpha)
-            if per_language:
-                languages = sorted(own["lang"].unique())
-                ahead = [lang for lang in languages if paired(own[own["lang"] == lang], first, second, settings)[0] > 0]
-                found += f"; ahead in {len(ahead)}/{len(languages)} languages ({', '.join(ahead) or 'none'})"
-                if result == "reproduced" and 2 * len(ahead) <= len(languages):  # the claim is "in most languages"
-                    result = "inconclusive"
+            majority = True
+            if per_language:  # the claim is "in most languages": significant wins per language, not directions
+                ahead, behind, count = language_tally(own, first, second, settings)
+                found += (
+                    f"; significantly ahead in {len(ahead)}/{count} languages ({', '.join(ahead) or 'none'}), "
+                    f"behind in {len(behind)} ({', '.join(behind) or 'none'})"
+                )
+                majority = 2 * len(ahead) > count
             fusion = first if methods.parse(first)[0] == "fusion" else second
             share = parsed_share(parse, set(own["task"]), sampler, fusion)
             if share is not None:
                 found += f"; {share:.0%} of the fused answers parsed"
-                if share < MIN_PARSED and result != NOT_MEASURABLE:
+
+            def decide(p, difference=difference, majority=majority, share=share):
+                result = verdict(difference, p, alpha)
+                if result == "reproduced" and not majority:
+                    result = "inconclusive"
+                if share is not None and share < MIN_PARSED and result != NOT_MEASURABLE:
                     result = "inconclusive"  # mostly the fallback's text, not the fusor's
-            rows.append({"claim": claim, "paper": paper, "found": found, "verdict": result})
+                return result
+
+            rows.append(tested_row(claim, paper, found, p, decide))
     if not rows:
         found = "no cell of this kind in the study"
         return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
@@ -131,12 +161,16 @@ def fusor_claim(fusors: pd.DataFrame | None, settings: dict) -> list[dict]:
             f"parsed {first.parsed:.0%} → {fusor.parsed:.0%}), as BoN scorer {scorer.gain:+.1f} (p={scorer.p:.3f}), "
             f"n={int(fusor['items'])} items"
         )
-        rising = verdict(fusor.gain, fusor.p, alpha)
-        if rising == "reproduced" and verdict(scorer.gain, scorer.p, alpha) == "reproduced":
-            rising = "not reproduced"  # selection rose with size too: no contrast
-        if rising != NOT_MEASURABLE and not min(first.parsed, fusor.parsed) >= MIN_PARSED:
-            rising = "inconclusive"  # at either end mostly the fallback's text, not the fusor's
-        rows.append({"claim": claim, "paper": paper, "found": found, "verdict": rising})
+
+        def decide(p, fusor=fusor, scorer=scorer, first=first):
+            rising = verdict(fusor.gain, p, alpha)
+            if rising == "reproduced" and verdict(scorer.gain, scorer.p, alpha) == "reproduced":
+                rising = "not reproduced"  # selection rose with size too: no contrast
+            if rising != NOT_MEASURABLE and not min(first.parsed, fusor.parsed) >= MIN_PARSED:
+                rising = "inconclusive"  # at either end mostly the fallback's text, not the fusor's
+            return rising
+
+        rows.append(tested_row(claim, paper, found, float(fusor.p), decide))
     return rows or [{"claim": claim, "paper": paper, "found": "no cell has both roles", "verdict": NOT_MEASURABLE}]
 
 
@@ -151,11 +185,16 @@ def copy_claim(diagnostics: pd.DataFrame | None, settings: dict) -> dict:
         return {"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}
     lines = [
         f"{row.task}/{row.lang}/{row.sampler} {row.method}: {100 * row.copy_ratio:.1f}% "
-        f"[{100 * row.copy_ratio_low:.1f}, {100 * row.copy_ratio_high:.1f}] over {row.parsed:.0%} parsed"
+        f"[{100 * row.copy_ratio_low:.1f}, {100 * row.copy_ratio_high:.1f}] over {int(row.parsed_items)} parsed "
+        f"({row.parsed:.0%})"
+        + ("" if row.parsed_items >= MIN_PARSED_ITEMS else f", under {MIN_PARSED_ITEMS}: no evidence")
         for row in cells.itertuples(index=False)
     ]
+    cells = cells[cells["parsed_items"] >= MIN_PARSED_ITEMS]
     lows, highs = cells["copy_ratio_low"] * 100, cells["copy_ratio_high"] * 100
-    if (lows > PAPER_COPY_RATE).all():
+    if cells.empty:
+        result = "inconclusive"  # no cell has enough of the fusor's own answers
+    elif (lows > PAPER_COPY_RATE).all():
         result = "reproduced"
     elif (highs < PAPER_COPY_RATE).all():
         result = "not reproduced"
@@ -198,6 +237,11 @@ def claims_table(scores, points, diagnostics, fusors, parse: pd.DataFrame, setti
         *fusor_claim(fusors, settings),
         copy_claim(diagnostics, settings),
     ]
+    # One family: every row with a paired test, so the table's chance of any false verdict stays at alpha.
+    tested = [row for row in rows if "decide" in row and np.isfinite(row["p"])]
+    for row, adjusted in zip(tested, holm_adjust([row["p"] for row in tested]), strict=True):
+        row["found"] += f"; Holm p={adjusted:.3f} (of {len(tested)} tests)"
+        row["verdict"] = row["decide"](adjusted)
     return pd.DataFrame(rows, columns=["claim", "paper", "found", "verdict"])
 
 
@@ -213,10 +257,14 @@ def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, parse, outpu
         outputs["claims"],
         "# What this run found, claim by claim\n\n"
         "Each claim of the paper (arXiv 2510.00931) beside this run's numbers, per sampler. Differences are paired "
-        f"over items (the resampling unit) with a two-sided sign-flip permutation test; a verdict needs p < {alpha:g},"
-        f" otherwise it is inconclusive, as it is when under {MIN_PARSED:.0%} of the fused answers parsed (the rest "
-        f"are the fallback's text). Intervals are {confidence:.0%} BCa bootstrap intervals over items. The metric is "
-        "each task's primary one (chrF for translation here, where the paper used XCOMET-XL; a judge model's win "
+        "over items (the resampling unit) with a two-sided sign-flip permutation test. Multiplicity: Holm's "
+        "step-down procedure over the family of every row below that has a paired test, so the chance of any false "
+        f"verdict in the table is at most {alpha:g}; a verdict needs a Holm-adjusted p < {alpha:g}, otherwise it is "
+        f"inconclusive, as it is when under {MIN_PARSED:.0%} of the fused answers parsed (the rest are the "
+        "fallback's text). 'Most languages' counts the languages where the difference is significant (Holm over "
+        f"that row's languages), not its direction. A copy rate needs at least {MIN_PARSED_ITEMS} of the fusor's "
+        f"own parsed answers per cell. Intervals are {confidence:.0%} BCa bootstrap intervals over items. The metric "
+        "is each task's primary one (chrF for translation here, where the paper used XCOMET-XL; a judge model's win "
         "rate for chat). With 135M-270M models and a few items per language, most claims cannot be decided here; "
         "`config/paper.yaml` names the paper's models and sizes.\n\n" + table.to_markdown(index=False) + "\n",
     )

@@ -406,6 +406,16 @@ JUDGE_CAVEAT = (
 )
 
 
+def holm_adjust(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values: rejecting those below alpha controls the family-wise error at alpha."""
+    p_values = np.asarray(p_values, dtype=float)
+    order = np.argsort(p_values, kind="stable")
+    scaled = (len(p_values) - np.arange(len(p_values))) * p_values[order]
+    adjusted = np.empty_like(p_values)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return adjusted
+
+
 def paired_test(first, second, resamples: int, seed: int) -> tuple[float, float]:
     """Mean paired difference and its two-sided p-value: a sign-flip permutation test over items.
 

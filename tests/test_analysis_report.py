@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from polyfuse import analysis_report, claims, methods
+from polyfuse import analysis_report, claims, methods, report
 from polyfuse.config import analysis_variants, check_analyses
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, write_jsonl
@@ -228,6 +228,23 @@ def test_a_fallback_is_not_the_fusors_text_so_it_counts_for_no_copying(tmp_path)
     assert row["parsed"] == 0.25 and row["copied_whole"] == 0 and row["copy_ratio"] < 0.5
 
 
+def test_diagnostics_leave_fallbacks_out_of_wins_ties_and_losses_and_count_them(tmp_path):
+    _, pools = write_items_and_pool(tmp_path)
+    first = "Die Antwort ist 3."  # issue 17 item 3: a fallback to candidate 0 is a forced tie with the single sample
+    fusions = [
+        write_fusions(tmp_path, "g", [0, 1, 2], [first, first, "Sieben.", "Sieben."], (False, False, True, True))
+    ]
+    scores = [
+        write_scores(tmp_path, "g", "single", [0, 0, 0, 100]),
+        write_scores(tmp_path, "g", "fusion-smol", [0, 0, 100, 0]),
+    ]
+    outputs = outputs_of(tmp_path, "diagnostics")
+    analysis_report.run_diagnostics(scores, fusions, [str(pools)], outputs, SETTINGS)
+    row = pd.read_csv(outputs["table"]).set_index("versus").loc["single"]
+    assert [row["items"], row["wins"], row["ties"], row["losses"], row["fallbacks"]] == [2, 1, 0, 1, 2]
+    assert row["mean_delta"] == 0 and row["parsed_items"] == 2
+
+
 ANALYSED = {
     "models": {"g": {"engine": "llamacpp"}},
     "study": {"n": 3, "samplers": ["g"]},
@@ -309,9 +326,9 @@ def write_parse(tmp_path, rows) -> str:
 def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(tmp_path):
     settings = SETTINGS | {"tasks": {"arena": {"kind": "chat"}, "mgsm": {"kind": "math"}}}
     scores = [
-        # chat: FusioN ahead on all 8 items of both languages: the paper's direction, exact p = 2/2^8
-        write_task_scores(tmp_path, "arena", "winrate", "fusion-smol", {"de": [75] * 4, "fr": [75] * 4}),
-        write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [50] * 4, "fr": [50] * 4}),
+        # chat: FusioN ahead on all 8 items of each language: significant in each (exact p = 2/2^8, Holm over 2)
+        write_task_scores(tmp_path, "arena", "winrate", "fusion-smol", {"de": [75] * 8, "fr": [75] * 8}),
+        write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [50] * 8, "fr": [50] * 8}),
         # a head-to-head's verdicts (recorded under its label) are no method of their own
         write_task_scores(tmp_path, "arena", "winrate", "fusion-smol vs bon-loglik", {"de": [0] * 4, "fr": [0] * 4}),
         # maths: FusioN ahead on every item, so "BoN beats FusioN" is significantly not reproduced
@@ -337,15 +354,22 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
         "Fusion improves": "not measurable",
         "The fused text": "not measurable",
     }
-    assert "ahead in 2/2 languages (de, fr)" in text and text.count("| Chat") == 1
+    assert "significantly ahead in 2/2 languages (de, fr), behind in 0" in text and text.count("| Chat") == 1
+    assert "Holm p=" in text and "Holm's step-down procedure" in text
     assert "88% of the fused answers parsed" in text
     diagnostics = pd.DataFrame(
         [{"task": "mgsm", "lang": "de", "sampler": "g", "method": "fusion-smol", "copy_ratio": 0.9, "parsed": 1.0}]
-    ).assign(copy_ratio_low=0.85, copy_ratio_high=0.95)
+    ).assign(copy_ratio_low=0.85, copy_ratio_high=0.95, parsed_items=20)
     parsed = pd.read_csv(parse)
     assert claims.claims_table(scores, None, diagnostics, None, parsed, settings)["verdict"].iloc[-1] == "reproduced"
     inconclusive = diagnostics.assign(copy_ratio_low=0.7)
     assert claims.claims_table(scores, None, inconclusive, None, parsed, settings)["verdict"].iloc[-1] == "inconclusive"
+    # issue 17 item 4: two parsed answers out of 100, both whole copies, give [100, 100]: no evidence
+    two_copies = diagnostics.assign(
+        copy_ratio=1.0, copy_ratio_low=1.0, copy_ratio_high=1.0, parsed=0.02, parsed_items=2
+    )
+    row = claims.claims_table(scores, None, two_copies, None, parsed, settings).iloc[-1]
+    assert row["verdict"] == "inconclusive" and "over 2 parsed (2%), under 10: no evidence" in row["found"]
     # Mostly fallbacks: FusioN's scores are not the fusor's, so no verdict either way.
     fallbacks = parsed.assign(parse_failures=[3, 7])
     table = claims.claims_table(scores, None, None, None, fallbacks, settings).set_index("claim")["verdict"]
@@ -354,17 +378,51 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
     ]
 
 
+def test_holm_adjusts_as_the_step_down_procedure_defines():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> at least the one before: 0.06
+    assert report.holm_adjust([0.01, 0.04, 0.03, 0.005]).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert report.holm_adjust([0.5]).tolist() == [0.5] and report.holm_adjust([0.6, 0.7]).tolist() == [1.0, 1.0]
+
+
+def test_two_claims_each_significant_alone_are_not_both_verdicts_after_holm(tmp_path):
+    # issue 17 item 6: 6 items all one way give p = 2/2^6 = 0.031 per claim; Holm over the 2 tested rows gives 0.062
+    settings = SETTINGS | {"tasks": {"wmt24pp": {"kind": "translation"}, "mgsm": {"kind": "math"}}}
+    scores = [
+        write_task_scores(tmp_path, "wmt24pp", "chrf", "fusion-smol", {"de": [60] * 6}),
+        write_task_scores(tmp_path, "wmt24pp", "chrf", "oracle", {"de": [50] * 6}),
+        write_task_scores(tmp_path, "mgsm", "accuracy", "bon-loglik", {"de": [100] * 6}),
+        write_task_scores(tmp_path, "mgsm", "accuracy", "fusion-smol", {"de": [0] * 6}),
+    ]
+    table = claims.claims_table(scores, None, None, None, pd.read_csv(write_parse(tmp_path, [])), settings)
+    tested = table[table["claim"].str.startswith(("WMT24++", "MGSM"))]
+    assert tested["verdict"].tolist() == ["inconclusive", "inconclusive"]
+    assert all("(p=0.031, n=6 items)" in found and "Holm p=0.062 (of 2 tests)" in found for found in tested["found"])
+
+
+def test_most_languages_counts_significant_wins_not_directions(tmp_path):
+    # issue 17 item 6: ahead on every item of both languages, but 4 items a language cannot be significant there
+    settings = SETTINGS | {"tasks": {"arena": {"kind": "chat"}}}
+    scores = [
+        write_task_scores(tmp_path, "arena", "winrate", "fusion-smol", {"de": [75] * 4, "fr": [75] * 4}),
+        write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [50] * 4, "fr": [50] * 4}),
+    ]
+    table = claims.claims_table(scores, None, None, None, pd.read_csv(write_parse(tmp_path, [])), settings)
+    chat = table[table["claim"].str.startswith("Chat")].iloc[0]
+    assert "significantly ahead in 0/2 languages (none), behind in 0" in chat["found"]
+    assert chat["verdict"] == "inconclusive"  # overall p = 2/2^8 alone would have read reproduced
+
+
 def test_a_chat_win_carried_by_one_language_is_not_most_languages(tmp_path):
     settings = SETTINGS | {"tasks": {"arena": {"kind": "chat"}}}
     scores = [
         write_task_scores(
-            tmp_path, "arena", "winrate", "fusion-smol", {"de": [100] * 8, "fr": [40] * 2, "it": [40] * 2}
+            tmp_path, "arena", "winrate", "fusion-smol", {"de": [100] * 12, "fr": [40] * 2, "it": [40] * 2}
         ),
-        write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [0] * 8, "fr": [50] * 2, "it": [50] * 2}),
+        write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [0] * 12, "fr": [50] * 2, "it": [50] * 2}),
     ]
     table = claims.claims_table(scores, None, None, None, pd.read_csv(write_parse(tmp_path, [])), settings)
     chat = table[table["claim"].str.startswith("Chat")].iloc[0]
-    assert "ahead in 1/3 languages (de)" in chat["found"] and chat["verdict"] == "inconclusive"
+    assert "significantly ahead in 1/3 languages (de)" in chat["found"] and chat["verdict"] == "inconclusive"
 
 
 def test_the_nscaling_claim_pairs_fusion_at_two_with_the_single_sample_and_bon_item_by_item(tmp_path):
