@@ -15,7 +15,7 @@ import pandas as pd
 
 from polyfuse import methods
 from polyfuse.analysis_report import nscaling_points, pool_sizes, primary_scores
-from polyfuse.io import write_text
+from polyfuse.io import read_jsonl, write_text
 from polyfuse.report import holm_adjust, paired_test, read_item_scores
 from polyfuse.tasks import task_kind
 
@@ -24,6 +24,7 @@ PAPER_COPY_RATE = 80.0  # percent: "the fused text takes over 80% from the candi
 MIN_PARSED = 0.5  # below this share of parsed fused answers, FusioN's scores are mostly its fallback's
 # A copy rate from fewer of the fusor's own answers is no evidence: two whole copies give the interval [100, 100].
 MIN_PARSED_ITEMS = 10
+ITEM_KEY = ("task", "lang", "sampler", "method", "id")
 
 
 def verdict(difference: float, p: float, alpha: float) -> str:
@@ -66,11 +67,42 @@ def method_pairs(items: pd.DataFrame, first_family: str, second_family: str) -> 
     ]
 
 
-def parsed_share(parse: pd.DataFrame, tasks: set[str], sampler: str, fusion: str) -> float | None:
-    """The share of a fusor's answers on these tasks and this sampler that parsed (the rest are fallbacks)."""
-    fusor = methods.parse(fusion)[1]
-    rows = parse[parse["task"].isin(tasks) & (parse["sampler"] == sampler) & (parse["fusor"] == fusor)]
-    return None if rows.empty or not rows["n"].sum() else 1 - rows["parse_failures"].sum() / rows["n"].sum()
+def fused_items(fusion_paths: list[str]) -> pd.DataFrame:
+    """Per fused item: whether the answer is the fusor's own (parsed, not a fallback), keyed like the item scores."""
+    rows = [
+        {key: record[key] for key in ITEM_KEY}
+        | {"parsed": record.get("parse_status") == "ok" and not record.get("fallback")}
+        for path in fusion_paths
+        for record in read_jsonl(path)
+    ]
+    return pd.DataFrame(rows, columns=[*ITEM_KEY, "parsed"])
+
+
+def subset_fusions(fused: pd.DataFrame, size: int) -> pd.DataFrame:
+    """The fusions of the N-scaling's subsets of `size`, per item under its base sampler: an item's answers are the
+    fusor's own when every subset's fusion parsed."""
+    variants = fused["sampler"].map(lambda sampler: methods.split_derived(sampler)[1] or "")
+    of_size = variants.map(
+        lambda v: bool(v) and methods.parse_variant(v)[0] == "subset" and methods.parse_variant(v)[1]["size"] == size
+    )
+    subsets = fused[of_size].assign(sampler=lambda frame: frame["sampler"].map(lambda s: methods.split_derived(s)[0]))
+    return subsets.groupby(list(ITEM_KEY), as_index=False)["parsed"].all()
+
+
+def fusor_own(own: pd.DataFrame, fused: pd.DataFrame, sampler: str, fusion: str, first: str, second: str, settings):
+    """The parsed share of the fusions a comparison tests, and the comparison on the fusor's own answers alone.
+
+    (share, difference, p, n), share None when a tested item has no fusion record to say whether it parsed.
+    """
+    by_item = own.pivot_table(index=["task", "lang", "id"], columns="method", values="value", aggfunc="first")
+    tested = by_item[[first, second]].dropna().index if {first, second} <= set(by_item) else by_item.index[:0]
+    marks = fused[(fused["sampler"] == sampler) & (fused["method"] == fusion)].set_index(["task", "lang", "id"])
+    parsed = marks["parsed"].reindex(tested)
+    if not len(tested) or parsed.isna().any():
+        return None, float("nan"), float("nan"), 0
+    kept = own.set_index(["task", "lang", "id"]).index.isin(tested[parsed.to_numpy(dtype=bool)])
+    difference, p, n = paired(own[kept], first, second, settings)
+    return float(parsed.mean()), difference, p, n
 
 
 def tested_row(claim: str, paper: str, found: str, p: float, decide) -> dict:
@@ -92,8 +124,13 @@ def language_tally(own: pd.DataFrame, first: str, second: str, settings: dict) -
     return ahead, behind, len(languages)
 
 
-def paired_claim(items, families, settings, claim, paper, parse, per_language=False) -> list[dict]:
-    """One row per sampler and method pair: the paired difference, its p, and the verdict."""
+def paired_claim(items, families, settings, claim, paper, fused, per_language=False) -> list[dict]:
+    """One row per sampler and method pair: the paired difference, its p, and the verdict.
+
+    FusioN is compared twice: as deployed (its fallbacks included) and on the fusor's own parsed answers alone,
+    against the same method on the same items. A verdict needs both, in the same direction: the row's p is the
+    larger of the two (an intersection-union test), and a disagreement is inconclusive.
+    """
     alpha = 1 - float(settings["confidence"])
     rows = []
     for sampler, own in items.groupby("sampler"):
@@ -109,26 +146,40 @@ def paired_claim(items, families, settings, claim, paper, parse, per_language=Fa
                 )
                 majority = 2 * len(ahead) > count
             fusion = first if methods.parse(first)[0] == "fusion" else second
-            share = parsed_share(parse, set(own["task"]), sampler, fusion)
-            if share is not None:
-                found += f"; {share:.0%} of the fused answers parsed"
+            share, own_difference, own_p, own_n = fusor_own(own, fused, sampler, fusion, first, second, settings)
+            if share is None:
+                found += "; no record says which of the fused answers tested parsed"
+            else:
+                found += (
+                    f"; {share:.0%} of the fused answers tested parsed; on those {own_n} (the fusor's own): "
+                    f"{own_difference:+.1f} (p={own_p:.3f})"
+                )
+            both_p = max(p, own_p) if np.isfinite(own_p) else p
 
-            def decide(p, difference=difference, majority=majority, share=share):
+            def decide(
+                p, difference=difference, own_difference=own_difference, own_n=own_n, majority=majority, share=share
+            ):
+                if share is None:
+                    return NOT_MEASURABLE  # the parse guard cannot be checked
                 result = verdict(difference, p, alpha)
+                if result in ("reproduced", "not reproduced") and (
+                    not own_n or verdict(own_difference, p, alpha) != result
+                ):
+                    result = "inconclusive"  # as deployed and on the fusor's own answers, the evidence disagrees
                 if result == "reproduced" and not majority:
                     result = "inconclusive"
-                if share is not None and share < MIN_PARSED and result != NOT_MEASURABLE:
+                if share < MIN_PARSED and result != NOT_MEASURABLE:
                     result = "inconclusive"  # mostly the fallback's text, not the fusor's
                 return result
 
-            rows.append(tested_row(claim, paper, found, p, decide))
+            rows.append(tested_row(claim, paper, found, both_p, decide))
     if not rows:
         found = "no cell of this kind in the study"
         return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
     return rows
 
 
-def nscaling_claim(points: pd.DataFrame | None, settings: dict, parse: pd.DataFrame) -> list[dict]:
+def nscaling_claim(points: pd.DataFrame | None, settings: dict, fused: pd.DataFrame) -> list[dict]:
     """FusioN at N = 2 against the single sample and against BoN at N = 2, paired per item."""
     claim = "N-scaling: FusioN at N = 2 already beats the single sample and BoN at the same N"
     paper = "FusioN at N = 2 about +6 win rate; BoN needs about twice the samples to match; gains level off past N ≈ 7"
@@ -137,8 +188,9 @@ def nscaling_claim(points: pd.DataFrame | None, settings: dict, parse: pd.DataFr
     at_one = points[points["n"] == 1].drop_duplicates([*["task", "lang", "sampler", "id"]]).assign(method="single")
     at_two = points[points["n"] == 2]
     items = pd.concat([at_one, at_two], ignore_index=True)
-    rows = paired_claim(items, ("fusion", "single"), settings, claim, paper, parse)
-    rows += paired_claim(items, ("fusion", "bon"), settings, claim, paper, parse)
+    at_two = subset_fusions(fused, 2)  # the fusions the claim tests: the N = 2 subsets', not the full pool's
+    rows = paired_claim(items, ("fusion", "single"), settings, claim, paper, at_two)
+    rows += paired_claim(items, ("fusion", "bon"), settings, claim, paper, at_two)
     return rows
 
 
@@ -203,7 +255,7 @@ def copy_claim(diagnostics: pd.DataFrame | None, settings: dict) -> dict:
     return {"claim": claim, "paper": paper, "found": "; ".join(lines), "verdict": result}
 
 
-def claims_table(scores, points, diagnostics, fusors, parse: pd.DataFrame, settings: dict) -> pd.DataFrame:
+def claims_table(scores, points, diagnostics, fusors, fused: pd.DataFrame, settings: dict) -> pd.DataFrame:
     chat = primary_items(scores, settings, "chat")
     translation = primary_items(scores, settings, "translation")
     math = primary_items(scores, settings, "math")
@@ -214,7 +266,7 @@ def claims_table(scores, points, diagnostics, fusors, parse: pd.DataFrame, setti
             settings,
             "Chat (m-ArenaHard): FusioN beats BoN in most languages",
             "Command A sampler: FusioN ahead of BoN in 9 of 11 languages",
-            parse,
+            fused,
             per_language=True,
         ),
         *paired_claim(
@@ -223,7 +275,7 @@ def claims_table(scores, points, diagnostics, fusors, parse: pd.DataFrame, setti
             settings,
             "WMT24++: FusioN above the oracle selection",
             "XCOMET-XL: FusioN 83.8, oracle 83.4, BoN 83.0 (above the oracle for de, ru, zh)",
-            parse,
+            fused,
         ),
         *paired_claim(
             math,
@@ -231,9 +283,9 @@ def claims_table(scores, points, diagnostics, fusors, parse: pd.DataFrame, setti
             settings,
             "MGSM: BoN beats FusioN (closed-form answers suit selection)",
             "BoN ahead of FusioN at test time and after fine-tuning",
-            parse,
+            fused,
         ),
-        *nscaling_claim(points, settings, parse),
+        *nscaling_claim(points, settings, fused),
         *fusor_claim(fusors, settings),
         copy_claim(diagnostics, settings),
     ]
@@ -245,13 +297,14 @@ def claims_table(scores, points, diagnostics, fusors, parse: pd.DataFrame, setti
     return pd.DataFrame(rows, columns=["claim", "paper", "found", "verdict"])
 
 
-def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, parse, outputs: dict, settings: dict) -> None:
-    """`nscaling_scores` and `pools`: the N-scaling's item scores and base pools (empty when it did not run)."""
+def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, outputs: dict, settings: dict) -> None:
+    """`nscaling_scores` and `pools`: the N-scaling's item scores and base pools (empty when it did not run);
+    `fusions`: the fusion outputs the claims test (the study's, and the N-scaling subsets')."""
     items = primary_scores(nscaling_scores, settings["tasks"]) if nscaling_scores else None
     points = nscaling_points(items, pool_sizes(pools)) if items is not None else None
     diagnosed = pd.read_csv(diagnostics[0]) if diagnostics else None
     fusor_table = pd.read_csv(fusors[0]) if fusors else None
-    table = claims_table(scores, points, diagnosed, fusor_table, pd.read_csv(parse[0]), settings)
+    table = claims_table(scores, points, diagnosed, fusor_table, fused_items(fusions), settings)
     alpha, confidence = 1 - float(settings["confidence"]), float(settings["confidence"])
     write_text(
         outputs["claims"],
@@ -260,8 +313,10 @@ def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, parse, outpu
         "over items (the resampling unit) with a two-sided sign-flip permutation test. Multiplicity: Holm's "
         "step-down procedure over the family of every row below that has a paired test, so the chance of any false "
         f"verdict in the table is at most {alpha:g}; a verdict needs a Holm-adjusted p < {alpha:g}, otherwise it is "
-        f"inconclusive, as it is when under {MIN_PARSED:.0%} of the fused answers parsed (the rest are the "
-        "fallback's text). 'Most languages' counts the languages where the difference is significant (Holm over "
+        f"inconclusive, as it is when under {MIN_PARSED:.0%} of the fused answers tested parsed (the rest are the "
+        "fallback's text). FusioN is tested twice, as deployed (fallbacks included) and on the fusor's own parsed "
+        "answers against the same method on the same items; a verdict needs both, in the same direction (the row's "
+        "p is the larger). 'Most languages' counts the languages where the difference is significant (Holm over "
         f"that row's languages), not its direction. A copy rate needs at least {MIN_PARSED_ITEMS} of the fusor's "
         f"own parsed answers per cell. Intervals are {confidence:.0%} BCa bootstrap intervals over items. The metric "
         "is each task's primary one (chrF for translation here, where the paper used XCOMET-XL; a judge model's win "

@@ -424,8 +424,8 @@ def paired_test(first, second, resamples: int, seed: int) -> tuple[float, float]
     differences = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
     if not len(differences):
         return float("nan"), float("nan")
-    if not differences.any():
-        return 0.0, 1.0
+    if not differences.any() or len(differences) == 1:
+        return float(differences.mean()), 1.0  # one item has two sign patterns of equal size: p = 1
     result = stats.permutation_test(
         (differences,),
         lambda sample, axis=-1: sample.mean(axis=axis),

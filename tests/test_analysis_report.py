@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -316,11 +317,22 @@ def write_task_scores(tmp_path, task, metric, method, values_by_lang, sampler="g
     return str(path)
 
 
-def write_parse(tmp_path, rows) -> str:
-    columns = ["task", "lang", "sampler", "fusor", "n", "parse_failures"]
-    path = tmp_path / "fusion_parse.csv"
-    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
+def write_fusions_of(scores_path: str, unparsed=()) -> str:
+    """The fusion output records behind a fusion method's item scores; the items in `unparsed` are fallbacks."""
+    path = Path(scores_path).with_suffix(".fused.jsonl")
+    records = [
+        {key: record[key] for key in ("id", "task", "lang", "sampler", "method")}
+        | ({"parse_status": "missing", "fallback": "first"} if record["id"] in unparsed else {"parse_status": "ok"})
+        for record in read_jsonl(scores_path)
+    ]
+    write_jsonl(path, records)
     return str(path)
+
+
+def all_parsed(scores: list[str]) -> pd.DataFrame:
+    """Every fused answer behind these scores the fusor's own."""
+    fusions = [path for path in scores if Path(path).stem.startswith("fusion-") and " vs " not in path]
+    return claims.fused_items([write_fusions_of(path) for path in fusions])
 
 
 def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(tmp_path):
@@ -335,9 +347,9 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
         write_task_scores(tmp_path, "mgsm", "accuracy", "fusion-smol", {"de": [100] * 8}),
         write_task_scores(tmp_path, "mgsm", "accuracy", "bon-loglik", {"de": [0] * 8}),
     ]
-    parse = write_parse(tmp_path, [("arena", "de", "g", "smol", 4, 0), ("mgsm", "de", "g", "smol", 8, 1)])
+    fusions = [write_fusions_of(scores[0]), write_fusions_of(scores[3], unparsed={"de7"})]  # maths: 7 of 8 parsed
     outputs = {"claims": str(tmp_path / "README.md")}
-    claims.run_claims(scores, [], [], [], [], [parse], outputs, settings)
+    claims.run_claims(scores, [], [], [], [], fusions, outputs, settings)
     text = open(outputs["claims"]).read()
     verdicts = dict(
         re.findall(
@@ -356,11 +368,11 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
     }
     assert "significantly ahead in 2/2 languages (de, fr), behind in 0" in text and text.count("| Chat") == 1
     assert "Holm p=" in text and "Holm's step-down procedure" in text
-    assert "88% of the fused answers parsed" in text
+    assert "88% of the fused answers tested parsed; on those 7 (the fusor's own): -100.0" in text
     diagnostics = pd.DataFrame(
         [{"task": "mgsm", "lang": "de", "sampler": "g", "method": "fusion-smol", "copy_ratio": 0.9, "parsed": 1.0}]
     ).assign(copy_ratio_low=0.85, copy_ratio_high=0.95, parsed_items=20)
-    parsed = pd.read_csv(parse)
+    parsed = claims.fused_items(fusions)
     assert claims.claims_table(scores, None, diagnostics, None, parsed, settings)["verdict"].iloc[-1] == "reproduced"
     inconclusive = diagnostics.assign(copy_ratio_low=0.7)
     assert claims.claims_table(scores, None, inconclusive, None, parsed, settings)["verdict"].iloc[-1] == "inconclusive"
@@ -371,7 +383,7 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
     row = claims.claims_table(scores, None, two_copies, None, parsed, settings).iloc[-1]
     assert row["verdict"] == "inconclusive" and "over 2 parsed (2%), under 10: no evidence" in row["found"]
     # Mostly fallbacks: FusioN's scores are not the fusor's, so no verdict either way.
-    fallbacks = parsed.assign(parse_failures=[3, 7])
+    fallbacks = parsed.assign(parsed=parsed.index % 4 == 0)  # a quarter parsed in each task
     table = claims.claims_table(scores, None, None, None, fallbacks, settings).set_index("claim")["verdict"]
     assert table.filter(like="Chat").tolist() == ["inconclusive"] and table.filter(like="MGSM").tolist() == [
         "inconclusive"
@@ -393,7 +405,7 @@ def test_two_claims_each_significant_alone_are_not_both_verdicts_after_holm(tmp_
         write_task_scores(tmp_path, "mgsm", "accuracy", "bon-loglik", {"de": [100] * 6}),
         write_task_scores(tmp_path, "mgsm", "accuracy", "fusion-smol", {"de": [0] * 6}),
     ]
-    table = claims.claims_table(scores, None, None, None, pd.read_csv(write_parse(tmp_path, [])), settings)
+    table = claims.claims_table(scores, None, None, None, all_parsed(scores), settings)
     tested = table[table["claim"].str.startswith(("WMT24++", "MGSM"))]
     assert tested["verdict"].tolist() == ["inconclusive", "inconclusive"]
     assert all("(p=0.031, n=6 items)" in found and "Holm p=0.062 (of 2 tests)" in found for found in tested["found"])
@@ -406,7 +418,7 @@ def test_most_languages_counts_significant_wins_not_directions(tmp_path):
         write_task_scores(tmp_path, "arena", "winrate", "fusion-smol", {"de": [75] * 4, "fr": [75] * 4}),
         write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [50] * 4, "fr": [50] * 4}),
     ]
-    table = claims.claims_table(scores, None, None, None, pd.read_csv(write_parse(tmp_path, [])), settings)
+    table = claims.claims_table(scores, None, None, None, all_parsed(scores), settings)
     chat = table[table["claim"].str.startswith("Chat")].iloc[0]
     assert "significantly ahead in 0/2 languages (none), behind in 0" in chat["found"]
     assert chat["verdict"] == "inconclusive"  # overall p = 2/2^8 alone would have read reproduced
@@ -420,7 +432,7 @@ def test_a_chat_win_carried_by_one_language_is_not_most_languages(tmp_path):
         ),
         write_task_scores(tmp_path, "arena", "winrate", "bon-loglik", {"de": [0] * 12, "fr": [50] * 2, "it": [50] * 2}),
     ]
-    table = claims.claims_table(scores, None, None, None, pd.read_csv(write_parse(tmp_path, [])), settings)
+    table = claims.claims_table(scores, None, None, None, all_parsed(scores), settings)
     chat = table[table["claim"].str.startswith("Chat")].iloc[0]
     assert "significantly ahead in 1/3 languages (de)" in chat["found"] and chat["verdict"] == "inconclusive"
 
@@ -442,10 +454,46 @@ def test_the_nscaling_claim_pairs_fusion_at_two_with_the_single_sample_and_bon_i
     points = analysis_report.nscaling_points(
         analysis_report.primary_scores(scores, settings["tasks"]), analysis_report.pool_sizes([str(pools)])
     )
-    rows = claims.nscaling_claim(points, settings, pd.read_csv(write_parse(tmp_path, [])))
+    fused = claims.fused_items([write_fusions_of(path) for path in scores if "fusion" in path])
+    rows = claims.nscaling_claim(points, settings, fused)
     assert [row["found"].split(":")[1].strip() for row in rows] == ["fusion-smol − single", "fusion-smol − bon-loglik"]
     assert all("+100.0" in row["found"] and f"n={len(ids8)} items" in row["found"] for row in rows)
     assert {row["verdict"] for row in rows} == {"inconclusive"}  # four items: the smallest p a sign flip gives is 1/8
+
+
+def test_the_nscaling_claims_parse_share_is_the_subset_fusions_it_tests(tmp_path):
+    # issue 17 item 2: the full pool's fusions all parsed, the N = 2 subsets' mostly not: no verdict, and it says so
+    settings = SETTINGS | {"tasks": {"mgsm": {"kind": "math"}}}
+    _, pools = write_items_and_pool(tmp_path)
+    scores = [
+        write_scores(tmp_path, "g", "single", [0] * 4),
+        write_scores(tmp_path, "g", "fusion-smol", [100] * 4),
+        *(write_scores(tmp_path, f"g~n2s{i}", m, v) for i in (0, 1) for m, v in (("fusion-smol", [100] * 4),)),
+    ]
+    points = analysis_report.nscaling_points(
+        analysis_report.primary_scores(scores, settings["tasks"]), analysis_report.pool_sizes([str(pools)])
+    )
+    fusions = [write_fusions_of(scores[1]), write_fusions_of(scores[2], {"a", "b", "c"}), write_fusions_of(scores[3])]
+    row = claims.nscaling_claim(points, settings, claims.fused_items(fusions))[0]  # against the single sample
+    assert "25% of the fused answers tested parsed; on those 1 (the fusor's own): +100.0" in row["found"]
+    assert row["verdict"] == "inconclusive"
+    row = claims.nscaling_claim(points, settings, claims.fused_items(fusions[:1]))[0]  # no subset fusion records
+    assert row["verdict"] == claims.NOT_MEASURABLE and "no record says which" in row["found"]
+
+
+def test_bon_ahead_of_fusion_through_its_fallbacks_alone_is_no_verdict(tmp_path):
+    # issue 17 item 2: 16 of 40 fused answers are fallbacks that BoN beats; on the fusor's own 24, BoN is no better
+    settings = SETTINGS | {"tasks": {"mgsm": {"kind": "math"}}}
+    scores = [
+        write_task_scores(tmp_path, "mgsm", "accuracy", "bon-loglik", {"de": [100] * 16 + [100] * 20 + [0] * 4}),
+        write_task_scores(tmp_path, "mgsm", "accuracy", "fusion-smol", {"de": [0] * 16 + [100] * 24}),
+    ]
+    fused = claims.fused_items([write_fusions_of(scores[1], unparsed={f"de{n}" for n in range(16)})])
+    table = claims.claims_table(scores, None, None, None, fused, settings)
+    row = table[table["claim"].str.startswith("MGSM")].iloc[0]
+    assert "bon-loglik − fusion-smol: +30.0" in row["found"]  # as deployed, BoN is well ahead
+    assert "60% of the fused answers tested parsed; on those 24 (the fusor's own): -16.7" in row["found"]
+    assert row["verdict"] == "inconclusive"
 
 
 def test_the_single_sample_is_on_the_curves_of_its_own_cells_methods_only():

@@ -194,7 +194,7 @@ use rule nscaling as claims with:
         pools=analysis_pools() if ANALYSES and ANALYSES["sizes"] else [],
         diagnostics=[path for path in analysis_outputs() if path.endswith("diagnostics.csv")],
         fusors=[path for path in analysis_outputs() if path.endswith("fusors.csv")],
-        parse="results/tables/fusion_parse.csv",
+        fusions=claim_fusions(),
     output:
         claims=report("results/README.md", caption="../report/claims.rst", category="Claims"),
     log:

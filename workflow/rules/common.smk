@@ -273,6 +273,23 @@ def analysis_files(folder, families=()):
     ]
 
 
+def claim_fusions():
+    """The fusion outputs the claims test: the study's cells, and the N-scaling subsets' (whose parse share counts)."""
+    study = [
+        f"results/{task}/{lang}/outputs/{sampler}/{method}.jsonl"
+        for task in TEST_TASKS
+        for lang in TASKS[task]["languages"]
+        for sampler in samplers(task)
+        for method in fusion_methods(task)
+    ]
+    subsets = [
+        f"results/{task}/{lang}/outputs/{sampler}/{method}.jsonl"
+        for task, lang, sampler in (analysed_pools(["subset"]) if ANALYSES and ANALYSES["sizes"] else [])
+        for method in fusion_methods(task)
+    ]
+    return list(dict.fromkeys(study + subsets))
+
+
 def fusor_choice_files(folder, families=("fusion", "bon")):
     """The `folder` file of each model of analyses.fusors as the fusor and as the BoN scorer, per analysed cell."""
     choice = ANALYSES.get("fusors") if ANALYSES else None
