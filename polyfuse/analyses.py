@@ -13,7 +13,7 @@ Each function works on what one item's records already hold, so none calls a mod
   (from a selection output's ``scores``), at random, or as pooled.
 - ``copy_stats`` (copy rate): how much a fused text (a fusion output's ``output``) takes over from its candidates:
   the paper's closest-candidate ``difflib`` ratio, the share of its characters found in some candidate, the
-  candidate it takes most from, and whether it is a whole copy.
+  candidates it takes most from (all of them when tied), and whether it is a whole copy.
 - ``outcomes`` (fusion diagnostics): per-item score differences between fusion and a reference method (from
   ``scores/`` item records), as wins, ties, losses and the size of the losses.
 """
@@ -177,7 +177,9 @@ class CopyStats(NamedTuple):
 
     ratio: float  # closest_ratio: the paper's measure
     coverage: float  # share of the fused characters inside a long enough matching block with some candidate
-    source: int | None  # the candidate whose blocks cover the most fused characters; None when none covers any
+    # The candidates whose blocks cover the most fused characters (several when tied, as identical candidates always
+    # are: each then shares the credit); empty when none covers any.
+    sources: tuple[int, ...]
     copied_whole: bool  # equal to some candidate after stripping
 
 
@@ -190,21 +192,21 @@ def copy_stats(fused: str, candidates: list[str], min_block: int = 4) -> CopySta
     """
     # min_block: unrelated texts share 1-3 character runs (spaces, common letters, short words) by chance.
     covered = [False] * len(fused)
-    best_source, best_chars = None, 0
-    for index, candidate in enumerate(candidates):
+    chars_by_candidate = []
+    for candidate in candidates:
         matcher = difflib.SequenceMatcher(None, fused, candidate, autojunk=False)
         # a fused text shorter than min_block (a number, a word) still counts when a candidate holds it whole
         blocks = [block for block in matcher.get_matching_blocks() if block.size >= min(min_block, len(fused))]
         chars = sum(block.size for block in blocks)
         for block in blocks:
             covered[block.a : block.a + block.size] = [True] * block.size
-        if chars > best_chars:
-            best_source, best_chars = index, chars
+        chars_by_candidate.append(chars)
+    most = max(chars_by_candidate, default=0)
     stripped = fused.strip()
     return CopyStats(
         ratio=closest_ratio(fused, candidates),
         coverage=sum(covered) / len(fused) if fused else 0.0,
-        source=best_source,
+        sources=tuple(index for index, chars in enumerate(chars_by_candidate) if most and chars == most),
         copied_whole=any(stripped == candidate.strip() for candidate in candidates),
     )
 

@@ -284,7 +284,7 @@ def fused_records(output_paths: list[str], pool_paths: list[str]) -> pd.DataFram
         for pool, record in read_paired(pool_path, path):
             texts = [candidate["text"].strip() for candidate in pool["candidates"]]
             stats = analyses.copy_stats(record["output"], texts)
-            shown = record["order"].index(stats.source) + 1 if stats.source is not None else None
+            shown = tuple(record["order"].index(source) + 1 for source in stats.sources)
             rows.append(
                 {
                     "task": record["task"],
@@ -296,11 +296,16 @@ def fused_records(output_paths: list[str], pool_paths: list[str]) -> pd.DataFram
                     "ratio": stats.ratio,
                     "coverage": stats.coverage,
                     "copied_whole": stats.copied_whole,
-                    "source_position": shown,
+                    "source_positions": shown,
                     "candidates": len(record["order"]),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def credit(positions: tuple[int, ...], position: int) -> float:
+    """The share of a fused answer's credit that goes to the shown `position`, split among tied `positions`."""
+    return positions.count(position) / len(positions) if positions else 0.0
 
 
 def run_position(scores: list[str], fusions: list[str], pools: list[str], outputs: dict, settings: dict) -> None:
@@ -321,8 +326,12 @@ def run_position(scores: list[str], fusions: list[str], pools: list[str], output
     rows = []
     for key, group in fused.groupby(keys, sort=False):
         parsed = group[group["parsed"]]  # a fallback is not the fusor's text: it says nothing of where it took it
+        # Candidates tied for the most copied characters (identical ones always are) share the credit equally.
         shares = {
-            c: float((parsed["source_position"] == int(c[5:])).mean()) if len(parsed) else np.nan for c in columns
+            c: float(parsed["source_positions"].map(lambda shown, p=int(c[5:]): credit(shown, p)).mean())
+            if len(parsed)
+            else np.nan
+            for c in columns
         }
         rows.append({**dict(zip(keys, key, strict=True)), "parsed": len(parsed), **shares})
     shares = pd.DataFrame(rows, columns=[*keys, "parsed", *columns])
@@ -333,7 +342,9 @@ def run_position(scores: list[str], fusions: list[str], pools: list[str], output
         "Position bias",
         "FusioN shown the whole pool best-first or worst-first (by the task metric against the reference) or in a "
         "seeded random order. `from_p` is the share of the `parsed` fused answers whose text comes most from the "
-        "candidate shown at position p (character-level matching blocks of 4+ characters); a fallback is no answer.",
+        "candidate shown at position p (character-level matching blocks of 4+ characters); an answer that takes as "
+        "much from several candidates (identical candidates always tie) splits its credit equally among their "
+        "positions, so duplicates do not favour the first one shown; a fallback is no answer.",
     )
     position_figure(table, columns, settings, Path(outputs["figure"]))
 

@@ -188,21 +188,28 @@ def test_closest_ratio_equals_the_best_ratio_over_all_candidates():
 
 
 def test_a_whole_copy_is_fully_covered_and_copied_whole():
-    assert copy_stats(TEXTS[1], TEXTS) == CopyStats(ratio=1.0, coverage=1.0, source=1, copied_whole=True)
+    assert copy_stats(TEXTS[1], TEXTS) == CopyStats(ratio=1.0, coverage=1.0, sources=(1,), copied_whole=True)
     stripped_copy = copy_stats(f"  {TEXTS[2]}\n", TEXTS)
-    assert stripped_copy.copied_whole and stripped_copy.source == 2 and stripped_copy.ratio < 1.0
+    assert stripped_copy.copied_whole and stripped_copy.sources == (2,) and stripped_copy.ratio < 1.0
 
 
 def test_a_text_sharing_no_letter_with_the_candidates_copies_nothing():
-    assert copy_stats("0123-4567-89", ["abcd efgh", "ijkl mnop"]) == CopyStats(0.0, 0.0, None, False)
+    assert copy_stats("0123-4567-89", ["abcd efgh", "ijkl mnop"]) == CopyStats(0.0, 0.0, (), False)
     assert copy_stats("", TEXTS).coverage == 0.0
+
+
+def test_identical_candidates_are_all_sources_of_a_copy_of_them():
+    # issue 17 item 7: duplicates tie; the lowest index alone would credit whichever is shown first
+    stats = copy_stats("Das Haus ist alt.", ["Das Haus ist alt.", "Ein Baum.", "Das Haus ist alt. "])
+    assert stats.sources == (0, 2) and stats.copied_whole
+    assert copy_stats("zzzz", ["abc", "def"]).sources == ()
 
 
 def test_half_taken_from_one_candidate_is_half_covered_with_that_source():
     candidates = ["THE SHOUTED TEXT SHARES NO LOWERCASE LETTER AT ALL", TEXTS[0]]
     stats = copy_stats(TEXTS[0][:40] + "0123456789" * 4, candidates)
     assert stats.coverage == 0.5
-    assert stats.source == 1
+    assert stats.sources == (1,)
     assert not stats.copied_whole
 
 
@@ -210,7 +217,7 @@ def test_coverage_is_the_union_over_candidates_and_the_source_the_larger_one():
     first, second = TEXTS[3], TEXTS[4][:30]
     stats = copy_stats(first + " " + second, [TEXTS[0], first, second])
     assert stats.coverage == pytest.approx(1.0, abs=0.02)
-    assert stats.source == 1
+    assert stats.sources == (1,)
     assert stats.ratio < 1.0
 
 
@@ -224,8 +231,8 @@ def test_copy_measures_work_on_japanese_text():
     fused = candidates[1][:10] + "ＡＢＣＤＥＦＧＨＩＪ"
     stats = copy_stats(fused, candidates)
     assert stats.coverage == 0.5
-    assert stats.source == 1
-    assert copy_stats(candidates[0], candidates) == CopyStats(1.0, 1.0, 0, True)
+    assert stats.sources == (1,)
+    assert copy_stats(candidates[0], candidates) == CopyStats(1.0, 1.0, (0,), True)
 
 
 # outcomes

@@ -200,6 +200,37 @@ def test_position_bias_counts_the_shown_position_each_fused_answer_draws_from(tm
     assert table.loc["best-first", "mean"] == 75 and table.loc["worst-first", "mean"] == 50
 
 
+def test_position_credit_of_a_copy_of_duplicates_is_shared_among_their_positions(tmp_path):
+    # issue 17 item 7: candidates 0 and 2 are identical; best-first shows 2, 0, 1 and worst-first 0, 1, 2
+    items, pools = write_items_and_pool(tmp_path)
+    records = [
+        {
+            **pool,
+            "candidates": [{"text": t} for t in ("Die Antwort ist 7.", "Die Antwort ist 3.", "Die Antwort ist 7.")],
+        }
+        for pool in read_jsonl(pools)
+    ]
+    write_jsonl(pools, records)
+    pool_paths = [str(pools)]
+    for how in ("best-first", "worst-first"):
+        name = methods.derived("g", methods.order_variant(how))
+        derive_pools(items, pools, tmp_path / f"{name}.jsonl", name, task_kind("math"), seed=3)
+        pool_paths.append(str(tmp_path / f"{name}.jsonl"))
+    copied = ["Die Antwort ist 7."] * 4
+    fusions = [
+        write_fusions(tmp_path, "g~order-best-first", [0, 2, 1], copied),
+        write_fusions(tmp_path, "g~order-worst-first", [1, 0, 2], copied),
+    ]
+    scores = [
+        write_scores(tmp_path, f"g~order-{how}", "fusion-smol", [100] * 4) for how in ("best-first", "worst-first")
+    ]
+    outputs = outputs_of(tmp_path, "position")
+    analysis_report.run_position(scores, fusions, pool_paths, outputs, SETTINGS)
+    table = pd.read_csv(outputs["table"]).set_index("order")
+    assert table.loc["best-first", ["from_1", "from_2", "from_3"]].tolist() == [0.5, 0.5, 0]
+    assert table.loc["worst-first", ["from_1", "from_2", "from_3"]].tolist() == [0, 0.5, 0.5]
+
+
 def test_diagnostics_count_wins_and_losses_and_the_copy_rate(tmp_path):
     _, pools = write_items_and_pool(tmp_path)
     fusions = [write_fusions(tmp_path, "g", [0, 1, 2], ["Die Antwort ist 7."] * 3 + ["Die Antwort ist 9."])]
