@@ -88,6 +88,42 @@ def family_of(variant: str | None) -> str:
     return methods.parse_variant(variant)[0] if variant else ""
 
 
+FUSED_KEY = ("task", "lang", "sampler", "method", "id")
+
+
+def fused_items(fusion_paths: list[str]) -> pd.DataFrame:
+    """Per fused item: whether the answer is the fusor's own (parsed, not a fallback), keyed like the item scores."""
+    rows = [
+        {key: record[key] for key in FUSED_KEY}
+        | {"parsed": record.get("parse_status") == "ok" and not record.get("fallback")}
+        for path in fusion_paths
+        for record in read_jsonl(path)
+        if methods.parse(record["method"])[0] == "fusion"
+    ]
+    fused = pd.DataFrame(rows, columns=[*FUSED_KEY, "parsed"])
+    split = fused["sampler"].map(methods.split_derived)
+    return fused.assign(base=split.map(lambda pair: pair[0]), variant=split.map(lambda pair: pair[1] or ""))
+
+
+def parse_share(fused: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The share of fused answers that are the fusor's own, per group of `keys`: shown beside the quality."""
+    return fused.groupby(keys, as_index=False)["parsed"].mean().rename(columns={"parsed": "parsed_share"})
+
+
+def nscaling_parse(fusion_paths: list[str], sizes: dict) -> pd.DataFrame:
+    """Per (cell, method, N): the parse share of the fusions of the subsets of size N (the pool's at its size)."""
+    fused = fused_items(fusion_paths)
+    fused = fused[fused["variant"].map(family_of).isin(["", "subset"])]
+    fused = fused.assign(
+        n=[
+            variant_field(variant, "size") if variant else sizes[(task, lang, sampler)]
+            for task, lang, sampler, variant in fused[["task", "lang", "sampler", "variant"]].itertuples(index=False)
+        ],
+        sampler=fused["base"],
+    )
+    return parse_share(fused, [*CELL, "method", "n"])
+
+
 def nscaling_points(items: pd.DataFrame, sizes: dict) -> pd.DataFrame:
     """Per (cell, method, N, item): the single sample at N = 1, subsets' mean at each N between, the pool at the top."""
     rows = items[items["family"].isin(["", "subset"])].copy()
@@ -155,16 +191,19 @@ def write_table(table: pd.DataFrame, outputs: dict, title: str, note: str) -> No
     write_text(outputs["markdown"], f"# {title}\n\n{note}\n\n{shown.to_markdown(index=False)}\n")
 
 
-def run_nscaling(scores: list[str], pools: list[str], outputs: dict, settings: dict) -> None:
-    points = nscaling_points(primary_scores(scores, settings["tasks"]), pool_sizes(pools))
+def run_nscaling(scores: list[str], pools: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
+    sizes = pool_sizes(pools)
+    points = nscaling_points(primary_scores(scores, settings["tasks"]), sizes)
     table = interval_rows(points, ["task", "lang", "sampler", "method", "n"], settings)
+    table = table.merge(nscaling_parse(fusions, sizes), on=[*CELL, "method", "n"], how="left")
     table = table.sort_values(["task", "lang", "sampler", "method", "n"], key=sort_key)
     write_table(
         table,
         outputs,
         "N-scaling",
         f"Quality against N; each N between 1 and the pool is the item mean over {settings['subsets']} seeded "
-        "random subsets, then the mean and BCa interval over items. N = 1 is the single sample.",
+        "random subsets, then the mean and BCa interval over items. N = 1 is the single sample. `parsed_share`: the "
+        "share of FusioN's answers at that N that are the fusor's own (the rest are fallbacks).",
     )
     curve_figure(table, CELL, "n", "N (candidates per prompt)", settings, Path(outputs["figure"]))
 
@@ -234,6 +273,7 @@ def run_compute(scores: list[str], pools: list[str], fusions: list[str], outputs
     points = nscaling_points(primary_scores(scores, settings["tasks"]), pool_sizes(pools))
     costs = cost_points(pools, fusions, sorted(points["method"].unique()), settings)
     quality = interval_rows(points, ["task", "lang", "sampler", "method", "n"], settings)
+    quality = quality.merge(nscaling_parse(fusions, pool_sizes(pools)), on=[*CELL, "method", "n"], how="left")
     spent = costs.groupby(["task", "lang", "sampler", "method", "n"], as_index=False)[["tokens", "calls", "seconds"]]
     table = quality.merge(spent.mean(), on=["task", "lang", "sampler", "method", "n"], how="left")
     table = table.sort_values(["task", "lang", "sampler", "method", "n"], key=sort_key)
@@ -243,22 +283,36 @@ def run_compute(scores: list[str], pools: list[str], fusions: list[str], outputs
         "Compute-matched comparison",
         "Model tokens (in + out), model calls and seconds per item, spent by each method at each N (the candidates'"
         " sampling, the fusor's call, and for a model scorer an estimate of the tokens it reads; MBR calls no model;"
-        " scorer seconds are not recorded), beside its quality (mean and BCa interval over items).",
+        " scorer seconds are not recorded), beside its quality (mean and BCa interval over items) and, for FusioN,"
+        " the share of its answers that are the fusor's own (`parsed_share`).",
     )
     figure = Path(outputs["figure"])
     curve_figure(table, CELL, "tokens", "model tokens per item (in + out)", settings, figure, discrete=False)
 
 
-def run_robustness(scores: list[str], outputs: dict, settings: dict) -> None:
+def run_robustness(scores: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
     points = injection_points(primary_scores(scores, settings["tasks"]))
     table = interval_rows(points, ["task", "lang", "sampler", "kind", "method", "k"], settings)
+    fused = fused_items(fusions)
+    injected = fused[fused["variant"].map(family_of) == "injection"]
+    injected = injected.assign(
+        kind=injected["variant"].map(lambda v: variant_field(v, "kind")),
+        k=injected["variant"].map(lambda v: variant_field(v, "k")),
+    )
+    clean = fused[fused["variant"] == ""]
+    kinds = sorted(table["kind"].unique())
+    shares = pd.concat([injected, *(clean.assign(kind=kind, k=0) for kind in kinds)], ignore_index=True)
+    shares = parse_share(shares.assign(sampler=shares["base"]), [*CELL, "kind", "method", "k"])
+    table = table.merge(shares, on=[*CELL, "kind", "method", "k"], how="left")
     table = table.sort_values(["task", "lang", "sampler", "kind", "method", "k"], key=sort_key)
     write_table(
         table,
         outputs,
         "Robustness to injected candidates",
         "Quality as k candidates of each pool are replaced, at seeded positions, by random words (garbage) or by "
-        "another item's candidate (fluent, wrong); k = 0 is the pool as sampled.",
+        "distinct other items' candidates (fluent, wrong); k = 0 is the pool as sampled. `parsed_share`: the share "
+        "of FusioN's answers that are the fusor's own; a fallback is the pool's first original candidate, never an "
+        "injected one.",
     )
     curve_figure(table, [*CELL, "kind"], "k", "k (candidates replaced)", settings, Path(outputs["figure"]))
 
@@ -333,8 +387,15 @@ def run_position(scores: list[str], fusions: list[str], pools: list[str], output
             else np.nan
             for c in columns
         }
-        rows.append({**dict(zip(keys, key, strict=True)), "parsed": len(parsed), **shares})
-    shares = pd.DataFrame(rows, columns=[*keys, "parsed", *columns])
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "parsed": len(parsed),
+                "parsed_share": len(parsed) / len(group),
+                **shares,
+            }
+        )
+    shares = pd.DataFrame(rows, columns=[*keys, "parsed", "parsed_share", *columns])
     table = table.merge(shares, on=[*CELL, "order", "method"], how="left")
     write_table(
         table,

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from polyfuse import methods
-from polyfuse.analysis_report import nscaling_points, pool_sizes, primary_scores
-from polyfuse.io import read_jsonl, write_text
+from polyfuse.analysis_report import FUSED_KEY, fused_items, nscaling_points, pool_sizes, primary_scores
+from polyfuse.io import write_text
 from polyfuse.report import holm_adjust, paired_test, read_item_scores
 from polyfuse.tasks import task_kind
 
@@ -24,7 +24,6 @@ PAPER_COPY_RATE = 80.0  # percent: "the fused text takes over 80% from the candi
 MIN_PARSED = 0.5  # below this share of parsed fused answers, FusioN's scores are mostly its fallback's
 # A copy rate from fewer of the fusor's own answers is no evidence: two whole copies give the interval [100, 100].
 MIN_PARSED_ITEMS = 10
-ITEM_KEY = ("task", "lang", "sampler", "method", "id")
 
 
 def verdict(difference: float, p: float, alpha: float) -> str:
@@ -67,26 +66,14 @@ def method_pairs(items: pd.DataFrame, first_family: str, second_family: str) -> 
     ]
 
 
-def fused_items(fusion_paths: list[str]) -> pd.DataFrame:
-    """Per fused item: whether the answer is the fusor's own (parsed, not a fallback), keyed like the item scores."""
-    rows = [
-        {key: record[key] for key in ITEM_KEY}
-        | {"parsed": record.get("parse_status") == "ok" and not record.get("fallback")}
-        for path in fusion_paths
-        for record in read_jsonl(path)
-    ]
-    return pd.DataFrame(rows, columns=[*ITEM_KEY, "parsed"])
-
-
 def subset_fusions(fused: pd.DataFrame, size: int) -> pd.DataFrame:
     """The fusions of the N-scaling's subsets of `size`, per item under its base sampler: an item's answers are the
     fusor's own when every subset's fusion parsed."""
-    variants = fused["sampler"].map(lambda sampler: methods.split_derived(sampler)[1] or "")
-    of_size = variants.map(
+    of_size = fused["variant"].map(
         lambda v: bool(v) and methods.parse_variant(v)[0] == "subset" and methods.parse_variant(v)[1]["size"] == size
     )
-    subsets = fused[of_size].assign(sampler=lambda frame: frame["sampler"].map(lambda s: methods.split_derived(s)[0]))
-    return subsets.groupby(list(ITEM_KEY), as_index=False)["parsed"].all()
+    subsets = fused[of_size].assign(sampler=lambda frame: frame["base"])
+    return subsets.groupby(list(FUSED_KEY), as_index=False)["parsed"].all()
 
 
 def fusor_own(own: pd.DataFrame, fused: pd.DataFrame, sampler: str, fusion: str, first: str, second: str, settings):

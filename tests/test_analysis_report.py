@@ -128,9 +128,18 @@ def test_nscaling_starts_at_the_single_sample_averages_subsets_and_ends_at_the_p
         write_scores(tmp_path, "g~n2s0", "fusion-smol", [0, 0, 0, 0]),
         write_scores(tmp_path, "g~n2s1", "fusion-smol", [100, 100, 100, 100]),
     ]
+    fusions = [  # issue 17 item 1: every analysis table shows the parse share of the fusions it reports
+        write_fusions(tmp_path, "g", [0, 1, 2], ["x"] * 4),
+        write_fusions(tmp_path, "g~n2s0", [0, 1], ["x"] * 4, parsed=(False, False, True, True)),
+        write_fusions(tmp_path, "g~n2s1", [0, 1], ["x"] * 4),
+    ]
     outputs = outputs_of(tmp_path, "nscaling")
-    analysis_report.run_nscaling(scores, [str(pools)], outputs, SETTINGS)
+    analysis_report.run_nscaling(scores, [str(pools)], fusions, outputs, SETTINGS)
     table = pd.read_csv(outputs["table"]).set_index(["method", "n"])
+    assert table.loc[("fusion-smol", 2), "parsed_share"] == 0.75 and table.loc[("fusion-smol", 3), "parsed_share"] == 1
+    assert table.loc["bon-loglik", "parsed_share"].isna().all() and pd.isna(
+        table.loc[("fusion-smol", 1), "parsed_share"]
+    )
     assert table.loc[("bon-loglik", 1), "mean"] == table.loc[("fusion-smol", 1), "mean"] == 0
     assert table.loc[("bon-loglik", 2), "mean"] == pytest.approx(37.5)  # items: 100, 50, 0, 0
     assert table.loc[("fusion-smol", 2), "mean"] == pytest.approx(50)
@@ -146,10 +155,17 @@ def test_robustness_puts_the_sampled_pool_at_k_zero_of_every_kind(tmp_path):
         write_scores(tmp_path, "g~garbage1", "fusion-smol", [0, 100, 100, 100]),
         write_scores(tmp_path, "g~fluent1", "fusion-smol", [0, 0, 100, 100]),
     ]
+    fusions = [
+        write_fusions(tmp_path, "g", [0, 1, 2], ["x"] * 4),
+        write_fusions(tmp_path, "g~garbage1", [0, 1, 2], ["x"] * 4, parsed=(False, True, True, True)),
+        write_fusions(tmp_path, "g~fluent1", [0, 1, 2], ["x"] * 4, parsed=(False, False, True, True)),
+    ]
     outputs = outputs_of(tmp_path, "robustness")
-    analysis_report.run_robustness(scores, outputs, SETTINGS)
-    table = pd.read_csv(outputs["table"]).set_index(["kind", "k"])["mean"]
-    assert table.to_dict() == {("fluent", 0): 100, ("fluent", 1): 50, ("garbage", 0): 100, ("garbage", 1): 75}
+    analysis_report.run_robustness(scores, fusions, outputs, SETTINGS)
+    table = pd.read_csv(outputs["table"]).set_index(["kind", "k"])
+    assert table["mean"].to_dict() == {("fluent", 0): 100, ("fluent", 1): 50, ("garbage", 0): 100, ("garbage", 1): 75}
+    shares = {("fluent", 0): 1, ("fluent", 1): 0.5, ("garbage", 0): 1, ("garbage", 1): 0.75}
+    assert table["parsed_share"].to_dict() == shares
 
 
 def write_fusions(tmp_path, sampler: str, order: list[int], texts: list[str], parsed=(True,) * 4) -> str:
@@ -363,7 +379,7 @@ def write_fusions_of(scores_path: str, unparsed=()) -> str:
 def all_parsed(scores: list[str]) -> pd.DataFrame:
     """Every fused answer behind these scores the fusor's own."""
     fusions = [path for path in scores if Path(path).stem.startswith("fusion-") and " vs " not in path]
-    return claims.fused_items([write_fusions_of(path) for path in fusions])
+    return analysis_report.fused_items([write_fusions_of(path) for path in fusions])
 
 
 def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(tmp_path):
@@ -403,7 +419,7 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
     diagnostics = pd.DataFrame(
         [{"task": "mgsm", "lang": "de", "sampler": "g", "method": "fusion-smol", "copy_ratio": 0.9, "parsed": 1.0}]
     ).assign(copy_ratio_low=0.85, copy_ratio_high=0.95, parsed_items=20)
-    parsed = claims.fused_items(fusions)
+    parsed = analysis_report.fused_items(fusions)
     assert claims.claims_table(scores, None, diagnostics, None, parsed, settings)["verdict"].iloc[-1] == "reproduced"
     inconclusive = diagnostics.assign(copy_ratio_low=0.7)
     assert claims.claims_table(scores, None, inconclusive, None, parsed, settings)["verdict"].iloc[-1] == "inconclusive"
@@ -485,7 +501,7 @@ def test_the_nscaling_claim_pairs_fusion_at_two_with_the_single_sample_and_bon_i
     points = analysis_report.nscaling_points(
         analysis_report.primary_scores(scores, settings["tasks"]), analysis_report.pool_sizes([str(pools)])
     )
-    fused = claims.fused_items([write_fusions_of(path) for path in scores if "fusion" in path])
+    fused = analysis_report.fused_items([write_fusions_of(path) for path in scores if "fusion" in path])
     rows = claims.nscaling_claim(points, settings, fused)
     assert [row["found"].split(":")[1].strip() for row in rows] == ["fusion-smol − single", "fusion-smol − bon-loglik"]
     assert all("+100.0" in row["found"] and f"n={len(ids8)} items" in row["found"] for row in rows)
@@ -505,10 +521,12 @@ def test_the_nscaling_claims_parse_share_is_the_subset_fusions_it_tests(tmp_path
         analysis_report.primary_scores(scores, settings["tasks"]), analysis_report.pool_sizes([str(pools)])
     )
     fusions = [write_fusions_of(scores[1]), write_fusions_of(scores[2], {"a", "b", "c"}), write_fusions_of(scores[3])]
-    row = claims.nscaling_claim(points, settings, claims.fused_items(fusions))[0]  # against the single sample
+    row = claims.nscaling_claim(points, settings, analysis_report.fused_items(fusions))[0]  # against the single sample
     assert "25% of the fused answers tested parsed; on those 1 (the fusor's own): +100.0" in row["found"]
     assert row["verdict"] == "inconclusive"
-    row = claims.nscaling_claim(points, settings, claims.fused_items(fusions[:1]))[0]  # no subset fusion records
+    row = claims.nscaling_claim(points, settings, analysis_report.fused_items(fusions[:1]))[
+        0
+    ]  # no subset fusion records
     assert row["verdict"] == claims.NOT_MEASURABLE and "no record says which" in row["found"]
 
 
@@ -519,7 +537,7 @@ def test_bon_ahead_of_fusion_through_its_fallbacks_alone_is_no_verdict(tmp_path)
         write_task_scores(tmp_path, "mgsm", "accuracy", "bon-loglik", {"de": [100] * 16 + [100] * 20 + [0] * 4}),
         write_task_scores(tmp_path, "mgsm", "accuracy", "fusion-smol", {"de": [0] * 16 + [100] * 24}),
     ]
-    fused = claims.fused_items([write_fusions_of(scores[1], unparsed={f"de{n}" for n in range(16)})])
+    fused = analysis_report.fused_items([write_fusions_of(scores[1], unparsed={f"de{n}" for n in range(16)})])
     table = claims.claims_table(scores, None, None, None, fused, settings)
     row = table[table["claim"].str.startswith("MGSM")].iloc[0]
     assert "bon-loglik − fusion-smol: +30.0" in row["found"]  # as deployed, BoN is well ahead
@@ -569,7 +587,8 @@ def test_compute_counts_sampling_the_scorers_reading_and_the_fusors_call(tmp_pat
         path = tmp_path / "outputs" / sampler / "fusion-smol.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         cost = {"tokens_in": 100, "tokens_out": 20, "seconds": 2.0}
-        write_jsonl(path, [{"id": i, "sampler": sampler, "method": "fusion-smol", "cost": cost} for i in IDS])
+        fused = {"task": "mgsm", "lang": "de", "sampler": sampler, "method": "fusion-smol", "parse_status": "ok"}
+        write_jsonl(path, [{"id": i, **fused, "cost": cost} for i in IDS])
         fusions.append(str(path))
     scores = [
         write_scores(tmp_path, sampler, method, [100, 0, 100, 0])
@@ -587,6 +606,7 @@ def test_compute_counts_sampling_the_scorers_reading_and_the_fusors_call(tmp_pat
     assert table.loc[("bon-loglik", 3), "tokens"] == sampled + 10 + 18 and table.loc[("bon-loglik", 3), "calls"] == 6
     assert table.loc[("fusion-smol", 3), "tokens"] == sampled + 120 and table.loc[("fusion-smol", 3), "seconds"] == 5
     assert 2 * 10 + 2 * 5 + 120 <= table.loc[("fusion-smol", 2), "tokens"] <= 2 * 10 + 13 + 120
+    assert table.loc["fusion-smol", "parsed_share"].dropna().tolist() == [1.0, 1.0]  # at N = 2 and 3
 
 
 def write_cell(tmp_path, method: str, values: list[float], **record) -> str:

@@ -281,6 +281,9 @@ def test_analyses_write_their_tables_figures_and_the_claims(study):
     assert diagnostics.loc[~parsed, "copy_ratio"].isna().all()
     compute = pd.read_csv(results / "analyses/compute.csv")
     assert (compute.groupby(["method"])["tokens"].is_monotonic_increasing).all()  # more candidates cost more
+    # Every analysis table shows the parse share of the very fusions it reports (N = 1 is the single sample).
+    for table in (nscaling[nscaling["n"] > 1], robustness, position, compute[compute["n"] > 1]):
+        assert table.loc[table["method"].str.startswith("fusion-"), "parsed_share"].between(0, 1).all()
     choice = pd.read_csv(results / "analyses/fusors.csv")
     models = analyses["fusors"]["models"]
     assert set(choice["method"]) == {m for f in models for m in (f"fusion-{f}", f"bon-loglik@{f}")}

@@ -30,6 +30,7 @@ rule nscaling:
     input:
         scores=analysis_files("scores", ["subset"]),
         pools=analysis_pools(),
+        fusions=analysis_files("outputs", ["subset"]),
     output:
         table=report(
             "results/analyses/nscaling.csv",
@@ -62,6 +63,7 @@ rule nscaling:
 use rule nscaling as robustness with:
     input:
         scores=analysis_files("scores", ["injection"]),
+        fusions=analysis_files("outputs", ["injection"]),
     output:
         table=report(
             "results/analyses/robustness.csv",
