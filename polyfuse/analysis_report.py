@@ -564,6 +564,7 @@ def run_fusors(scores: list[str], fusions: list[str], outputs: dict, settings: d
             gain, p = paired_test(both[largest], both[0], int(settings["bootstrap"]), int(settings["seed"]))
             trend.append({**dict(zip([*CELL, "role"], key, strict=True)), "position": largest, "gain": gain, "p": p})
     table = table.merge(pd.DataFrame(trend, columns=[*CELL, "role", "position", "gain", "p"]), how="left")
+    table = table.merge(size_interaction(by_item, largest, settings), how="left")
     table = table.sort_values([*CELL, "role", "position"])
     write_table(
         table,
@@ -571,10 +572,33 @@ def run_fusors(scores: list[str], fusions: list[str], outputs: dict, settings: d
         "Fusor choice and size",
         "The same pools fused by each listed model (smallest first) and BoN-selected with the same model as the "
         f"scorer ({settings['fusors']['scorer']}); mean and BCa interval over items. `gain` is the largest model "
-        "minus the smallest, paired over items, with its sign-flip `p`; `parsed` is the share of fused answers that "
-        "were the fusor's own.",
+        "minus the smallest, paired over items, with its sign-flip `p`; `interaction` (on the largest fusor's row) is "
+        "the fusor's gain minus the BoN scorer's gain item by item, (fusion_large − fusion_small) − (bon_large − "
+        "bon_small), over the `interaction_n` items all four scored, with its sign-flip `interaction_p`; `parsed` is "
+        "the share of fused answers that were the fusor's own.",
     )
     fusors_figure(table, settings, Path(outputs["figure"]))
+
+
+def size_interaction(by_item: pd.DataFrame, largest: int, settings: dict) -> pd.DataFrame:
+    """Per cell, on the largest fusor's row: whether fusion gains more from the larger model than BoN does, tested
+    item by item, (fusion_large − fusion_small) − (bon_large − bon_small) against 0."""
+    rows = []
+    if {0, largest} <= set(by_item.columns):
+        gains = (by_item[largest] - by_item[0]).unstack("role")
+        for key, frame in gains.groupby(level=[0, 1, 2]):
+            if not set(FUSOR_ROLES) <= set(frame.columns):
+                continue
+            both = frame[list(FUSOR_ROLES)].dropna()
+            difference = both[FUSOR_ROLES[0]] - both[FUSOR_ROLES[1]]
+            interaction, p = paired_test(
+                difference, np.zeros(len(difference)), int(settings["bootstrap"]), int(settings["seed"])
+            )
+            rows.append(
+                {**dict(zip(CELL, key, strict=True)), "role": FUSOR_ROLES[0], "position": largest}
+                | {"interaction": interaction, "interaction_p": p, "interaction_n": len(both)}
+            )
+    return pd.DataFrame(rows, columns=[*CELL, "role", "position", "interaction", "interaction_p", "interaction_n"])
 
 
 def fusors_figure(table: pd.DataFrame, settings: dict, path: Path) -> None:

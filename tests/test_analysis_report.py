@@ -621,16 +621,16 @@ def write_cell(tmp_path, method: str, values: list[float], **record) -> str:
 
 
 @pytest.mark.parametrize(
-    ("bon_big", "verdict"),
-    [([50.0] * 12, "reproduced"), ([100.0] * 12, "not reproduced")],  # selection rising too: no contrast
+    ("bon_small", "bon_big", "verdict"),
+    [([50.0] * 12, [50.0] * 12, "reproduced"), ([0.0] * 12, [100.0] * 12, "inconclusive")],  # selection rising as much
 )
-def test_the_fusor_analysis_finds_fusion_rising_with_size_and_selection_flat(tmp_path, bon_big, verdict):
+def test_the_fusor_analysis_finds_fusion_rising_with_size_and_selection_flat(tmp_path, bon_small, bon_big, verdict):
     settings = SETTINGS | {"fusors": {"models": ["small", "big"], "scorer": "loglik"}}
     flat = [50.0] * 12
     scores = [
         write_cell(tmp_path, "fusion-small", [0.0] * 12, parse_status="ok"),
         write_cell(tmp_path, "fusion-big", [100.0] * 12, parse_status="ok"),
-        write_cell(tmp_path, "bon-loglik@small", flat),
+        write_cell(tmp_path, "bon-loglik@small", bon_small),
         write_cell(tmp_path, "bon-loglik@big", bon_big),
         write_cell(tmp_path, "single", flat),  # another method of the cell: not in the analysis
     ]
@@ -641,10 +641,30 @@ def test_the_fusor_analysis_finds_fusion_rising_with_size_and_selection_flat(tmp
     assert table.loc[("fusor", "big"), "gain"] == pytest.approx(100.0) and table.loc[("fusor", "big"), "p"] < 0.01
     assert table.loc[("fusor", "small"), "mean"] == 0.0 and pd.isna(table.loc[("fusor", "small"), "gain"])
     assert (table.xs("fusor")["parsed"] == 1.0).all() and table.xs("BoN scorer")["parsed"].isna().all()
-    assert table.loc[("BoN scorer", "big"), "gain"] == pytest.approx(bon_big[0] - 50.0)
+    assert table.loc[("BoN scorer", "big"), "gain"] == pytest.approx(bon_big[0] - bon_small[0])
+    assert table.loc[("fusor", "big"), "interaction"] == pytest.approx(100.0 - (bon_big[0] - bon_small[0]))
+    assert table.loc[("fusor", "big"), "interaction_n"] == 12
     assert open(outputs["figure"], "rb").read(4) == b"\x89PNG"
     (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
-    assert row["verdict"] == verdict and "small → big" in row["found"]
+    assert row["verdict"] == verdict and "small → big" in row["found"] and "n=12 paired items" in row["found"]
+
+
+def test_the_fusor_claim_tests_the_fusors_gain_against_the_scorers_item_by_item(tmp_path):
+    # issue 17 item 5: the fusor +3 (significant alone), the scorer +5 (noisy, not significant alone): per item the
+    # fusor gains less than the scorer, so fusion does not improve with size more than selection does
+    settings = SETTINGS | {"fusors": {"models": ["small", "big"], "scorer": "loglik"}}
+    scores = [
+        write_cell(tmp_path, "fusion-small", [50.0] * 12, parse_status="ok"),
+        write_cell(tmp_path, "fusion-big", [53.0] * 12, parse_status="ok"),
+        write_cell(tmp_path, "bon-loglik@small", [50.0] * 12),
+        write_cell(tmp_path, "bon-loglik@big", [80.0, 30.0] * 6),
+    ]
+    outputs = outputs_of(tmp_path, "fusors")
+    analysis_report.run_fusors(scores, scores[:2], outputs, settings)
+    table = pd.read_csv(outputs["table"]).set_index(["role", "model"])
+    assert table.loc[("fusor", "big"), "p"] < 0.05 and table.loc[("BoN scorer", "big"), "p"] > 0.05
+    (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
+    assert "fusor gain − scorer gain per item -2.0" in row["found"] and row["verdict"] == "inconclusive"
 
 
 def test_the_fusor_claim_needs_the_fusors_own_answers_and_the_analysis(tmp_path):
