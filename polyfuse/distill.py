@@ -11,7 +11,9 @@ a target that is empty after stripping: both are counted in the data card. The c
 written records: candidate models, target lengths, and how much the targets copy their candidates, both whole
 (``copied_whole``: exact match after stripping) and by the paper's measure (``copy_rate``: the mean
 character-level ``difflib.SequenceMatcher`` ratio of each target to its closest candidate); ``skipped`` counts the
-prompts left out by reason (each fusion parse status, ``empty_target``). A set with no record left is an error and
+prompts left out by reason (each fusion parse status, ``empty_target``). A training prompt whose text equals an
+evaluated test item's (after NFKC, case folding and collapsing whitespace) is never trained on either: the card
+counts them (``test_overlap``) beside how many test items were checked. A set with no record left is an error and
 writes nothing.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,10 +30,20 @@ from dataclasses import dataclass, field
 from polyfuse import methods
 from polyfuse.analyses import closest_ratio
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_paired, write_json, write_jsonl
+from polyfuse.io import read_jsonl, read_paired, write_json, write_jsonl
 from polyfuse.tasks import TaskKind, instruction_text
 
 EMPTY_TARGET = "empty_target"
+
+
+def prompt_key(text: str) -> str:
+    """A prompt as compared for overlap: NFKC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def evaluated_prompts(items_paths: list[str | os.PathLike]) -> set[str]:
+    """The compared texts of every evaluated test item (bounded by the test slices, not the training prompts)."""
+    return {prompt_key(item["input"]) for path in items_paths for item in read_jsonl(path)}
 
 
 def selection_of(method: str, record: dict) -> dict:
@@ -75,6 +88,8 @@ class SetTally:
     members: list | None = None
     parse_failures: Counter = field(default_factory=Counter)
     empty_targets: int = 0
+    test_overlap: int = 0
+    evaluated_items: int = 0
     models: Counter = field(default_factory=Counter)
     candidates_per_prompt: Counter = field(default_factory=Counter)
     chars: Counter = field(default_factory=Counter)
@@ -110,6 +125,8 @@ class SetTally:
             "prompts": self.prompts,
             "written": self.written,
             "skipped": {**self.parse_failures, EMPTY_TARGET: self.empty_targets},
+            "test_overlap": self.test_overlap,
+            "evaluated_items": self.evaluated_items,
             "candidate_models": dict(self.models.most_common()),
             "candidates_per_prompt": {str(k): count for k, count in sorted(self.candidates_per_prompt.items())},
             "target_length": {"chars": histogram_stats(self.chars), "words": histogram_stats(self.words)},
@@ -127,8 +144,10 @@ def sft_records(
     set_name: str,
     kind: TaskKind,
     tally: SetTally,
+    evaluated: set[str] = frozenset(),
 ) -> Iterator[dict]:
-    """The set's records, streamed; raises at the end when none was left, so the atomic writer keeps nothing."""
+    """The set's records, streamed; raises at the end when none was left, so the atomic writer keeps nothing.
+    A prompt in `evaluated` (compared texts of the evaluated test items) is left out and counted."""
     if target_method not in outputs:
         raise PolyfuseError(
             f"distill set {set_name!r}: target method {target_method!r} has no output file "
@@ -138,6 +157,9 @@ def sft_records(
     walks = [read_paired(items_path, pool_path), *(read_paired(items_path, outputs[name]) for name in names)]
     for (item, pool), *made in zip(*walks, strict=True):
         tally.see(item, pool)
+        if prompt_key(item["input"]) in evaluated:
+            tally.test_overlap += 1  # training on a test prompt would score the student on what it was taught
+            continue
         selections = {}
         for name, (_, record) in zip(names, made, strict=True):
             if record["method"] != name or record["sampler"] != pool["sampler"]:
@@ -195,10 +217,15 @@ def build_sft_set(
     kind: TaskKind,
     out_path: str | os.PathLike,
     card_path: str | os.PathLike,
+    *,
+    evaluated_items: list[str | os.PathLike] = (),
 ) -> dict:
-    """Write the SFT set of one training task and language, and its data card; returns the card."""
-    tally = SetTally()
-    write_jsonl(out_path, sft_records(items_path, pool_path, outputs, target_method, set_name, kind, tally))
+    """Write the SFT set of one training task and language, and its data card; returns the card.
+    `evaluated_items`: the items files of the test tasks the students answer, checked for overlap."""
+    evaluated = evaluated_prompts(evaluated_items)
+    tally = SetTally(evaluated_items=len(evaluated))
+    records = sft_records(items_path, pool_path, outputs, target_method, set_name, kind, tally, evaluated)
+    write_jsonl(out_path, records)
     card = tally.card(set_name, target_method, list(outputs))
     write_json(card_path, card)
     return card

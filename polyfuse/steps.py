@@ -126,8 +126,15 @@ def sft_set(smk) -> None:
         task_kind(smk.params.kind),
         smk.output.sft,
         smk.output.card,
+        evaluated_items=list(smk.input.evaluated),
     )
-    log.info("set=%s written=%d of %d prompts", smk.wildcards.set, card["written"], card["prompts"])
+    log.info(
+        "set=%s written=%d of %d prompts test_overlap=%d",
+        smk.wildcards.set,
+        card["written"],
+        card["prompts"],
+        card["test_overlap"],
+    )
 
 
 def _judge(smk, model: str, cache: OutputCache, template_key: str) -> Judge:

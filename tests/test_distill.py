@@ -307,6 +307,28 @@ def test_an_empty_target_is_skipped_and_counted(tmp_path):
     assert (card["prompts"], card["written"]) == (2, 1)
 
 
+def test_a_training_prompt_that_is_an_evaluated_test_item_is_never_trained_on(tmp_path):
+    # issue 17 item 14: the same prompt, up to case, width and spacing, in the test slice the students answer
+    items, pool = solo_pool(tmp_path, {"a": ["one", "two"], "b": ["three", "four"], "c": ["five", "six"]})
+    test_items = tmp_path / "test_items.jsonl"
+    write_jsonl(test_items, [{"id": "t1", "input": "  QUESTION   ａ "}, {"id": "t2", "input": "Something else"}])
+    outputs = {"single": str(tmp_path / "single.jsonl")}
+    run_select(items, pool, outputs["single"], make_scorer("single", CHAT))
+    card = build_sft_set(
+        items,
+        pool,
+        outputs,
+        "single",
+        "s",
+        CHAT,
+        tmp_path / "sft.jsonl",
+        tmp_path / "c.json",
+        evaluated_items=[test_items],
+    )
+    assert [record["id"] for record in read_jsonl(tmp_path / "sft.jsonl")] == ["b", "c"]
+    assert (card["test_overlap"], card["evaluated_items"], card["written"]) == (1, 2, 2)
+
+
 def test_a_set_with_no_record_left_raises_and_writes_nothing(tmp_path):
     items, pool = solo_pool(tmp_path, {"a": ["one", "two"], "b": ["three", "four"]})
     outputs = {"fusion-judge": fusion_output(tmp_path / "f.jsonl", pool, {"a": None, "b": None})}

@@ -10,6 +10,11 @@ rule sft_set:
             f"results/{w.task}/{w.lang}/outputs/{SETS[w.set]['pool']}/{method}.jsonl"
             for method in set_methods(SETS[w.set]["pool"])
         ],
+        evaluated=[
+            f"results/{task}/{lang}/items.jsonl"
+            for task in (DISTILL["evaluate"] if DISTILL else [])
+            for lang in TASKS[task]["languages"]
+        ],
     output:
         sft="results/distill/{set}/{task}/{lang}/sft.jsonl",
         card="results/distill/{set}/{task}/{lang}/card.json",
