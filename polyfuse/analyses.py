@@ -115,21 +115,27 @@ def inject(
 
 
 def fluent_texts(texts: list[str], k: int, seed: int, item_id: str, donors: Iterable[Iterable[str]]) -> list[str]:
-    """`k` distinct donor texts in a seeded order, none blank or equal to one of `texts` (compared stripped)."""
+    """`k` distinct donor texts (stripped, as fusion and selection see them), none blank or equal to one of `texts`.
+
+    Donors are read until there are as many as the largest k this pool allows (len(texts) - 1), whatever `k` is,
+    and shuffled once per item, so a larger k keeps the smaller one's texts: the robustness curve stays paired.
+    """
     if not k:
         return []
     own = {text.strip() for text in texts}
     eligible: dict[str, None] = {}  # insertion-ordered, so the draw depends on the donors' order alone
     for other in donors:
-        eligible.update((text, None) for text in other if text.strip() and text.strip() not in own)
-        if len(eligible) >= k:
+        eligible.update((text.strip(), None) for text in other if text.strip() and text.strip() not in own)
+        if len(eligible) >= len(texts) - 1:
             break
     if len(eligible) < k:
         raise PolyfuseError(
             f"item {item_id!r}: {len(eligible)} distinct donor texts (other items' candidates, none equal to one of its"
             f" own) for {k} fluent wrong answers"
         )
-    return random.Random(derive_seed(seed, "inject", "fluent", item_id)).sample(list(eligible), k)
+    drawn = list(eligible)
+    random.Random(derive_seed(seed, "inject", "fluent", item_id)).shuffle(drawn)
+    return drawn[:k]
 
 
 def order(scores: list[float | None], how: str, seed: int, item_id: str) -> list[int]:

@@ -502,10 +502,11 @@ def diagnostics_figure(fused: pd.DataFrame, by_item: pd.DataFrame, settings: dic
     left.set_ylim(0, 105)
     left.tick_params(axis="x", labelrotation=30, labelsize=7)
     deltas, labels = [], []
-    for (task, lang, sampler, fusion), _ in cells:
+    for (task, lang, sampler, fusion), answers in cells:
         cell = by_item.loc[(task, lang, sampler)]
+        own = cell.index.isin(set(answers.loc[answers["parsed"], "id"]))  # as in the table: fallbacks left out
         for versus in sorted((m for m in cell.columns if m != fusion and cell[m].notna().any()), key=method_rank):
-            both = cell[[fusion, versus]].dropna()
+            both = cell.loc[own, [fusion, versus]].dropna()
             deltas.append(both[fusion] - both[versus])
             labels.append(f"{lang} {sampler}\nvs {versus}")
     right.boxplot(deltas, tick_labels=labels)

@@ -67,13 +67,15 @@ def method_pairs(items: pd.DataFrame, first_family: str, second_family: str) -> 
 
 
 def subset_fusions(fused: pd.DataFrame, size: int) -> pd.DataFrame:
-    """The fusions of the N-scaling's subsets of `size`, per item under its base sampler: an item's answers are the
-    fusor's own when every subset's fusion parsed."""
+    """The fusions of the N-scaling's subsets of `size`, per item under its base sampler: `parsed` is the share of
+    the item's subset fusions that parsed, and its answers are the fusor's own when all did."""
+    if fused.empty:
+        return fused
     of_size = fused["variant"].map(
         lambda v: bool(v) and methods.parse_variant(v)[0] == "subset" and methods.parse_variant(v)[1]["size"] == size
     )
-    subsets = fused[of_size].assign(sampler=lambda frame: frame["base"])
-    return subsets.groupby(list(FUSED_KEY), as_index=False)["parsed"].all()
+    subsets = fused[of_size.astype(bool)].assign(sampler=lambda frame: frame["base"])
+    return subsets.groupby(list(FUSED_KEY), as_index=False)["parsed"].mean()  # 1: every subset's fusion parsed
 
 
 def fusor_own(own: pd.DataFrame, fused: pd.DataFrame, sampler: str, fusion: str, first: str, second: str, settings):
@@ -87,7 +89,7 @@ def fusor_own(own: pd.DataFrame, fused: pd.DataFrame, sampler: str, fusion: str,
     parsed = marks["parsed"].reindex(tested)
     if not len(tested) or parsed.isna().any():
         return None, float("nan"), float("nan"), 0
-    kept = own.set_index(["task", "lang", "id"]).index.isin(tested[parsed.to_numpy(dtype=bool)])
+    kept = own.set_index(["task", "lang", "id"]).index.isin(tested[(parsed == 1).to_numpy()])
     difference, p, n = paired(own[kept], first, second, settings)
     return float(parsed.mean()), difference, p, n
 
@@ -138,8 +140,8 @@ def paired_claim(items, families, settings, claim, paper, fused, per_language=Fa
                 found += "; no record says which of the fused answers tested parsed"
             else:
                 found += (
-                    f"; {share:.0%} of the fused answers tested parsed; on those {own_n} (the fusor's own): "
-                    f"{own_difference:+.1f} (p={own_p:.3f})"
+                    f"; {share:.0%} of the fused answers tested parsed; on the {own_n} items whose fusions all "
+                    f"parsed (the fusor's own): {own_difference:+.1f} (p={own_p:.3f})"
                 )
             both_p = max(p, own_p) if np.isfinite(own_p) else p
 
@@ -190,8 +192,8 @@ def fusor_claim(fusors: pd.DataFrame | None, settings: dict) -> list[dict]:
         return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
     alpha, rows = 1 - float(settings["confidence"]), []
     for (task, lang, sampler), cell in fusors.groupby(["task", "lang", "sampler"], sort=False):
-        ends = cell.sort_values("position").groupby("role")
-        smallest, largest = ends.first(), ends.last()
+        ends = cell.sort_values("position").groupby("role")  # nth, not first/last, which skip missing values
+        smallest, largest = ends.nth(0).set_index("role"), ends.nth(-1).set_index("role")
         if not {"fusor", "BoN scorer"} <= set(largest.index):
             continue
         fusor, scorer, first = largest.loc["fusor"], largest.loc["BoN scorer"], smallest.loc["fusor"]
@@ -278,7 +280,12 @@ def claims_table(scores, points, diagnostics, fusors, fused: pd.DataFrame, setti
         copy_claim(diagnostics, settings),
     ]
     # One family: every row with a paired test, so the table's chance of any false verdict stays at alpha.
-    tested = [row for row in rows if "decide" in row and np.isfinite(row["p"])]
+    # A row already held at no verdict whatever its p (no parse record, mostly fallbacks) is not in the family.
+    tested = [
+        row
+        for row in rows
+        if "decide" in row and np.isfinite(row["p"]) and row["decide"](0.0) in ("reproduced", "not reproduced")
+    ]
     for row, adjusted in zip(tested, holm_adjust([row["p"] for row in tested]), strict=True):
         row["found"] += f"; Holm p={adjusted:.3f} (of {len(tested)} tests)"
         row["verdict"] = row["decide"](adjusted)
@@ -299,14 +306,16 @@ def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, out
         "# What this run found, claim by claim\n\n"
         "Each claim of the paper (arXiv 2510.00931) beside this run's numbers, per sampler. Differences are paired "
         "over items (the resampling unit) with a two-sided sign-flip permutation test. Multiplicity: Holm's "
-        "step-down procedure over the family of every row below that has a paired test, so the chance of any false "
+        "step-down procedure over the family of every row below whose paired test could give a verdict, so the "
+        "chance of any false "
         f"verdict in the table is at most {alpha:g}; a verdict needs a Holm-adjusted p < {alpha:g}, otherwise it is "
         f"inconclusive, as it is when under {MIN_PARSED:.0%} of the fused answers tested parsed (the rest are the "
         "fallback's text). FusioN is tested twice, as deployed (fallbacks included) and on the fusor's own parsed "
         "answers against the same method on the same items; a verdict needs both, in the same direction (the row's "
-        "p is the larger). 'Most languages' counts the languages where the difference is significant (Holm over "
-        f"that row's languages), not its direction. A copy rate needs at least {MIN_PARSED_ITEMS} of the fusor's "
-        f"own parsed answers per cell. Intervals are {confidence:.0%} BCa bootstrap intervals over items. The metric "
+        "p is the larger). 'Most languages' counts the languages where the deployed difference is significant "
+        "(Holm over that row's languages), not its direction. A copy rate needs at least "
+        f"{MIN_PARSED_ITEMS} of the fusor's own parsed answers per cell. Intervals are {confidence:.0%} BCa "
+        "bootstrap intervals over items. The metric "
         "is each task's primary one (chrF for translation here, where the paper used XCOMET-XL; a judge model's win "
         "rate for chat). With 135M-270M models and a few items per language, most claims cannot be decided here; "
         "`config/paper.yaml` names the paper's models and sizes.\n\n" + table.to_markdown(index=False) + "\n",

@@ -97,18 +97,49 @@ _GROUP_SEPARATORS = ",.'’\u066c \u00a0\u202f\u2009"
 _LAKH = r"\d{1,2}(?:,\d{2})+,\d{3}(?!\d)"
 _UNSIGNED = rf"(?:\d{{1,3}}(?:[{_GROUP_SEPARATORS}]\d{{3}})+(?!\d)|{_LAKH}|\d+)(?:[.,\u066b]\d+)?"
 NUMBER = re.compile(rf"(?<![\d/])(?:(?<!\w)[-−])?{_UNSIGNED}(?:/{_UNSIGNED}(?![/\d]))?")
-# Words that give a reason right after a stated answer, in the suite's languages ('because' in each).
-REASON_WORDS = (
-    r"because|since|as|weil|da|denn|car|parce que|puisque|porque|ya que|pues|pois|perché|poiché|потому что|так как|"
-    r"поскольку|ибо|kwa sababu|kwa kuwa|kwa|क्योंकि|কারণ|ఎందుకంటే|ఎందుకనగా|لأن|لان"
-)
-REASON_WORDS_UNSPACED = r"因为|因為|由于|由於|なぜなら|というのも|เพราะ"  # scripts written without spaces
-# An answer line that opens with a number (and at most a unit) and goes on to give a reason for it.
-JUSTIFIED_ANSWER = re.compile(
-    rf"[^\w\d]*?(?P<number>{NUMBER.pattern})[*_]*(?:\s*[^\W\d_]+[*_]*)??\s*[,;:、(—–-]?\s*"
-    rf"(?:(?:{REASON_WORDS})(?!\w)|{REASON_WORDS_UNSPACED})",
-    re.IGNORECASE,
-)
+# Words that give a reason right after a stated answer, per language ('because'), and in English, which models use
+# in any language. Words that also mean something else ('as', 'since', 'da', 'pues', 'pois') count only after a
+# comma or bracket ('18, as 9 eggs...'), never in working ('2 times as many', 'diviso da 4').
+REASON_WORDS = {
+    "en": ("because",),
+    "de": ("weil", "denn"),
+    "fr": ("car", "parce que", "puisque"),
+    "es": ("porque", "ya que"),
+    "pt": ("porque",),
+    "it": ("perché", "poiché"),
+    "ru": ("потому что", "так как", "поскольку", "ибо"),
+    "sw": ("kwa sababu", "kwa kuwa"),
+    "hi": ("क्योंकि",),
+    "bn": ("কারণ",),
+    "te": ("ఎందుకంటే", "ఎందుకనగా"),
+    "ar": ("لأن", "لان"),
+    "zh": ("因为", "因為", "由于", "由於"),
+    "ja": ("なぜなら", "というのも"),
+    "th": ("เพราะ",),
+}
+REASON_WORDS_AFTER_COMMA = {"en": ("as", "since"), "de": ("da",), "es": ("pues",), "pt": ("pois",)}
+# A unit after the number: a run of letters and marks (Indic vowel signs too), not a multiplier of working.
+_UNIT = r"(?!(?:times|mal|fois|veces|vezes|volte|раза?|mara)(?!\w))[^\s\d.,;:!?()\[\]。、+\-−*/×÷=]+"
+
+
+@cache
+def justified_answer(lang: str) -> re.Pattern:
+    """An answer line that opens with a number (and at most a unit) and goes on to give a reason for it."""
+
+    def words(table: dict) -> str:
+        found = {*table.get(lang, ()), *table.get("en", ())}
+        return "|".join(re.escape(word) for word in sorted(found, key=len, reverse=True))
+
+    spaced, after_comma = words(REASON_WORDS), words(REASON_WORDS_AFTER_COMMA)
+    # scripts written without spaces need no word boundary after the reason word
+    boundary = "" if lang in ("zh", "ja", "th") else r"(?!\w)"
+    return re.compile(
+        rf"[^\w\d]*?(?P<number>{NUMBER.pattern})[*_]*(?:\s*{_UNIT}[*_]*)??"
+        rf"(?:\s*[,;:、(—–]\s*(?:{after_comma or '(?!)'}|{spaced}){boundary}|\s*(?:{spaced}){boundary})",
+        re.IGNORECASE,
+    )
+
+
 LATEX_FRACTION = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 
@@ -194,7 +225,7 @@ def extract_answer(text: str, lang: str) -> float | None:
     first = SENTENCE_END.split(line, 1)[0] if line is not None else ""
     if len(NUMBER.findall(first)) == 1 and len(NUMBER.sub(" ", first).split()) <= 1:
         scopes.insert(0, first)  # a first sentence that is a number (and a unit) is the answer; working is not
-    elif line is not None and (justified := JUSTIFIED_ANSWER.match(line)):
+    elif line is not None and (justified := justified_answer(lang).match(line)):
         scopes.insert(0, justified["number"])  # 'Answer: 12, because 3 packs of 4': the reason's numbers are not it
     token = next((number for scope in scopes if (number := _final_number(scope))), None)
     return parse_number(token, lang) if token else None

@@ -120,11 +120,22 @@ def test_garbage_is_random_words_about_as_long_as_the_text_it_replaces():
 def test_fluent_answers_are_distinct_nonblank_donor_texts_from_the_nearest_items_first():
     nonblank = [text for other in DONORS for text in other if text.strip()]
     distinct = list(dict.fromkeys(nonblank))
-    injected = inject(TEXTS, 2, "fluent", 5, "q1", DONORS)
-    assert {text for text, marker in injected if marker} <= set(distinct[:2])  # the nearest item has two
+    for seed in range(30):  # read nearest first, pool by pool, until the largest k of a 5-candidate pool (4) is met
+        injected = inject(TEXTS, 2, "fluent", seed, "q1", [*DONORS, ["Never read: the first three give five."]])
+        assert {text for text, marker in injected if marker} <= set(distinct)
     for seed in range(30):  # issue 17 item 8: never the same wrong text twice
         wrong = [text for text, marker in inject(TEXTS, 4, "fluent", seed, "q1", DONORS) if marker]
         assert len(wrong) == len(set(wrong)) == 4 and set(wrong) <= set(distinct)
+
+
+def test_fluent_answers_differing_only_in_whitespace_are_one_text_and_a_larger_k_keeps_the_smaller_ones():
+    donors = [["Paris.", "Paris.\n", " Rome."], ["Oslo.", "Bern."], ["Lima.", "Kyiv."]]
+    wrong = [text for text, marker in inject(TEXTS, 4, "fluent", 3, "q1", donors) if marker]
+    assert len(set(wrong)) == 4 and all(text == text.strip() for text in wrong)  # 'Paris.' once at most
+    for seed in range(20):
+        drawn = {k: inject(TEXTS, k, "fluent", seed, "q1", donors) for k in (1, 2, 3, 4)}
+        for k in (1, 2, 3):  # the same positions keep the same wrong texts as k grows
+            assert all(drawn[k + 1][p] == pair for p, pair in enumerate(drawn[k]) if pair[1])
 
 
 def test_a_fluent_answer_is_never_one_of_the_items_own_candidates():

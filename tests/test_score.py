@@ -76,9 +76,17 @@ from polyfuse.tasks import task_kind
         ("উত্তর হলো ১৮, কারণ সে ৯টি ডিম ২ ডলার করে বিক্রি করে।", "bn", 18),
         ("คำตอบคือ 18 เพราะขายไข่ 9 ฟอง ฟองละ 2 ดอลลาร์", "th", 18),
         ("సమాధానం 18, ఎందుకంటే ఆమె 9 గుడ్లను 2 డాలర్లకు అమ్ముతుంది.", "te", 18),
-        # the rule that stays: working after the marker ends in the answer
+        ("उत्तर: 18 रुपये, क्योंकि 9 x 2", "hi", 18),
+        # the rule that stays: working after the marker ends in the answer, whatever words it uses
         ("Answer: 9 eggs, so 9 * 2 = 18", "en", 18),
         ("Antwort: 16 - 7 = 9, also 9 * 2 = 18", "de", 18),
+        ("Answer: 2 times as many, so 4 * 2 = 8", "en", 8),
+        ("Answer: 3 times as much as 4 = 12", "en", 12),
+        ("Jibu: 12 gawanya kwa 3 = 4", "sw", 4),
+        ("Jibu: 4 kwa siku, hivyo 4 x 7 = 28", "sw", 28),
+        ("Risposta: 20 diviso da 4 = 5", "it", 5),
+        ("Antwort: 4 da 2 + 2 = 4", "de", 4),
+        ("Answer: 2 as 1 + 1 makes 2", "en", 2),
     ],
 )
 def test_extract_answer_across_languages_and_formats(text, lang, expected):
