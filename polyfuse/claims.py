@@ -138,6 +138,8 @@ def paired_claim(items, families, settings, claim, paper, fused, per_language=Fa
             share, own_difference, own_p, own_n = fusor_own(own, fused, sampler, fusion, first, second, settings)
             if share is None:
                 found += "; no record says which of the fused answers tested parsed"
+            elif not own_n:
+                found += f"; {share:.0%} of the fused answers tested parsed: no item has the fusor's own answer"
             else:
                 found += (
                     f"; {share:.0%} of the fused answers tested parsed; on the {own_n} items whose fusions all "

@@ -440,6 +440,10 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
     assert table.filter(like="Chat").tolist() == ["inconclusive"] and table.filter(like="MGSM").tolist() == [
         "inconclusive"
     ]
+    none = claims.claims_table(scores, None, None, None, parsed.assign(parsed=False), settings)
+    chat = none[none["claim"].str.startswith("Chat")].iloc[0]
+    assert "0% of the fused answers tested parsed: no item has the fusor's own answer" in chat["found"]
+    assert "nan" not in chat["found"] and chat["verdict"] == "inconclusive"
 
 
 def test_holm_adjusts_as_the_step_down_procedure_defines():
