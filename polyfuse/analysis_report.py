@@ -140,15 +140,22 @@ def nscaling_points(items: pd.DataFrame, sizes: dict) -> pd.DataFrame:
     return points.groupby(["task", "lang", "sampler", "method", "n", "id"], as_index=False)["value"].mean()
 
 
+def at_injection_k(injected: pd.DataFrame, clean: pd.DataFrame) -> pd.DataFrame:
+    """The injected pools' rows under their base sampler with their kind and k, and the unchanged pool's rows at
+    k = 0 under every kind: the rows of the robustness curves (item scores or fused answers alike)."""
+    injected = injected.assign(
+        kind=injected["variant"].map(lambda v: variant_field(v, "kind")),
+        k=injected["variant"].map(lambda v: variant_field(v, "k")),
+        sampler=injected["base"],
+    )
+    kinds = sorted(injected["kind"].unique())
+    return pd.concat([injected, *(clean.assign(kind=kind, k=0) for kind in kinds)], ignore_index=True)
+
+
 def injection_points(items: pd.DataFrame) -> pd.DataFrame:
     """Per (cell, kind, method, k, item): the unchanged pool at k = 0 for every kind, then each injected pool."""
-    injected = items[items["family"] == "injection"].copy()
-    kinds = sorted(injected["variant"].map(lambda v: variant_field(v, "kind")).unique())
     clean = items[(items["family"] == "") & items["method"].map(lambda m: methods.parse(m)[0] in ("bon", "fusion"))]
-    injected["kind"] = injected["variant"].map(lambda v: variant_field(v, "kind"))
-    injected["k"] = injected["variant"].map(lambda v: variant_field(v, "k"))
-    injected["sampler"] = injected["base"]
-    points = pd.concat([injected, *(clean.assign(kind=kind, k=0) for kind in kinds)], ignore_index=True)
+    points = at_injection_k(items[items["family"] == "injection"], clean)
     return points[["task", "lang", "sampler", "kind", "method", "k", "id", "value"]]
 
 
@@ -191,11 +198,16 @@ def write_table(table: pd.DataFrame, outputs: dict, title: str, note: str) -> No
     write_text(outputs["markdown"], f"# {title}\n\n{note}\n\n{shown.to_markdown(index=False)}\n")
 
 
-def run_nscaling(scores: list[str], pools: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
+def nscaling_quality(scores: list[str], pools: list[str], fusions: list[str], settings: dict):
+    """The N-scaling's item points, and per (cell, method, N) their mean and interval beside FusioN's parse share."""
     sizes = pool_sizes(pools)
     points = nscaling_points(primary_scores(scores, settings["tasks"]), sizes)
-    table = interval_rows(points, ["task", "lang", "sampler", "method", "n"], settings)
-    table = table.merge(nscaling_parse(fusions, sizes), on=[*CELL, "method", "n"], how="left")
+    quality = interval_rows(points, ["task", "lang", "sampler", "method", "n"], settings)
+    return points, quality.merge(nscaling_parse(fusions, sizes), on=[*CELL, "method", "n"], how="left")
+
+
+def run_nscaling(scores: list[str], pools: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
+    _, table = nscaling_quality(scores, pools, fusions, settings)
     table = table.sort_values(["task", "lang", "sampler", "method", "n"], key=sort_key)
     write_table(
         table,
@@ -270,10 +282,8 @@ def cost_points(pool_paths: list[str], fusion_paths: list[str], compared: list[s
 
 def run_compute(scores: list[str], pools: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
     """Quality against the model tokens spent per item, for BoN and FusioN at every N of the N-scaling."""
-    points = nscaling_points(primary_scores(scores, settings["tasks"]), pool_sizes(pools))
+    points, quality = nscaling_quality(scores, pools, fusions, settings)
     costs = cost_points(pools, fusions, sorted(points["method"].unique()), settings)
-    quality = interval_rows(points, ["task", "lang", "sampler", "method", "n"], settings)
-    quality = quality.merge(nscaling_parse(fusions, pool_sizes(pools)), on=[*CELL, "method", "n"], how="left")
     spent = costs.groupby(["task", "lang", "sampler", "method", "n"], as_index=False)[["tokens", "calls", "seconds"]]
     table = quality.merge(spent.mean(), on=["task", "lang", "sampler", "method", "n"], how="left")
     table = table.sort_values(["task", "lang", "sampler", "method", "n"], key=sort_key)
@@ -294,16 +304,10 @@ def run_robustness(scores: list[str], fusions: list[str], outputs: dict, setting
     points = injection_points(primary_scores(scores, settings["tasks"]))
     table = interval_rows(points, ["task", "lang", "sampler", "kind", "method", "k"], settings)
     fused = fused_items(fusions)
-    injected = fused[fused["variant"].map(family_of) == "injection"]
-    injected = injected.assign(
-        kind=injected["variant"].map(lambda v: variant_field(v, "kind")),
-        k=injected["variant"].map(lambda v: variant_field(v, "k")),
+    fused = at_injection_k(fused[fused["variant"].map(family_of) == "injection"], fused[fused["variant"] == ""])
+    table = table.merge(
+        parse_share(fused, [*CELL, "kind", "method", "k"]), on=[*CELL, "kind", "method", "k"], how="left"
     )
-    clean = fused[fused["variant"] == ""]
-    kinds = sorted(table["kind"].unique())
-    shares = pd.concat([injected, *(clean.assign(kind=kind, k=0) for kind in kinds)], ignore_index=True)
-    shares = parse_share(shares.assign(sampler=shares["base"]), [*CELL, "kind", "method", "k"])
-    table = table.merge(shares, on=[*CELL, "kind", "method", "k"], how="left")
     table = table.sort_values(["task", "lang", "sampler", "kind", "method", "k"], key=sort_key)
     write_table(
         table,
@@ -545,16 +549,8 @@ def run_fusors(scores: list[str], fusions: list[str], outputs: dict, settings: d
     )
     keys = [*CELL, "role", "position", "model", "method"]
     table = interval_rows(items, keys, settings)
-    fused = pd.DataFrame(
-        [
-            {**{key: record[key] for key in (*CELL, "method")}, "parsed": record["parse_status"] == "ok"}
-            for path in fusions
-            for record in read_jsonl(path)
-            if methods.parse(record["method"])[0] == "fusion"
-        ],
-        columns=[*CELL, "method", "parsed"],
-    )
-    table = table.merge(fused.groupby([*CELL, "method"], as_index=False)["parsed"].mean(), how="left")
+    shares = parse_share(fused_items(fusions), [*CELL, "method"]).rename(columns={"parsed_share": "parsed"})
+    table = table.merge(shares, how="left")
     # The trend: the largest listed model against the smallest, paired over the items both scored.
     largest = len(settings["fusors"]["models"]) - 1
     by_item = items.pivot_table(index=[*CELL, "role", "id"], columns="position", values="value", aggfunc="first")
