@@ -92,8 +92,9 @@ def inject(
     """One (text, injected kind or None) per position of `texts`, `k` of them replaced at seeded positions.
 
     ``garbage`` replaces a text with random words of about its length (at least 20 characters); ``fluent`` with `k`
-    distinct texts drawn from `donors`, other items' candidate texts (the nearest items first, read only as far as
-    needed), none blank and none equal to one of this item's own: a wrong answer per position, not a consensus.
+    distinct texts drawn from `donors`, other items' candidate texts (the nearest items first, read as far as the
+    largest k of this pool needs), none blank and none equal to one of this item's own: a wrong answer per position,
+    not a consensus.
     """
     if kind not in INJECTIONS:
         raise PolyfuseError(f"unknown injected kind {kind!r} for item {item_id!r}; kinds: {', '.join(INJECTIONS)}")

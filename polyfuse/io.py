@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import glob
 import hashlib
 import itertools
@@ -135,11 +136,13 @@ _STAGE = r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<boot>[0-9a-f]+)-(?P<pidns>\d+)-(?P<pi
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 
 
+@functools.cache  # constant for the process; the PID and start time are read per stage
 def _host() -> str:
     """This host's name with every character but letters, digits and '-' made '_': a stage name parses unambiguously."""
     return re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "_"
 
 
+@functools.cache
 def _boot() -> str:
     """This boot of this machine (8 hex digits of the kernel's boot id; '0' where there is none): a PID means a
     process only within one boot, and cloned machines that share a host name differ here."""
@@ -149,6 +152,7 @@ def _boot() -> str:
         return "0"
 
 
+@functools.cache
 def _pid_namespace() -> int:
     """The PID namespace this process sees (0 where there is none to read): a PID means a process only within it."""
     try:
