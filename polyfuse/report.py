@@ -337,7 +337,8 @@ def save_figure(fig, path: Path, also: tuple[str, ...] = ()) -> None:
     """The figure at ``path`` (format from its suffix) and, for each format in ``also``, beside it."""
     for target in (path, *(path.with_suffix(f".{fmt}") for fmt in also)):
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=target.suffix.lstrip("."), dpi=150)
+            # tight: a long axis label or rotated tick labels are kept whole, not cut at the canvas edge
+            fig.savefig(tmp, format=target.suffix.lstrip("."), dpi=150, bbox_inches="tight")
 
 
 def plot_task(
