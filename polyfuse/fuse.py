@@ -37,7 +37,7 @@ from polyfuse.errors import PolyfuseError
 from polyfuse.io import in_batches, read_jsonl, read_paired, with_progress, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, prompt_hash
-from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, load_template
+from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, load_template, reference_text
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,6 @@ class FusionExemplar:
     answer: str
 
 
-def _reference_text(shot: dict) -> str | None:
-    reference = shot.get("reference")
-    if isinstance(reference, list):
-        reference = reference[0] if reference else None
-    return reference.strip() if isinstance(reference, str) and reference.strip() else None
-
-
 def _shortened(text: str) -> str | None:
     """The first part of `text`, clearly incomplete; None when it is too short to shorten."""
     words = text.split()
@@ -121,7 +114,7 @@ def fusion_exemplars(kind: TaskKind, shots: list[dict], seed: int) -> list[Fusio
     shot's reference ("answers a different instruction"), in a seeded order; the fused answer is the reference.
     A shot that yields fewer than two distinct candidates gives no exemplar.
     """
-    usable = [(shot, reference) for shot in shots if (reference := _reference_text(shot)) is not None]
+    usable = [(shot, reference) for shot in shots if (reference := reference_text(shot)) is not None]
     exemplars = []
     for index, (shot, reference) in enumerate(usable):
         other = usable[(index + 1) % len(usable)][1]

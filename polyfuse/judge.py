@@ -19,6 +19,9 @@ position bias. Three modes (``judge.mode``):
     Models are not Fair Evaluators"); s > 0.5 + tie_band is a win (100), s < 0.5 - tie_band a loss (0),
     anything between a tie (50). Swapping the two answers gives 1 - s.
 
+Base-model (``fewshot``) judges are shown worked judgements in the item's own task and language, built
+from the task's few-shot shots (see `judge_exemplars`); chat judges read the instruction alone.
+
 The loglik modes need an engine that gives summed log-probabilities (``Engine.loglik_terms``). Every
 order's record keeps the raw label log-probabilities and the normalised label probabilities; pointwise
 ratings take the most probable ``Rating: [[N]]``.
@@ -30,7 +33,7 @@ import logging
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from polyfuse.cache import OutputCache, generate_cached, loglik_cached
 from polyfuse.data import load_answers
@@ -39,7 +42,7 @@ from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, read_paired, with_progress, write_json, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed
-from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, load_template
+from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, load_template, reference_text
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,54 @@ def calibrated_score(orders: list[dict]) -> float:
     return sum(shares) / len(shares)
 
 
+GOOD_RATING, POOR_RATING = 9, 2  # the worked pointwise judgements' ratings: clearly good, clearly poor
+
+
+@dataclass(frozen=True)
+class JudgeExemplar:
+    """A worked judgement for few-shot judges: a shot's own answer against an answer to another shot's prompt."""
+
+    instruction: str
+    answer_a: str
+    answer_b: str
+    judgement: str  # the pairwise judgement, ending in its label
+    answer: str  # the answer the pointwise example rates
+    rating_judgement: str  # the pointwise judgement, ending in its rating
+
+
+def judge_exemplars(kind: TaskKind, shots: list[dict]) -> list[JudgeExemplar]:
+    """One worked judgement per shot with a written answer, from these shots only (one task and language).
+
+    The shot's reference is the good answer; the next shot's reference, which answers a different prompt, is the
+    poor one. The good answer stands at A in even-numbered exemplars and at B in odd ones, and the pointwise
+    example rates the good answer in even ones and the poor one in odd ones, so the examples teach neither a
+    position nor a rating. A shot with no distinct other answer gives no exemplar.
+    """
+    usable = [(shot, reference) for shot in shots if (reference := reference_text(shot)) is not None]
+    exemplars: list[JudgeExemplar] = []
+    for index, (shot, good) in enumerate(usable):
+        poor = usable[(index + 1) % len(usable)][1]
+        if poor == good:
+            continue
+        even = len(exemplars) % 2 == 0
+        first, second = (good, poor) if even else (poor, good)
+        winner, loser = ("A", "B") if even else ("B", "A")
+        good_rated = (good, GOOD_RATING, "It answers the prompt.")
+        rated, rating, reason = good_rated if even else (poor, POOR_RATING, "It answers a different prompt.")
+        verdict = f"Verdict: [[{winner}>>{loser}]]"
+        exemplars.append(
+            JudgeExemplar(
+                instruction=instruction_text(kind, shot),
+                answer_a=first,
+                answer_b=second,
+                judgement=f"{winner} answers the prompt; {loser} answers a different prompt. {verdict}",
+                answer=rated,
+                rating_judgement=f"{reason} Rating: [[{rating}]]",
+            )
+        )
+    return exemplars
+
+
 @dataclass
 class Judge:
     """Asks a model for verdicts in one of `MODES` (see the module docstring)."""
@@ -122,6 +173,8 @@ class Judge:
     seed: int
     mode: str = "generate"
     tie_band: float = DEFAULT_TIE_BAND
+    shots: tuple[dict, ...] = ()  # the task's few-shot shots: worked judgements for a few-shot judge
+    _exemplars: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -134,7 +187,9 @@ class Judge:
             )
 
     @classmethod
-    def from_settings(cls, engine: Engine, style: str, settings: dict, cache: OutputCache, template: str) -> Judge:
+    def from_settings(
+        cls, engine: Engine, style: str, settings: dict, cache: OutputCache, template: str, shots: tuple[dict, ...] = ()
+    ) -> Judge:
         params = SamplingParams(
             temperature=float(settings["temperature"]),
             top_p=1.0,
@@ -150,10 +205,22 @@ class Judge:
             int(settings["seed"]),
             settings.get("mode", "generate"),
             float(settings.get("tie_band", DEFAULT_TIE_BAND)),
+            tuple(shots),
         )
 
-    def _prompt(self, variables: dict) -> Prompt:
-        text = load_template(self.template, "judge", self.style).render(**variables)
+    def exemplars(self, kind: TaskKind, item: dict) -> list[JudgeExemplar]:
+        """The worked judgements a few-shot judge sees for `item`: from the shots of its own task and language."""
+        key = (item["task"], item["lang"])
+        if key not in self._exemplars:
+            own = [shot for shot in self.shots if (shot.get("task"), shot.get("lang")) == key]
+            self._exemplars[key] = judge_exemplars(kind, own)
+        return self._exemplars[key]
+
+    def _prompt(self, kind: TaskKind, item: dict, variables: dict) -> Prompt:
+        # Chat judges follow the instruction alone; only base models get worked examples, from this task's shots.
+        examples = self.exemplars(kind, item) if self.style == "fewshot" else []
+        common = {"instruction": instruction_text(kind, item), "language": language_name(item["lang"])}
+        text = load_template(self.template, "judge", self.style).render(**common, **variables, examples=examples)
         return [{"role": "user", "content": text}] if self.style == "chat" else text
 
     def _generate(self, prompt: Prompt, key: str) -> dict:
@@ -196,9 +263,8 @@ class Judge:
 
     def compare(self, kind: TaskKind, item: dict, answer: str, opponent: str) -> dict:
         """Judge `answer` against `opponent` in both orders; `value` is our win rate on this item (0-100)."""
-        common = {"instruction": instruction_text(kind, item), "language": language_name(item["lang"])}
         orders = [
-            self._order(self._prompt({**common, "answer_a": first, "answer_b": second}), f"{item['id']}:{ours}", ours)
+            self._order(self._prompt(kind, item, {"answer_a": first, "answer_b": second}), f"{item['id']}:{ours}", ours)
             for first, second, ours in ((answer, opponent, "A"), (opponent, answer, "B"))
         ]
         if self.mode == "calibrated":
@@ -210,8 +276,7 @@ class Judge:
         return {"value": 100.0 * sum(outcomes) / len(outcomes) if both else None, "orders": orders}
 
     def rate(self, kind: TaskKind, item: dict, answer: str) -> tuple[float | None, str]:
-        common = {"instruction": instruction_text(kind, item), "language": language_name(item["lang"])}
-        prompt = self._prompt({**common, "answer": answer})
+        prompt = self._prompt(kind, item, {"answer": answer})
         if self.mode == "generate":
             raw = self._generate(prompt, f"{item['id']}:rate:{answer}")["text"]
             return parse_rating(raw), raw

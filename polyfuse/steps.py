@@ -140,7 +140,10 @@ def sft_set(smk) -> None:
 def _judge(smk, model: str, cache: OutputCache, template_key: str) -> Judge:
     settings = smk.params.judge
     style = smk.params.models[model]["prompt_style"]
-    return Judge.from_settings(_engine(smk, model), style, settings, cache, settings[template_key])
+    shots = tuple(
+        read_jsonl(smk.input.shots)
+    )  # worked judgements for a few-shot judge, in the item's task and language
+    return Judge.from_settings(_engine(smk, model), style, settings, cache, settings[template_key], shots)
 
 
 @step

@@ -92,6 +92,14 @@ def instruction_text(kind: TaskKind, item: dict) -> str:
     return template.render(input=item["input"], language=language_name(item["lang"]))
 
 
+def reference_text(shot: dict) -> str | None:
+    """A shot's written answer (the first of several), stripped; None when it has none."""
+    reference = shot.get("reference")
+    if isinstance(reference, list):
+        reference = reference[0] if reference else None
+    return reference.strip() if isinstance(reference, str) and reference.strip() else None
+
+
 def task_prompt(kind: TaskKind, item: dict, style: str, shots: list[dict]) -> tuple[Prompt, str]:
     """The prompt for `item` in a model's style, and the hash of the template used."""
     if style == "chat":

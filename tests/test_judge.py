@@ -452,3 +452,95 @@ def test_label_modes_with_a_real_small_judge_always_yield_a_verdict(tmp_path, sm
     assert 0 < calibrated["calibrated_score"] < 1 and calibrated["value"] in (0.0, 50.0, 100.0)
     rating, raw = judge("loglik", "pointwise").rate(CHAT, SKY, GOOD_SKY)
     assert rating in range(1, 11) and raw.startswith(f"Rating: [[{int(rating)}]] (label probabilities: 1=")
+
+
+class RecordingJudge(Engine):
+    """A base-model judge that keeps every prompt it is shown and always answers one label (a test double)."""
+
+    engine_name = "recording"
+
+    def __init__(self):
+        super().__init__("recording", {})
+        self.prompts = []
+
+    def identity(self):
+        return {"engine": "recording"}
+
+    def generate(self, requests):
+        for request in requests:
+            self.calls += 1
+            self.prompts.append(request.prompt)
+            yield Generation(["A is better. Verdict: [[A>B]] Rating: [[7]]"], 10, [5], 0.01, ["stop"])
+
+
+TRANSLATION = task_kind("translation")
+SHOTS = [
+    {"id": "de-s1", "task": "wmt", "lang": "de", "input": "The house is old.", "reference": "Das Haus ist alt."},
+    {"id": "de-s2", "task": "wmt", "lang": "de", "input": "I like rain.", "reference": "Ich mag Regen."},
+    {"id": "de-s3", "task": "wmt", "lang": "de", "input": "Where is the station?", "reference": "Wo ist der Bahnhof?"},
+    {"id": "fr-s1", "task": "wmt", "lang": "fr", "input": "The house is old.", "reference": "La maison est vieille."},
+    {"id": "fr-s2", "task": "wmt", "lang": "fr", "input": "I like rain.", "reference": "J'aime la pluie."},
+]
+DE_ITEM = {"id": "de-1", "task": "wmt", "lang": "de", "input": "The cat sleeps.", "reference": "Die Katze schläft."}
+
+
+def fewshot_judge(tmp_path, engine, template="arena", mode="generate", shots=SHOTS):
+    settings = {"temperature": 0.0, "max_tokens": 32, "seed": 0, "mode": mode}
+    return Judge.from_settings(engine, "fewshot", settings, OutputCache(tmp_path / "judge"), template, tuple(shots))
+
+
+def test_a_few_shot_judge_sees_worked_judgements_in_its_items_own_language_and_task(tmp_path):
+    engine = RecordingJudge()
+    judge = fewshot_judge(tmp_path, engine)
+    judge.compare(TRANSLATION, DE_ITEM, "Die Katze schläft.", "Der Hund bellt.")
+    fewshot_judge(tmp_path, engine, "pointwise").rate(TRANSLATION, DE_ITEM, "Die Katze schläft.")
+    for prompt in engine.prompts:
+        assert isinstance(prompt, str) and "capital of France" not in prompt
+        assert "Das Haus ist alt." in prompt and "The house is old." in prompt and "Where is the station?" in prompt
+        assert "La maison" not in prompt and "pluie" not in prompt  # the French shots are another language's
+        assert prompt.rstrip().endswith("### Judgement:")
+    pairwise = engine.prompts[0]
+    # three German shots, each against the next one's answer; the good answer alternates A, B, A
+    examples = re.findall(r"### Answer A:\n(.*)\n### Answer B:\n(.*)\n### Judgement: (.*)", pairwise)
+    assert examples[:3] == [
+        (
+            "Das Haus ist alt.",
+            "Ich mag Regen.",
+            "A answers the prompt; B answers a different prompt. Verdict: [[A>>B]]",
+        ),
+        (
+            "Wo ist der Bahnhof?",
+            "Ich mag Regen.",
+            "B answers the prompt; A answers a different prompt. Verdict: [[B>>A]]",
+        ),
+        (
+            "Wo ist der Bahnhof?",
+            "Das Haus ist alt.",
+            "A answers the prompt; B answers a different prompt. Verdict: [[A>>B]]",
+        ),
+    ]
+    ratings = re.findall(r"### Answer:\n(.*)\n### Judgement: .*Rating: \[\[(\d+)\]\]", engine.prompts[-1])
+    assert ratings == [("Das Haus ist alt.", "9"), ("Wo ist der Bahnhof?", "2"), ("Wo ist der Bahnhof?", "9")]
+    # a French item sees the French shots only
+    engine.prompts.clear()
+    judge.compare(TRANSLATION, {**DE_ITEM, "id": "fr-1", "lang": "fr"}, "Le chat dort.", "Le chien aboie.")
+    assert all("La maison est vieille." in prompt and "Das Haus" not in prompt for prompt in engine.prompts)
+
+
+def test_a_chat_judge_sees_no_worked_examples(tmp_path):
+    engine = ScriptedJudge({"ours": "[[A>B]]", "theirs": "[[A>B]]"})
+    settings = {"temperature": 0.0, "max_tokens": 32, "seed": 0}
+    judge = Judge.from_settings(engine, "chat", settings, OutputCache(tmp_path / "judge"), "arena", tuple(SHOTS))
+    prompt = judge._prompt(TRANSLATION, DE_ITEM, {"answer_a": "ours", "answer_b": "theirs"})
+    assert "Das Haus" not in prompt[0]["content"]
+
+
+def test_a_real_base_model_judge_reads_worked_judgements_and_gives_a_verdict(tmp_path, gemma):
+    judge = fewshot_judge(tmp_path, gemma, mode="loglik")
+    prompt = judge._prompt(TRANSLATION, DE_ITEM, {"answer_a": "Die Katze schläft.", "answer_b": "Ich mag Regen."})
+    assert prompt.count("### Judgement:") == 4 and "Wo ist der Bahnhof?" in prompt
+    verdict = judge.compare(TRANSLATION, DE_ITEM, "Die Katze schläft.", "Ich mag Regen.")
+    assert all(order["verdict"] in ("A", "B", "tie") for order in verdict["orders"])
+    assert all(sum(order["label_probs"].values()) == pytest.approx(1) for order in verdict["orders"])
+    rating, _ = fewshot_judge(tmp_path, gemma, "pointwise", "loglik").rate(TRANSLATION, DE_ITEM, "Die Katze schläft.")
+    assert rating in range(1, 11)

@@ -32,6 +32,7 @@ rule reference:
 rule judge:
     input:
         items_file="results/{task}/{lang}/items.jsonl",
+        shots="results/{task}/{lang}/shots.jsonl",
         outputs="results/{task}/{lang}/outputs/{model}/{method}.jsonl",
         opponent="results/{task}/{lang}/reference.jsonl",
     output:
@@ -61,6 +62,7 @@ rule judge:
 rule head_to_head:
     input:
         items_file="results/{task}/{lang}/items.jsonl",
+        shots="results/{task}/{lang}/shots.jsonl",
         outputs=lambda w: f"results/{w.task}/{w.lang}/outputs/{w.model}/{methods.split_pair(w.pair)[0]}.jsonl",
         opponent=lambda w: f"results/{w.task}/{w.lang}/outputs/{w.model}/{methods.split_pair(w.pair)[1]}.jsonl",
     output:
