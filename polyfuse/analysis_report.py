@@ -224,15 +224,15 @@ def cost_points(pool_paths: list[str], fusion_paths: list[str], compared: list[s
     """Per (cell, method, N, item): model tokens (in + out), model calls and seconds, as the engines recorded them.
 
     Sampling costs are each candidate's own record (the cache keeps them, so a cached candidate still counts). A
-    fused answer adds its fusor call. A model scorer reads the prompt once and every candidate (the llama.cpp
-    engine evaluates the prompt once per item): estimated from the candidates' own token counts, as no engine call
-    is repeated for a cached score; its seconds are not recorded. A model-free scorer (MBR) costs no model call.
+    method adds what its own record says it cost: a fused answer its fusor call, a selection its scorer's calls,
+    the tokens the scorer read and its seconds, all measured when they ran (a model-free scorer such as MBR makes no
+    call and reads no model token, but its seconds count). A selection whose cost was not measured (a score cached
+    before costs were kept) has no cost here, never 0.
     """
-    fused = {}
+    spent = {}
     for path in fusion_paths:
         for record in read_jsonl(path):
-            if methods.parse(record["method"])[0] == "fusion":
-                fused[(record["sampler"], record["method"], record["id"])] = record["cost"]
+            spent[(record["sampler"], record["method"], record["id"])] = record.get("cost")
     rows = []
     for path in pool_paths:
         for pool in read_jsonl(path):
@@ -256,16 +256,16 @@ def cost_points(pool_paths: list[str], fusion_paths: list[str], compared: list[s
                         }
                     )
             for method in compared:
-                family, argument = methods.parse(method)
-                if family == "fusion":
-                    cost = fused.get((pool["sampler"], method, pool["id"]))
-                    if cost is None:
-                        continue
+                key = (pool["sampler"], method, pool["id"])
+                if key not in spent:
+                    continue
+                cost = spent[key]
+                if cost is None:
+                    extra = (np.nan, np.nan, np.nan)
+                elif methods.parse(method)[0] == "fusion":
                     extra = (cost["tokens_in"] + cost["tokens_out"], 1, cost["seconds"])
-                elif argument in settings["model_scorers"]:
-                    extra = (candidates[0]["tokens_in"] + sum(c["tokens_out"] for c in candidates), n, 0.0)
                 else:
-                    extra = (0, 0, 0.0)
+                    extra = (cost["tokens_in"] + cost["tokens_out"], cost["calls"], cost["seconds"])
                 rows.append(
                     {
                         **cell,
@@ -291,10 +291,10 @@ def run_compute(scores: list[str], pools: list[str], fusions: list[str], outputs
         table,
         outputs,
         "Compute-matched comparison",
-        "Model tokens (in + out), model calls and seconds per item, spent by each method at each N (the candidates'"
-        " sampling, the fusor's call, and for a model scorer an estimate of the tokens it reads; MBR calls no model;"
-        " scorer seconds are not recorded), beside its quality (mean and BCa interval over items) and, for FusioN,"
-        " the share of its answers that are the fusor's own (`parsed_share`).",
+        "Model tokens (in + out), model calls and seconds per item, spent by each method at each N: the candidates'"
+        " sampling, then the fusor's call or the BoN scorer's calls, the tokens it read and its seconds, as measured"
+        " when they ran (MBR calls no model; its seconds count). Beside it, the quality (mean and BCa interval over"
+        " items) and, for FusioN, the share of its answers that are the fusor's own (`parsed_share`).",
     )
     figure = Path(outputs["figure"])
     curve_figure(table, CELL, "tokens", "model tokens per item (in + out)", settings, figure, discrete=False)

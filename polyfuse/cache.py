@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -221,11 +222,43 @@ def generate_cached(
 LOGLIK_NORMALIZATIONS = ("mean", "sum")  # per-token mean (length-neutral) or total (favours shorter text)
 
 
+def no_cost() -> dict:
+    """The cost of work that ran no model: what a record's ``cost`` adds up from."""
+    return {"calls": 0, "tokens_in": 0, "tokens_out": 0, "seconds": 0.0}
+
+
+def add_cost(total: dict | None, part: dict | None) -> dict | None:
+    """`total` plus `part`; None (not measured, e.g. a score cached before costs were kept) makes the sum None."""
+    if total is None or part is None:
+        return None
+    return {field: total[field] + part[field] for field in total}
+
+
+def generation_cost(candidate: dict) -> dict:
+    """The cost of one cached generation, as the engine recorded it when it ran (a cache hit costs it again)."""
+    return {
+        "calls": 1,
+        "tokens_in": candidate["tokens_in"],
+        "tokens_out": candidate["tokens_out"],
+        "seconds": candidate["seconds"],
+    }
+
+
 def loglik_cached(
     engine: Engine, cache: OutputCache, prompt: Prompt, continuations: list[str], normalization: str = "mean"
 ) -> list[float]:
-    """Token log-probabilities of the continuations (their mean or sum), from the cache where possible.
+    """Token log-probabilities of the continuations (their mean or sum), from the cache where possible."""
+    return loglik_costed(engine, cache, prompt, continuations, normalization)[0]
 
+
+def loglik_costed(
+    engine: Engine, cache: OutputCache, prompt: Prompt, continuations: list[str], normalization: str = "mean"
+) -> tuple[list[float], dict | None]:
+    """Token log-probabilities of the continuations (their mean or sum), and what computing them cost.
+
+    The cost is measured when the engine runs (its calls, the tokens it read, wall seconds), shared evenly over
+    the continuations of that run and cached beside each score, so a cached score costs what it cost once, as a
+    cached candidate does. A score cached without its cost makes the cost None (not measured), never 0.
     An empty continuation scores -inf under either normalization, so it never wins a selection.
     """
     if normalization not in LOGLIK_NORMALIZATIONS:
@@ -236,19 +269,32 @@ def loglik_cached(
     # The mean keeps the key it always had, so the caches of earlier runs stay valid.
     variant = {} if normalization == "mean" else {"normalization": normalization}
     keys = [cache_key(model=identity, prompt=prompt, loglik=text, **variant) for text in continuations]
-    cached = cache.get_many(keys)
+    cost_keys = [cache_key(model=identity, prompt=prompt, loglik=text, **variant, cost=True) for text in continuations]
+    cached = cache.get_many([*keys, *cost_keys])
     values = [cached.get(key) for key in keys]
+    costs = [cached.get(key) for key in cost_keys]
     missing = [i for i, value in enumerate(values) if value is None]
     if missing:
         todo = [continuations[i] for i in missing]
+        calls, tokens, start = engine.calls, engine.loglik_tokens, time.perf_counter()
         if normalization == "mean":
             fresh = engine.loglik(prompt, todo)
         else:
             fresh = [total if count else float("-inf") for total, count in engine.loglik_terms(prompt, todo)]
+        share = {
+            "calls": (engine.calls - calls) / len(todo),
+            "tokens_in": (engine.loglik_tokens - tokens) / len(todo),
+            "tokens_out": 0,
+            "seconds": round((time.perf_counter() - start) / len(todo), 6),
+        }
         for i, value in zip(missing, fresh, strict=True):
+            cache.put(cost_keys[i], share)  # before the score: a score in the cache always has its cost
             cache.put(keys[i], value)
-            values[i] = value
-    return values
+            values[i], costs[i] = value, share
+    total: dict | None = no_cost()
+    for cost in costs:
+        total = add_cost(total, cost)
+    return values, total
 
 
 if __name__ == "__main__":  # python -m polyfuse.cache results/cache/<model> ...: merge each model's sealed shards

@@ -34,8 +34,9 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from polyfuse.cache import OutputCache, generate_cached, loglik_cached
+from polyfuse.cache import OutputCache, add_cost, generate_cached, generation_cost, loglik_costed
 from polyfuse.data import load_answers
 from polyfuse.engines import Engine, Prompt, SamplingParams
 from polyfuse.errors import PolyfuseError
@@ -111,6 +112,12 @@ def calibrated_score(orders: list[dict]) -> float:
         mass = winner_mass(order["label_probs"])
         shares.append(mass[order["position"]] + 0.5 * mass["tie"])
     return sum(shares) / len(shares)
+
+
+class Rating(NamedTuple):
+    value: float | None  # 1-10; None when a written rating did not parse
+    raw: str
+    cost: dict | None  # the judge's calls, tokens and seconds for this rating (None: cached before costs were kept)
 
 
 GOOD_RATING, POOR_RATING = 9, 2  # the worked pointwise judgements' ratings: clearly good, clearly poor
@@ -228,13 +235,14 @@ class Judge:
         (answer,) = generate_cached(self.engine, self.cache, prompt, self.params, seeds)
         return answer
 
-    def _label_scores(self, prompt: Prompt, prefix: str, labels: tuple[str, ...]) -> tuple[dict, dict]:
-        """Total log-probability of each ``prefix[[label]]`` after the prompt, and each label's share of the mass."""
+    def _label_scores(self, prompt: Prompt, prefix: str, labels: tuple[str, ...]) -> tuple[dict, dict, dict | None]:
+        """Total log-probability of each ``prefix[[label]]`` after the prompt, each label's share, and the cost."""
         # a few-shot judgement continues the text after "Judgement:"; a chat answer starts a fresh turn
         lead = " " if self.style == "fewshot" else ""
         continuations = [f"{lead}{prefix}[[{label}]]" for label in labels]
-        totals = loglik_cached(self.engine, self.cache, prompt, continuations, normalization="sum")
-        return dict(zip(labels, totals, strict=True)), dict(zip(labels, label_distribution(totals), strict=True))
+        totals, cost = loglik_costed(self.engine, self.cache, prompt, continuations, normalization="sum")
+        logprobs = dict(zip(labels, totals, strict=True))
+        return logprobs, dict(zip(labels, label_distribution(totals), strict=True)), cost
 
     def _order(self, prompt: Prompt, key: str, ours: str) -> dict:
         """One order's verdict, with our answer at position `ours`."""
@@ -247,8 +255,9 @@ class Judge:
                 "outcome": outcome_of(winner, ours),
                 "raw": answer["text"],
                 "finish_reason": answer["finish_reason"],
+                "cost": generation_cost(answer),
             }
-        logprobs, probs = self._label_scores(prompt, "Verdict: ", PAIRWISE_LABELS)
+        logprobs, probs, cost = self._label_scores(prompt, "Verdict: ", PAIRWISE_LABELS)
         mass = winner_mass(probs)
         winner = max(mass, key=mass.get)
         raw = f"Verdict: [[{max(probs, key=probs.get)}]] {probabilities_text(probs)}"
@@ -259,6 +268,7 @@ class Judge:
             "raw": raw,
             "label_logprobs": logprobs,
             "label_probs": probs,
+            "cost": cost,
         }
 
     def compare(self, kind: TaskKind, item: dict, answer: str, opponent: str) -> dict:
@@ -267,22 +277,23 @@ class Judge:
             self._order(self._prompt(kind, item, {"answer_a": first, "answer_b": second}), f"{item['id']}:{ours}", ours)
             for first, second, ours in ((answer, opponent, "A"), (opponent, answer, "B"))
         ]
+        cost = add_cost(orders[0]["cost"], orders[1]["cost"])
         if self.mode == "calibrated":
             score = calibrated_score(orders)
             outcome = 1.0 if score > 0.5 + self.tie_band else 0.0 if score < 0.5 - self.tie_band else 0.5
-            return {"value": 100.0 * outcome, "calibrated_score": score, "orders": orders}
+            return {"value": 100.0 * outcome, "calibrated_score": score, "orders": orders, "cost": cost}
         outcomes = [order["outcome"] for order in orders]
         both = None not in outcomes  # else dropped: the one order that parsed is not position-corrected
-        return {"value": 100.0 * sum(outcomes) / len(outcomes) if both else None, "orders": orders}
+        return {"value": 100.0 * sum(outcomes) / len(outcomes) if both else None, "orders": orders, "cost": cost}
 
-    def rate(self, kind: TaskKind, item: dict, answer: str) -> tuple[float | None, str]:
+    def rate(self, kind: TaskKind, item: dict, answer: str) -> Rating:
         prompt = self._prompt(kind, item, {"answer": answer})
         if self.mode == "generate":
-            raw = self._generate(prompt, f"{item['id']}:rate:{answer}")["text"]
-            return parse_rating(raw), raw
-        _, probs = self._label_scores(prompt, "Rating: ", RATINGS)
+            generated = self._generate(prompt, f"{item['id']}:rate:{answer}")
+            return Rating(parse_rating(generated["text"]), generated["text"], generation_cost(generated))
+        _, probs, cost = self._label_scores(prompt, "Rating: ", RATINGS)
         best = max(probs, key=probs.get)
-        return float(best), f"Rating: [[{best}]] {probabilities_text(probs)}"
+        return Rating(float(best), f"Rating: [[{best}]] {probabilities_text(probs)}", cost)
 
 
 def opponent_texts(path: str) -> dict[str, str]:
@@ -370,6 +381,7 @@ def judge_records(
             "judge": judge.engine.model_name,
             "judge_mode": judge.mode,
             "orders": verdict["orders"],
+            "cost": verdict["cost"],
             **({"calibrated_score": verdict["calibrated_score"]} if "calibrated_score" in verdict else {}),
         }
 

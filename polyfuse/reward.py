@@ -11,6 +11,7 @@ response that alone overflows is cut at its end. Each score says whether its pai
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -22,6 +23,7 @@ PROMPT, RESPONSE = 0, 1  # which side of the pair a token belongs to; template a
 class Rewards(NamedTuple):
     scores: list[float]
     truncated: list[bool]
+    cost: dict  # forward passes (one per batch), tokens read (every pair as encoded, padding left out), seconds
 
 
 def token_side(start: int, end: int, spans: dict[int, tuple[int, int]]) -> int | None:
@@ -101,12 +103,20 @@ class RewardModel:
 
         scores: list[float] = []
         truncated: list[bool] = []
+        calls, tokens, began = self.calls, 0, time.perf_counter()
         for start in range(0, len(responses), self.batch_size):
             pairs = [self._encode_pair(prompt, response) for response in responses[start : start + self.batch_size]]
+            tokens += sum(len(fields["input_ids"]) for fields, _ in pairs)
             batch = self.tokenizer.pad([fields for fields, _ in pairs], return_tensors="pt").to(self.device)
             with torch.inference_mode():
                 logits = self.model(**batch).logits
             self.calls += 1
             scores.extend(float(value) for value in logits[:, 0].float().cpu())
             truncated.extend(cut for _, cut in pairs)
-        return Rewards(scores, truncated)
+        cost = {
+            "calls": self.calls - calls,
+            "tokens_in": tokens,
+            "tokens_out": 0,
+            "seconds": time.perf_counter() - began,
+        }
+        return Rewards(scores, truncated, cost)

@@ -8,17 +8,23 @@ sample and the selection ceiling come out of the same code path as BoN.
 the token the model wrote after ``German:``); every other scorer, and the ``output``, see
 the stripped text, as fusion and judging do. Each record flags the candidates that degenerate
 into repetition (``repetition``: seq-rep-4, ``repetitive``: at least half repeated).
+
+Each record's ``cost`` is what scoring its candidates took: a model scorer's calls, the tokens it read
+and its seconds, measured when the model ran (a cached score costs what it cost once, as a cached
+candidate does; ``null`` for a score cached before costs were kept); a scorer without a model makes no
+call and reads no model token, and its seconds are measured on every run.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from polyfuse import methods
-from polyfuse.cache import OutputCache, loglik_cached
+from polyfuse.cache import OutputCache, add_cost, loglik_costed, no_cost
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_paired, with_progress, write_jsonl
@@ -65,7 +71,7 @@ class Scorer(ABC):
         """One score per candidate, higher is better."""
 
     def score_item(self, item: dict, texts: list[str]) -> tuple[list, dict]:
-        """The scores plus fields the select record keeps about how they were made."""
+        """The scores plus fields the select record keeps about how they were made (a model scorer adds `cost`)."""
         return self.score(item, texts), {}
 
 
@@ -119,11 +125,12 @@ class LogLikelihood(Scorer):
         self.normalization = normalization
 
     def score(self, item, texts):
-        prompt, _ = task_prompt(self.kind, item, self.style, self.shots)
-        return loglik_cached(self.engine, self.cache, prompt, texts, self.normalization)
+        return self.score_item(item, texts)[0]
 
     def score_item(self, item, texts):
-        return self.score(item, texts), {"normalization": self.normalization}
+        prompt, _ = task_prompt(self.kind, item, self.style, self.shots)
+        scores, cost = loglik_costed(self.engine, self.cache, prompt, texts, self.normalization)
+        return scores, {"normalization": self.normalization, "cost": cost}
 
 
 @register_scorer("llm_judge_pointwise")
@@ -137,9 +144,15 @@ class PointwiseJudge(Scorer):
         self.failures = 0
 
     def score(self, item, texts):
-        ratings = [self.judge.rate(self.kind, item, text)[0] for text in texts]
-        self.failures += sum(rating is None for rating in ratings)
-        return ratings
+        return self.score_item(item, texts)[0]
+
+    def score_item(self, item, texts):
+        ratings = [self.judge.rate(self.kind, item, text) for text in texts]
+        self.failures += sum(rating.value is None for rating in ratings)
+        cost: dict | None = no_cost()
+        for rating in ratings:
+            cost = add_cost(cost, rating.cost)
+        return [rating.value for rating in ratings], {"cost": cost}
 
 
 @register_scorer("reward_model")
@@ -157,7 +170,7 @@ class RewardModelScorer(Scorer):
     def score_item(self, item, texts):
         rewards = self.reward_model.score(instruction_text(self.kind, item), texts)
         self.truncated += sum(rewards.truncated)
-        return rewards.scores, {"truncated": rewards.truncated}
+        return rewards.scores, {"truncated": rewards.truncated, "cost": rewards.cost}
 
 
 def make_scorer(name: str, kind: TaskKind, **context) -> Scorer:
@@ -177,7 +190,10 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer, method: str |
     for item, pool in read_paired(items_path, pools_path):
         generated = [candidate["text"] for candidate in pool["candidates"]]
         texts = [text.strip() for text in generated]
+        start = time.perf_counter()
         scores, details = scorer.score_item(item, generated if scorer.scores_raw_text else texts)
+        # a model scorer reports what its model spent; a scorer without one costs the seconds it took here
+        cost = details.pop("cost") if "cost" in details else {**no_cost(), "seconds": time.perf_counter() - start}
         chosen = best_index(scores)
         repetitions = [repetition(text) for text in texts]
         yield {
@@ -193,6 +209,7 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer, method: str |
             "repetition": [round(share, 4) for share in repetitions],
             "repetitive": [share >= REPETITIVE_SHARE for share in repetitions],
             **details,
+            "cost": cost if cost is None else {**cost, "seconds": round(cost["seconds"], 6)},
             "prompt_hash": pool["prompt_hash"],
         }
 

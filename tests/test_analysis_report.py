@@ -603,20 +603,34 @@ def test_compute_counts_sampling_the_scorers_reading_and_the_fusors_call(tmp_pat
         fused = {"task": "mgsm", "lang": "de", "sampler": sampler, "method": "fusion-smol", "parse_status": "ok"}
         write_jsonl(path, [{"id": i, **fused, "cost": cost} for i in IDS])
         fusions.append(str(path))
+    # each selection's record says what its scorer spent, as measured: loglik read 40 tokens in 3 calls, MBR no model
+    selected = {
+        "bon-loglik": {"calls": 3, "tokens_in": 40, "tokens_out": 0, "seconds": 0.5},
+        "bon-mbr_chrf": {"calls": 0, "tokens_in": 0, "tokens_out": 0, "seconds": 0.25},
+        "bon-reward_model": None,  # scored before costs were kept: not measured
+    }
+    for sampler in ("g", "g~n2s0"):
+        for method, cost in selected.items():
+            path = tmp_path / "outputs" / sampler / f"{method}.jsonl"
+            cell = {"task": "mgsm", "lang": "de", "sampler": sampler, "method": method}
+            write_jsonl(path, [{"id": i, **cell, "cost": cost} for i in IDS])
+            fusions.append(str(path))
     scores = [
         write_scores(tmp_path, sampler, method, [100, 0, 100, 0])
         for sampler in ("g", "g~n2s0")
-        for method in ("bon-loglik", "bon-mbr_chrf", "fusion-smol")
+        for method in ("bon-loglik", "bon-mbr_chrf", "bon-reward_model", "fusion-smol")
     ] + [write_scores(tmp_path, "g", "single", [0, 0, 0, 0])]
     outputs = outputs_of(tmp_path, "compute")
-    analysis_report.run_compute(
-        scores, [str(pools), str(subset)], fusions, outputs, SETTINGS | {"model_scorers": ["loglik"]}
-    )
+    settings = SETTINGS | {"methods": [*SETTINGS["methods"], "bon-reward_model"]}
+    analysis_report.run_compute(scores, [str(pools), str(subset)], fusions, outputs, settings)
     table = pd.read_csv(outputs["table"]).set_index(["method", "n"])
     sampled = 3 * 10 + 5 + 6 + 7  # every candidate's prompt and output tokens
     assert table.loc[("bon-loglik", 1), "tokens"] == table.loc[("fusion-smol", 1), "tokens"] == 15  # the single sample
     assert table.loc[("bon-mbr_chrf", 3), "tokens"] == sampled and table.loc[("bon-mbr_chrf", 3), "calls"] == 3
-    assert table.loc[("bon-loglik", 3), "tokens"] == sampled + 10 + 18 and table.loc[("bon-loglik", 3), "calls"] == 6
+    assert table.loc[("bon-mbr_chrf", 3), "seconds"] == 3.25
+    assert table.loc[("bon-loglik", 3), "tokens"] == sampled + 40 and table.loc[("bon-loglik", 3), "calls"] == 6
+    assert table.loc[("bon-loglik", 3), "seconds"] == 3.5
+    assert table.loc[("bon-reward_model", 3), ["tokens", "calls", "seconds"]].isna().all()
     assert table.loc[("fusion-smol", 3), "tokens"] == sampled + 120 and table.loc[("fusion-smol", 3), "seconds"] == 5
     assert 2 * 10 + 2 * 5 + 120 <= table.loc[("fusion-smol", 2), "tokens"] <= 2 * 10 + 13 + 120
     assert table.loc["fusion-smol", "parsed_share"].dropna().tolist() == [1.0, 1.0]  # at N = 2 and 3

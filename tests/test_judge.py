@@ -191,6 +191,9 @@ def test_pointwise_judge_selects_the_best_rated_and_counts_failures(tmp_path):
     scores = scorer.score(ITEM, ["garbled", "ok", "good"])
     assert scores == [None, 6.0, 9.0] and best_index(scores) == 2 and scorer.failures == 1
     assert best_index([None, None]) == 0
+    # three ratings, each one call as the engine counted it (a cached rating costs what it cost once)
+    _, details = scorer.score_item(ITEM, ["garbled", "ok", "good"])
+    assert details["cost"] == {"calls": 3, "tokens_in": 30, "tokens_out": 15, "seconds": pytest.approx(0.03)}
 
 
 def test_reference_answers_from_an_arena_hard_file(tmp_path):
@@ -450,8 +453,11 @@ def test_label_modes_with_a_real_small_judge_always_yield_a_verdict(tmp_path, sm
     assert smol.calls == calls
     assert [o["label_probs"] for o in calibrated["orders"]] == [o["label_probs"] for o in verdict["orders"]]
     assert 0 < calibrated["calibrated_score"] < 1 and calibrated["value"] in (0.0, 50.0, 100.0)
-    rating, raw = judge("loglik", "pointwise").rate(CHAT, SKY, GOOD_SKY)
+    rating, raw, cost = judge("loglik", "pointwise").rate(CHAT, SKY, GOOD_SKY)
     assert rating in range(1, 11) and raw.startswith(f"Rating: [[{int(rating)}]] (label probabilities: 1=")
+    # one scoring call per label: five verdict labels in each of two orders, ten ratings
+    assert verdict["cost"]["calls"] == pytest.approx(10) and cost["calls"] == pytest.approx(10)
+    assert verdict["cost"]["tokens_in"] > 0 and cost["seconds"] > 0
 
 
 class RecordingJudge(Engine):
@@ -542,5 +548,7 @@ def test_a_real_base_model_judge_reads_worked_judgements_and_gives_a_verdict(tmp
     verdict = judge.compare(TRANSLATION, DE_ITEM, "Die Katze schläft.", "Ich mag Regen.")
     assert all(order["verdict"] in ("A", "B", "tie") for order in verdict["orders"])
     assert all(sum(order["label_probs"].values()) == pytest.approx(1) for order in verdict["orders"])
-    rating, _ = fewshot_judge(tmp_path, gemma, "pointwise", "loglik").rate(TRANSLATION, DE_ITEM, "Die Katze schläft.")
+    rating, _, _ = fewshot_judge(tmp_path, gemma, "pointwise", "loglik").rate(
+        TRANSLATION, DE_ITEM, "Die Katze schläft."
+    )
     assert rating in range(1, 11)

@@ -3,13 +3,13 @@ import logging
 import pytest
 
 from polyfuse import methods
-from polyfuse.cache import OutputCache
+from polyfuse.cache import OutputCache, cache_key
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, write_jsonl
 from polyfuse.reward import Rewards
 from polyfuse.select import best_index, make_scorer, repetition, run_select
-from polyfuse.tasks import task_kind
+from polyfuse.tasks import task_kind, task_prompt
 
 TRANSLATION = task_kind("translation")
 ITEM = {
@@ -178,7 +178,8 @@ class FixedRewardModel:
     calls = 0
 
     def score(self, prompt, responses):
-        return Rewards([float(len(text)) for text in responses], [i == 1 for i in range(len(responses))])
+        cost = {"calls": 1, "tokens_in": 7 * len(responses), "tokens_out": 0, "seconds": 0.25}
+        return Rewards([float(len(text)) for text in responses], [i == 1 for i in range(len(responses))], cost)
 
 
 def test_reward_model_records_and_counts_truncated_pairs(tmp_path, caplog):
@@ -187,6 +188,8 @@ def test_reward_model_records_and_counts_truncated_pairs(tmp_path, caplog):
             tmp_path, make_scorer("reward_model", TRANSLATION, reward_model=FixedRewardModel()), CANDIDATES
         )
     assert record["truncated"] == [False, True, False, False] and "truncated=1" in caplog.text
+    # the reward model's own count of what it read, not an estimate from the candidates
+    assert record["cost"] == {"calls": 1, "tokens_in": 28, "tokens_out": 0, "seconds": 0.25}
 
 
 def test_a_selector_may_name_its_scorers_model_and_the_record_carries_that_method(tmp_path):
@@ -207,3 +210,43 @@ def test_a_selector_may_name_its_scorers_model_and_the_record_carries_that_metho
     run_select(str(tmp_path / "items.jsonl"), str(tmp_path / "pools.jsonl"), str(out), scorer, "bon-loglik@counting")
     (record,) = read_jsonl(out)
     assert record["method"] == "bon-loglik@counting" and record["scorer"] == "loglik"
+
+
+def test_a_loglik_scorers_cost_is_measured_when_it_runs_and_kept_with_its_cached_scores(tmp_path, gemma):
+    shots = [{"input": "Good morning.", "reference": "Guten Morgen."}]
+    texts = ["xq zzv plomf 7 ## wub", " Das Museum ist montags geschlossen.", " Das Museum ist zu."]
+    prompt, _ = task_prompt(TRANSLATION, ITEM, "fewshot", shots)
+    llm = gemma.scorer
+    # the prompt is read once (its last token again before each continuation), then each continuation whole
+    prompt_tokens = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+    read = (
+        prompt_tokens - 1 + sum(1 + len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)) for t in texts)
+    )
+    with OutputCache(tmp_path / "cache") as cache:
+        scorer = make_scorer("loglik", TRANSLATION, engine=gemma, style="fewshot", shots=shots, cache=cache)
+        calls = gemma.calls
+        scores, details = scorer.score_item(ITEM, texts)
+        cost = details["cost"]
+        assert gemma.calls - calls == 3 and cost["calls"] == pytest.approx(3) and cost["tokens_out"] == 0
+        assert cost["tokens_in"] == pytest.approx(read) and cost["seconds"] > 0
+        again = scorer.score_item(ITEM, texts)
+        assert gemma.calls - calls == 3 and again == (scores, details)  # cached: no call, the cost it had
+        # one new candidate: the two cached ones keep their share, the new one is measured on its own
+        _, mixed = scorer.score_item(ITEM, texts[:2] + [" Geschlossen."])
+        assert gemma.calls - calls == 4 and mixed["cost"]["calls"] == pytest.approx(3)
+    # a score cached before costs were kept: the cost is not measured (None), never 0
+    bare = OutputCache(tmp_path / "bare")
+    for key, value in OutputCache(tmp_path / "cache").get_many(loglik_keys(gemma, prompt, texts)).items():
+        bare.put(key, value)
+    scorer = make_scorer("loglik", TRANSLATION, engine=gemma, style="fewshot", shots=shots, cache=bare)
+    assert scorer.score_item(ITEM, texts) == (scores, {"normalization": "mean", "cost": None})
+
+
+def loglik_keys(engine, prompt, texts):
+    return [cache_key(model=engine.identity(), prompt=prompt, loglik=text) for text in texts]
+
+
+def test_a_scorer_without_a_model_costs_no_call_and_its_seconds_are_measured(tmp_path):
+    record = select_with(tmp_path, make_scorer("mbr_chrf", TRANSLATION), CANDIDATES)
+    assert record["cost"]["calls"] == record["cost"]["tokens_in"] == record["cost"]["tokens_out"] == 0
+    assert record["cost"]["seconds"] > 0

@@ -153,15 +153,21 @@ def test_reward_model_scores_feed_selection(cell, tmp_path):
     code = (
         "import json, sys; from polyfuse.reward import RewardModel; "
         f"rm = RewardModel({str(model_dir)!r}, 'cpu', batch_size=3, max_length=64); "
-        "print(json.dumps(rm.score(sys.argv[1], json.loads(sys.argv[2])).scores))"
+        "texts = json.loads(sys.argv[2]); "
+        "print(json.dumps({'scores': rm.score(sys.argv[1], texts).scores, "
+        "'tokens': sum(len(rm.tokenizer(sys.argv[1], text)['input_ids']) for text in texts)}))"
     )
     from polyfuse.tasks import instruction_text, task_kind
 
     for record, item in zip(read_jsonl(cell / "rm.jsonl"), ITEMS, strict=True):
         prompt = instruction_text(task_kind("translation"), item)
-        expected = json.loads(
+        probe = json.loads(
             run_torch("-c", code, prompt, json.dumps(CANDIDATES[item["id"]])).stdout.strip().splitlines()[-1]
         )
+        expected = probe["scores"]
+        # what the model read, counted as it ran: two batches of at most 2 pairs, each pair as the tokenizer encodes it
+        assert record["cost"]["calls"] == 2 and record["cost"]["tokens_in"] == probe["tokens"]
+        assert record["cost"]["tokens_out"] == 0 and record["cost"]["seconds"] > 0
         assert record["scores"] == pytest.approx(
             expected, abs=1e-4
         )  # batch size 2 vs 3: batching does not change scores

@@ -109,6 +109,7 @@ class Engine(ABC):
         self.spec = spec
         self.threads = threads
         self.calls = 0  # model invocations, so tests and benchmarks can assert a cached re-run makes none
+        self.loglik_tokens = 0  # tokens the model read to score continuations (prompt and continuations as fed)
 
     @abstractmethod
     def identity(self) -> dict:

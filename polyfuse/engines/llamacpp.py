@@ -262,10 +262,12 @@ class LlamaCppEngine(Engine):
             llm.eval(context[:-1])
         finally:
             llm._logits_all = True
+        self.loglik_tokens += len(context) - 1  # the shared prefix, once
         for tokens in encoded:
             if not tokens:
                 terms.append((0.0, 0))
                 continue
+            self.loglik_tokens += 1 + len(tokens)  # the prompt's last token again, then the continuation
             llm.n_tokens = len(context) - 1  # rewind to the prefix; eval() drops the rest of the KV cache
             self.calls += 1
             llm.eval([context[-1], *tokens])  # the prompt's last row predicts the continuation's first token

@@ -206,7 +206,7 @@ class OpenAIEngine(Engine):
             pool.shutdown(cancel_futures=True)  # a failure or an abandoned iterator sends nothing more
 
     def _loglik_one(self, prompt: str, continuation: str) -> float:
-        where, choice, _ = self._call(
+        where, choice, usage = self._call(
             COMPLETIONS,
             {
                 "model": self.served_model,
@@ -223,6 +223,8 @@ class OpenAIEngine(Engine):
             raise PolyfuseError(f"{where} returned no prompt logprobs (it needs echo)")
         if len(offsets) != len(values):
             raise PolyfuseError(f"{where} returned {len(offsets)} token offsets but {len(values)} logprobs")
+        with self._lock:  # the server's own count where it gives one; else the echoed tokens
+            self.loglik_tokens += getattr(usage, "prompt_tokens", None) or len(offsets)
         end = len(prompt) + len(continuation)  # tokens past it were generated, not scored
         picked = [v for o, v in zip(offsets, values, strict=True) if len(prompt) <= o < end and v is not None]
         return sum(picked) / len(picked) if picked else float("-inf")

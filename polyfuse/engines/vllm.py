@@ -184,6 +184,7 @@ class VLLMEngine(Engine):
             use_tqdm=False,
         )
         self.calls += len(scored)
+        self.loglik_tokens += sum(len(context) + len(encoded[i]) for i in scored)  # each sequence whole, as submitted
         terms = [(0.0, 0)] * len(continuations)
         for i, out in zip(scored, results, strict=True):
             # prompt_logprobs[p] holds the log-probability of prompt token p given the tokens before it

@@ -23,7 +23,6 @@ from polyfuse.config import (
     student_models,
 )
 from polyfuse.pools import pool_members
-from polyfuse.select import MODEL_SCORERS, TORCH_SCORERS
 from polyfuse.errors import PolyfuseError
 from polyfuse.tasks import task_kind
 
@@ -335,8 +334,6 @@ ANALYSIS_SETTINGS = {
     "metrics": {task: task_kind(spec["kind"]).metrics[0] for task, spec in TEST_TASKS.items()},
     "subsets": ANALYSES["subsets"] if ANALYSES else 0,
     "fusors": ANALYSES.get("fusors") if ANALYSES else None,
-    # the selectors that run a model, whose reading of the candidates counts in the compute-matched comparison
-    "model_scorers": sorted(set(STUDY["selectors"]) & (MODEL_SCORERS | TORCH_SCORERS)),
 }
 
 
