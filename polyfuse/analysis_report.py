@@ -112,16 +112,19 @@ def parse_share(fused: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def nscaling_parse(fusion_paths: list[str], sizes: dict) -> pd.DataFrame:
     """Per (cell, method, N): the parse share of the fusions of the subsets of size N (the pool's at its size)."""
-    fused = fused_items(fusion_paths)
+    return parse_share(nscaling_fusions(fused_items(fusion_paths), sizes), [*CELL, "method", "n"])
+
+
+def nscaling_fusions(fused: pd.DataFrame, sizes: dict) -> pd.DataFrame:
+    """The fused items of the N-scaling under their base sampler, with their N: a subset's size, or the pool's."""
     fused = fused[fused["variant"].map(family_of).isin(["", "subset"])]
-    fused = fused.assign(
+    return fused.assign(
         n=[
             variant_field(variant, "size") if variant else sizes[(task, lang, sampler)]
             for task, lang, sampler, variant in fused[["task", "lang", "sampler", "variant"]].itertuples(index=False)
         ],
         sampler=fused["base"],
     )
-    return parse_share(fused, [*CELL, "method", "n"])
 
 
 def nscaling_points(items: pd.DataFrame, sizes: dict) -> pd.DataFrame:

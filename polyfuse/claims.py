@@ -14,9 +14,16 @@ import numpy as np
 import pandas as pd
 
 from polyfuse import methods
-from polyfuse.analysis_report import FUSED_KEY, fused_items, nscaling_points, pool_sizes, primary_scores
+from polyfuse.analysis_report import (
+    FUSED_KEY,
+    fused_items,
+    nscaling_fusions,
+    nscaling_points,
+    pool_sizes,
+    primary_scores,
+)
 from polyfuse.io import write_text
-from polyfuse.report import holm_adjust, paired_test, read_item_scores
+from polyfuse.report import compared_samplers, holm_adjust, paired_test, read_item_scores
 from polyfuse.tasks import task_kind
 
 NOT_MEASURABLE = "not measurable"
@@ -24,6 +31,14 @@ PAPER_COPY_RATE = 80.0  # percent: "the fused text takes over 80% from the candi
 MIN_PARSED = 0.5  # below this share of parsed fused answers, FusioN's scores are mostly its fallback's
 # A copy rate from fewer of the fusor's own answers is no evidence: two whole copies give the interval [100, 100].
 MIN_PARSED_ITEMS = 10
+LEVEL_OFF_N = 7  # "gains level off past N ≈ 7"
+METRIC_NAMES = {
+    "chrf": "chrF",
+    "comet": "COMET",
+    "winrate": "judge win rate",
+    "accuracy": "accuracy",
+    "lang_correct": "language correctness",
+}
 
 
 def verdict(difference: float, p: float, alpha: float) -> str:
@@ -45,14 +60,39 @@ def paired(frame: pd.DataFrame, first: str, second: str, settings: dict) -> tupl
     return difference, p, len(both)
 
 
-def primary_items(score_paths: list[str], settings: dict, kind: str) -> pd.DataFrame:
-    """Item scores on the primary metric of every test task of `kind`: the samplers' own methods only."""
-    items = read_item_scores(score_paths)
-    tasks = {task for task, spec in settings["tasks"].items() if spec["kind"] == kind}
+def tasks_of(settings: dict, kind: str) -> set[str]:
+    return {task for task, spec in settings["tasks"].items() if spec["kind"] == kind}
+
+
+def claim_metric(items: pd.DataFrame, settings: dict, kind: str) -> tuple[str, str]:
+    """The metric the claims on `kind` read, and its name in a row: a model metric the study computed (COMET, with
+    the configured model) where any item has one, as the paper used XCOMET-XL; else the kind's primary metric."""
+    of_kind = items[items["task"].isin(tasks_of(settings, kind))]
+    for metric in task_kind(kind).extra_metrics:
+        if of_kind.loc[of_kind["metric"] == metric, "value"].notna().any():
+            model = settings.get("comet_model")
+            return metric, METRIC_NAMES[metric] + (f" ({model})" if model else "")
     primary = task_kind(kind).metrics[0]
+    return primary, METRIC_NAMES.get(primary, primary)
+
+
+def sampler_items(items: pd.DataFrame, settings: dict, kind: str, metric: str) -> pd.DataFrame:
+    """Item scores on `metric` of every test task of `kind`: the samplers' own methods only."""
     own = ~items["sampler"].map(methods.is_student) & items["sampler"].map(lambda s: not methods.split_derived(s)[1])
     single_methods = ~items["method"].map(methods.is_head_to_head)  # head-to-head verdicts have tables of their own
-    return items[items["task"].isin(tasks) & (items["metric"] == primary) & own & single_methods]
+    return items[items["task"].isin(tasks_of(settings, kind)) & (items["metric"] == metric) & own & single_methods]
+
+
+def student_frame(items: pd.DataFrame, settings: dict, kind: str, metric: str, samplers: list[str]) -> pd.DataFrame:
+    """The students' answers on `metric` of the evaluated tasks of `kind`, each student's sampler as its method."""
+    tasks = tasks_of(settings, kind) & set(settings["distill"]["evaluate"])
+    chosen = items[
+        items["task"].isin(tasks)
+        & (items["metric"] == metric)
+        & (items["method"] == "single")
+        & items["sampler"].isin(samplers)
+    ]
+    return chosen.assign(method=chosen["sampler"], sampler="students")
 
 
 def method_pairs(items: pd.DataFrame, first_family: str, second_family: str) -> list[tuple[str, str]]:
@@ -113,7 +153,9 @@ def language_tally(own: pd.DataFrame, first: str, second: str, settings: dict) -
     return ahead, behind, len(languages)
 
 
-def paired_claim(items, families, settings, claim, paper, fused, per_language=False) -> list[dict]:
+def paired_claim(
+    items, families, settings, claim, paper, fused, per_language=False, metric="", missing="no cell of this kind"
+) -> list[dict]:
     """One row per sampler and method pair: the paired difference, its p, and the verdict.
 
     FusioN is compared twice: as deployed (its fallbacks included) and on the fusor's own parsed answers alone,
@@ -126,6 +168,7 @@ def paired_claim(items, families, settings, claim, paper, fused, per_language=Fa
         for first, second in method_pairs(own, *families):
             difference, p, n = paired(own, first, second, settings)
             found = f"{sampler}: {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items)"
+            found = f"{metric}; {found}" if metric else found
             majority = True
             if per_language:  # the claim is "in most languages": significant wins per language, not directions
                 ahead, behind, count = language_tally(own, first, second, settings)
@@ -165,23 +208,185 @@ def paired_claim(items, families, settings, claim, paper, fused, per_language=Fa
 
             rows.append(tested_row(claim, paper, found, both_p, decide))
     if not rows:
-        found = "no cell of this kind in the study"
-        return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
+        return [{"claim": claim, "paper": paper, "found": f"{missing} in the study", "verdict": NOT_MEASURABLE}]
     return rows
 
 
-def nscaling_claim(points: pd.DataFrame | None, settings: dict, fused: pd.DataFrame) -> list[dict]:
-    """FusioN at N = 2 against the single sample and against BoN at N = 2, paired per item."""
+def twice_claim(points: pd.DataFrame, settings: dict, fused: pd.DataFrame, metric: str) -> list[dict]:
+    """FusioN at N against BoN at 2N, paired per item, for every N whose double the N-scaling also ran."""
+    claim = "N-scaling: BoN at twice the samples does not beat FusioN (BoN needs about twice the samples to match)"
+    paper = "BoN needs about 2N samples to match FusioN at N"
+    sizes = sorted(set(points["n"]))
+    doubled = [n for n in sizes if n >= 2 and 2 * n in sizes]
+    if not doubled:
+        found = f"the N-scaling has no N with its double (N = {', '.join(map(str, sizes))}); add both to analyses.sizes"
+        return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
+    family = points["method"].map(lambda method: methods.parse(method)[0])
+    rows = []
+    for n in doubled:
+        fusion_at_n = points[(points["n"] == n) & (family == "fusion")]
+        bon_at_double = points[(points["n"] == 2 * n) & (family == "bon")]
+        items = pd.concat([fusion_at_n, bon_at_double], ignore_index=True)
+        named = f"{metric}; FusioN at N = {n}, BoN at N = {2 * n}"
+        rows += paired_claim(items, ("fusion", "bon"), settings, claim, paper, subset_fusions(fused, n), metric=named)
+    for row in rows:  # no significant difference is a match or too few items: without a margin, it stays undecided
+        row["found"] += "; a match reads inconclusive (no equivalence margin)"
+    return rows
+
+
+def level_off_claim(points: pd.DataFrame, settings: dict, fused: pd.DataFrame, metric: str) -> list[dict]:
+    """Per fusor: FusioN's gain per added candidate up to N = 7 against its gain per candidate past 7, per item."""
+    claim = f"N-scaling: FusioN's gains level off past N ≈ {LEVEL_OFF_N}"
+    paper = f"win rate rises with N and levels off past N ≈ {LEVEL_OFF_N}"
+    sizes = sorted(set(points["n"]))
+    if LEVEL_OFF_N not in sizes or sizes[-1] <= LEVEL_OFF_N:
+        found = (
+            f"the N-scaling ran N = {', '.join(map(str, sizes))}: it needs N = {LEVEL_OFF_N} and a pool of more than "
+            f"{LEVEL_OFF_N} candidates"
+        )
+        return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
+    top, alpha, rows = sizes[-1], 1 - float(settings["confidence"]), []
+    fusions = points[points["method"].map(lambda method: methods.parse(method)[0] == "fusion")]
+    for (sampler, method), curve in fusions.groupby(["sampler", "method"]):
+        by_n = curve.pivot_table(index=["task", "lang", "id"], columns="n", values="value", aggfunc="first")
+        by_n = by_n[[1, LEVEL_OFF_N, top]].dropna()
+        early = (by_n[LEVEL_OFF_N] - by_n[1]) / (LEVEL_OFF_N - 1)
+        late = (by_n[top] - by_n[LEVEL_OFF_N]) / (top - LEVEL_OFF_N)
+        difference, p = paired_test(early, late, int(settings["bootstrap"]), int(settings["seed"]))
+        at = fused[(fused["sampler"] == sampler) & (fused["method"] == method) & fused["n"].isin([LEVEL_OFF_N, top])]
+        share = float(at["parsed"].mean()) if len(at) else None
+        found = (
+            f"{metric}; {sampler} {method}: gain per candidate from N = 1 to {LEVEL_OFF_N} {early.mean():+.2f}, from "
+            f"{LEVEL_OFF_N} to {top} {late.mean():+.2f}; difference {difference:+.2f} (p={p:.3f}, n={len(by_n)} items)"
+            + ("; no record says which fusions parsed" if share is None else f"; {share:.0%} of those fusions parsed")
+        )
+
+        def decide(p, difference=difference, share=share):
+            if share is None:
+                return NOT_MEASURABLE
+            result = verdict(difference, p, alpha)
+            return "inconclusive" if share < MIN_PARSED and result != NOT_MEASURABLE else result
+
+        rows.append(tested_row(claim, paper, found, p, decide))
+    return rows or [{"claim": claim, "paper": paper, "found": "no FusioN curve", "verdict": NOT_MEASURABLE}]
+
+
+# The paper's downstream findings per kind of evaluated task: (claim, paper, FusioN-data ahead?, per language?).
+STUDENT_CLAIMS = {
+    ("chat", "winrate"): (
+        "chat: FusioN-data student beats the BoN-data student",
+        "+2.5 win rate vs Gemini 2.5 Flash (46.3 vs 43.8)",
+        True,
+        0,
+    ),
+    ("translation", None): ("WMT24++: FusioN-data student beats the BoN-data student", "+0.8 XCOMET-XL", True, 0),
+    ("factqa", "accuracy"): (
+        "GeoFactX: FusioN-data student more accurate in most languages",
+        "FusioN better in 4 of 5 languages",
+        True,
+        1,
+    ),
+    ("factqa", "lang_correct"): (
+        "GeoFactX: FusioN-data student slightly worse on language correctness",
+        "FusioN slightly worse on language correctness",
+        False,
+        0,
+    ),
+    ("math", "accuracy"): (
+        "MGSM: BoN-data student beats the FusioN-data student",
+        "BoN ahead after fine-tuning",
+        False,
+        0,
+    ),
+}
+
+
+def student_pair_row(own, first, second, settings, claim, paper, metric, per_language) -> dict:
+    """One paired row between two students (first − second in the paper's direction), Holm-family member."""
+    alpha = 1 - float(settings["confidence"])
+    difference, p, n = paired(own, first, second, settings)
+    found = f"{metric}; {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items)"
+    majority = True
+    if per_language:
+        ahead, behind, count = language_tally(own, first, second, settings)
+        found += (
+            f"; significantly ahead in {len(ahead)}/{count} languages ({', '.join(ahead) or 'none'}), "
+            f"behind in {len(behind)} ({', '.join(behind) or 'none'})"
+        )
+        majority = 2 * len(ahead) > count
+
+    def decide(p, difference=difference, majority=majority):
+        result = verdict(difference, p, alpha)
+        return "inconclusive" if result == "reproduced" and not majority else result
+
+    return tested_row(claim, paper, found, p, decide)
+
+
+def student_claims(items: pd.DataFrame, settings: dict) -> list[dict]:
+    """Setting 2: the students of ``distill.compare`` on every evaluated task's metric, and the teacher pool's order
+    (single-sample data below BoN data below FusioN data, on the compared sets' pool)."""
+    distill = settings.get("distill")
+    if not distill:
+        found = "the study has no synthetic-data setting (distill)"
+        claim, paper = "Setting 2: FusioN data makes better students than BoN data", "+2.5 win rate, +0.8 XCOMET-XL"
+        return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
+    (bon_set, fusion_set), (bon_student, fusion_student) = compared_samplers(settings)
+    rows = []
+    for (kind, chosen), (claim, paper, fusion_ahead, per_language) in STUDENT_CLAIMS.items():
+        claim = f"Setting 2: {claim}"
+        metric, name = (chosen, METRIC_NAMES[chosen]) if chosen else claim_metric(items, settings, kind)
+        own = student_frame(items, settings, kind, metric, [bon_student, fusion_student])
+        if own["method"].nunique() < 2:
+            found = f"no evaluated {kind} task scored both students on {name} (distill.evaluate)"
+            rows.append({"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE})
+            continue
+        first, second = (fusion_student, bon_student) if fusion_ahead else (bon_student, fusion_student)
+        rows.append(student_pair_row(own, first, second, settings, claim, paper, name, bool(per_language)))
+    # the teacher-pool table's order on the compared pool: a single sample's data below BoN's
+    pool = distill["sets"][bon_set]["pool"]
+    singles = [name for name, spec in distill["sets"].items() if spec["pool"] == pool and spec["method"] == "single"]
+    claim, paper = "Setting 2: the teacher-pool table's order: BoN data above a single sample's", "57.9 → 61.0 win rate"
+    if not singles:
+        found = f"no single-sample set of pool {pool!r} (distill.sets with method: single)"
+        return [*rows, {"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
+    single_student, ordered = methods.student(singles[0]), []
+    for kind in ("chat", "translation", "factqa", "math"):
+        metric, name = claim_metric(items, settings, kind)
+        own = student_frame(items, settings, kind, metric, [bon_student, single_student])
+        if own["method"].nunique() == 2:
+            ordered.append(student_pair_row(own, bon_student, single_student, settings, claim, paper, name, False))
+    if not ordered:
+        found = f"no evaluated task scored both {bon_student} and {single_student}"
+        ordered = [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
+    return rows + ordered
+
+
+def nscaling_claims(points: pd.DataFrame | None, settings: dict, fused: pd.DataFrame, sizes: dict) -> list[dict]:
+    """FusioN at N = 2 against the single sample and BoN at N = 2; BoN at 2N against FusioN at N; the level-off."""
     claim = "N-scaling: FusioN at N = 2 already beats the single sample and BoN at the same N"
-    paper = "FusioN at N = 2 about +6 win rate; BoN needs about twice the samples to match; gains level off past N ≈ 7"
+    paper = "FusioN at N = 2 about +6 win rate over the single sample"
     if points is None or points.empty or 2 not in set(points["n"]):
-        return [{"claim": claim, "paper": paper, "found": "N-scaling did not run at N = 2", "verdict": NOT_MEASURABLE}]
+        rows = [{"claim": claim, "paper": paper, "found": "N-scaling did not run at N = 2", "verdict": NOT_MEASURABLE}]
+        others = [
+            "N-scaling: BoN at twice the samples does not beat FusioN (BoN needs about twice the samples to match)",
+            f"N-scaling: FusioN's gains level off past N ≈ {LEVEL_OFF_N}",
+        ]
+        found = "N-scaling did not run (analyses.sizes)"
+        return rows + [{"claim": c, "paper": "", "found": found, "verdict": NOT_MEASURABLE} for c in others]
+    metric = METRIC_NAMES.get(
+        settings.get("metrics", {}).get(points["task"].iloc[0], ""), ""
+    )  # the N-scaling's primary metric
     at_one = points[points["n"] == 1].drop_duplicates([*["task", "lang", "sampler", "id"]]).assign(method="single")
     at_two = points[points["n"] == 2]
     items = pd.concat([at_one, at_two], ignore_index=True)
     at_two = subset_fusions(fused, 2)  # the fusions the claim tests: the N = 2 subsets', not the full pool's
-    rows = paired_claim(items, ("fusion", "single"), settings, claim, paper, at_two)
-    rows += paired_claim(items, ("fusion", "bon"), settings, claim, paper, at_two)
+    rows = paired_claim(items, ("fusion", "single"), settings, claim, paper, at_two, metric=metric)
+    rows += paired_claim(items, ("fusion", "bon"), settings, claim, paper, at_two, metric=metric)
+    rows += twice_claim(points, settings, fused, metric)
+    analysed = fused[[key in sizes for key in zip(fused["task"], fused["lang"], fused["sampler"], strict=True)]]
+    curve = nscaling_fusions(analysed[analysed["variant"] == ""], sizes)
+    subsets = fused[fused["variant"].map(lambda v: bool(v) and methods.parse_variant(v)[0] == "subset")]
+    rows += level_off_claim(points, settings, pd.concat([curve, nscaling_fusions(subsets, sizes)]), metric)
     return rows
 
 
@@ -247,10 +452,18 @@ def copy_claim(diagnostics: pd.DataFrame | None, settings: dict) -> dict:
     return {"claim": claim, "paper": paper, "found": "; ".join(lines), "verdict": result}
 
 
-def claims_table(scores, points, diagnostics, fusors, fused: pd.DataFrame, settings: dict) -> pd.DataFrame:
-    chat = primary_items(scores, settings, "chat")
-    translation = primary_items(scores, settings, "translation")
-    math = primary_items(scores, settings, "math")
+def claims_table(
+    scores, points, diagnostics, fusors, fused: pd.DataFrame, settings: dict, sizes: dict | None = None
+) -> pd.DataFrame:
+    """Every claim of the paper, each on its task's metric: `sizes` are the N-scaling pools' sizes."""
+    items = read_item_scores(scores)
+    chat_metric, chat_name = claim_metric(items, settings, "chat")
+    translation_metric, translation_name = claim_metric(items, settings, "translation")
+    math_metric, math_name = claim_metric(items, settings, "math")
+    chat = sampler_items(items, settings, "chat", chat_metric)
+    translation = sampler_items(items, settings, "translation", translation_metric)
+    math = sampler_items(items, settings, "math", math_metric)
+    oracle = methods.oracle_by(translation_metric)  # the ceiling of selection by the metric the row reads
     rows = [
         *paired_claim(
             chat,
@@ -260,26 +473,40 @@ def claims_table(scores, points, diagnostics, fusors, fused: pd.DataFrame, setti
             "Command A sampler: FusioN ahead of BoN in 9 of 11 languages",
             fused,
             per_language=True,
+            metric=chat_name,
         ),
         *paired_claim(
             translation,
-            ("fusion", "oracle"),
+            ("fusion", "bon"),
+            settings,
+            "WMT24++: FusioN above BoN",
+            "XCOMET-XL average: FusioN 83.8, BoN 83.0",
+            fused,
+            metric=translation_name,
+        ),
+        *paired_claim(
+            translation,
+            ("fusion", oracle),
             settings,
             "WMT24++: FusioN above the oracle selection",
             "XCOMET-XL: FusioN 83.8, oracle 83.4, BoN 83.0 (above the oracle for de, ru, zh)",
             fused,
+            metric=translation_name,
+            missing=f"no {oracle} scores of a translation cell (comet.oracle selects by COMET)",
         ),
         *paired_claim(
             math,
             ("bon", "fusion"),
             settings,
             "MGSM: BoN beats FusioN (closed-form answers suit selection)",
-            "BoN ahead of FusioN at test time and after fine-tuning",
+            "BoN ahead of FusioN at test time",
             fused,
+            metric=math_name,
         ),
-        *nscaling_claim(points, settings, fused),
+        *nscaling_claims(points, settings, fused, sizes or {}),
         *fusor_claim(fusors, settings),
         copy_claim(diagnostics, settings),
+        *student_claims(items, settings),
     ]
     # One family: every row with a paired test, so the table's chance of any false verdict stays at alpha.
     # A row already held at no verdict whatever its p (no parse record, mostly fallbacks) is not in the family.
@@ -297,11 +524,12 @@ def claims_table(scores, points, diagnostics, fusors, fused: pd.DataFrame, setti
 def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, outputs: dict, settings: dict) -> None:
     """`nscaling_scores` and `pools`: the N-scaling's item scores and base pools (empty when it did not run);
     `fusions`: the fusion outputs the claims test (the study's, and the N-scaling subsets')."""
+    sizes = pool_sizes(pools)
     items = primary_scores(nscaling_scores, settings["tasks"]) if nscaling_scores else None
-    points = nscaling_points(items, pool_sizes(pools)) if items is not None else None
+    points = nscaling_points(items, sizes) if items is not None else None
     diagnosed = pd.read_csv(diagnostics[0]) if diagnostics else None
     fusor_table = pd.read_csv(fusors[0]) if fusors else None
-    table = claims_table(scores, points, diagnosed, fusor_table, fused_items(fusions), settings)
+    table = claims_table(scores, points, diagnosed, fusor_table, fused_items(fusions), settings, sizes)
     alpha, confidence = 1 - float(settings["confidence"]), float(settings["confidence"])
     write_text(
         outputs["claims"],
@@ -317,8 +545,10 @@ def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, out
         "p is the larger). 'Most languages' counts the languages where the deployed difference is significant "
         "(Holm over that row's languages), not its direction. A copy rate needs at least "
         f"{MIN_PARSED_ITEMS} of the fusor's own parsed answers per cell. Intervals are {confidence:.0%} BCa "
-        "bootstrap intervals over items. The metric "
-        "is each task's primary one (chrF for translation here, where the paper used XCOMET-XL; a judge model's win "
-        "rate for chat). With 135M-270M models and a few items per language, most claims cannot be decided here; "
+        "bootstrap intervals over items. Each row names the metric it reads: for translation COMET where the study "
+        "computed it (the paper used XCOMET-XL), its oracle then the COMET oracle, and chrF otherwise; a judge "
+        "model's win rate for chat; accuracy for reasoning. The N-scaling rows read the N-scaling's metric. Setting "
+        "2's rows compare the students of `distill.compare` on the items both answered. A claim this study cannot "
+        "test says why. With 135M-270M models and a few items per language, most claims cannot be decided here; "
         "`config/paper.yaml` names the paper's models and sizes.\n\n" + table.to_markdown(index=False) + "\n",
     )

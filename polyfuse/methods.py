@@ -19,7 +19,13 @@ from polyfuse.errors import PolyfuseError
 BON_PREFIX = "bon-"
 FUSION_PREFIX = "fusion-"
 PAIR_SEPARATOR = "__vs__"
-PLAIN_METHODS = ("single", "oracle", "oracle-comet")
+ORACLE, COMET_ORACLE = "oracle", "oracle-comet"  # the best candidate by the task's metric, and by COMET
+PLAIN_METHODS = ("single", ORACLE, COMET_ORACLE)
+
+
+def oracle_by(metric: str) -> str:
+    """The oracle method that picks by `metric`: the COMET oracle for COMET, the task metric's oracle otherwise."""
+    return COMET_ORACLE if metric == "comet" else ORACLE
 
 
 def bon(selector: str) -> str:

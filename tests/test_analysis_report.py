@@ -384,6 +384,10 @@ def all_parsed(scores: list[str]) -> pd.DataFrame:
     return analysis_report.fused_items([write_fusions_of(path) for path in fusions])
 
 
+def copy_row(table: pd.DataFrame) -> pd.Series:
+    return table[table["claim"].str.startswith("The fused text")].iloc[0]
+
+
 def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(tmp_path):
     settings = SETTINGS | {"tasks": {"arena": {"kind": "chat"}, "mgsm": {"kind": "math"}}}
     scores = [
@@ -425,14 +429,16 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
         [{"task": "mgsm", "lang": "de", "sampler": "g", "method": "fusion-smol", "copy_ratio": 0.9, "parsed": 1.0}]
     ).assign(copy_ratio_low=0.85, copy_ratio_high=0.95, parsed_items=20)
     parsed = analysis_report.fused_items(fusions)
-    assert claims.claims_table(scores, None, diagnostics, None, parsed, settings)["verdict"].iloc[-1] == "reproduced"
+    assert copy_row(claims.claims_table(scores, None, diagnostics, None, parsed, settings))["verdict"] == "reproduced"
     inconclusive = diagnostics.assign(copy_ratio_low=0.7)
-    assert claims.claims_table(scores, None, inconclusive, None, parsed, settings)["verdict"].iloc[-1] == "inconclusive"
+    assert (
+        copy_row(claims.claims_table(scores, None, inconclusive, None, parsed, settings))["verdict"] == "inconclusive"
+    )
     # issue 17 item 4: two parsed answers out of 100, both whole copies, give [100, 100]: no evidence
     two_copies = diagnostics.assign(
         copy_ratio=1.0, copy_ratio_low=1.0, copy_ratio_high=1.0, parsed=0.02, parsed_items=2
     )
-    row = claims.claims_table(scores, None, two_copies, None, parsed, settings).iloc[-1]
+    row = copy_row(claims.claims_table(scores, None, two_copies, None, parsed, settings))
     assert row["verdict"] == "inconclusive" and "over 2 parsed (2%), under 10: no evidence" in row["found"]
     # Mostly fallbacks: FusioN's scores are not the fusor's, so no verdict either way.
     fallbacks = parsed.assign(parsed=parsed.index % 4 == 0)  # a quarter parsed in each task
@@ -462,7 +468,7 @@ def test_two_claims_each_significant_alone_are_not_both_verdicts_after_holm(tmp_
         write_task_scores(tmp_path, "mgsm", "accuracy", "fusion-smol", {"de": [0] * 6}),
     ]
     table = claims.claims_table(scores, None, None, None, all_parsed(scores), settings)
-    tested = table[table["claim"].str.startswith(("WMT24++", "MGSM"))]
+    tested = table[table["claim"].str.startswith(("WMT24++: FusioN above the oracle", "MGSM"))]
     assert tested["verdict"].tolist() == ["inconclusive", "inconclusive"]
     assert all("(p=0.031, n=6 items)" in found and "Holm p=0.062 (of 2 tests)" in found for found in tested["found"])
 
@@ -511,7 +517,7 @@ def test_the_nscaling_claim_pairs_fusion_at_two_with_the_single_sample_and_bon_i
         analysis_report.primary_scores(scores, settings["tasks"]), analysis_report.pool_sizes([str(pools)])
     )
     fused = analysis_report.fused_items([write_fusions_of(path) for path in scores if "fusion" in path])
-    rows = claims.nscaling_claim(points, settings, fused)
+    rows = [row for row in claims.nscaling_claims(points, settings, fused, {}) if "N = 2 already" in row["claim"]]
     assert [row["found"].split(":")[1].strip() for row in rows] == ["fusion-smol − single", "fusion-smol − bon-loglik"]
     assert all("+100.0" in row["found"] and f"n={len(ids8)} items" in row["found"] for row in rows)
     assert {row["verdict"] for row in rows} == {"inconclusive"}  # four items: the smallest p a sign flip gives is 1/8
@@ -530,11 +536,13 @@ def test_the_nscaling_claims_parse_share_is_the_subset_fusions_it_tests(tmp_path
         analysis_report.primary_scores(scores, settings["tasks"]), analysis_report.pool_sizes([str(pools)])
     )
     fusions = [write_fusions_of(scores[1]), write_fusions_of(scores[2], {"a", "b", "c"}), write_fusions_of(scores[3])]
-    row = claims.nscaling_claim(points, settings, analysis_report.fused_items(fusions))[0]  # against the single sample
+    row = claims.nscaling_claims(points, settings, analysis_report.fused_items(fusions), {})[
+        0
+    ]  # against the single sample
     # 5 of the 8 subset fusions parsed; only item d's two both did
     assert "62% of the fused answers tested parsed; on the 1 items whose fusions all parsed" in row["found"]
     assert row["verdict"] == "inconclusive"
-    row = claims.nscaling_claim(points, settings, analysis_report.fused_items(fusions[:1]))[
+    row = claims.nscaling_claims(points, settings, analysis_report.fused_items(fusions[:1]), {})[
         0
     ]  # no subset fusion records
     assert row["verdict"] == claims.NOT_MEASURABLE and "no record says which" in row["found"]
@@ -712,3 +720,198 @@ def test_the_fusor_claim_needs_the_fusors_own_answers_and_the_analysis(tmp_path)
     analysis_report.run_fusors(scores, scores[:2], outputs, settings)
     (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
     assert row["verdict"] == "inconclusive" and "parsed 0% → 100%" in row["found"]
+
+
+def write_multi_scores(tmp_path, task, method, values_by_metric, sampler="g", lang="de") -> str:
+    """One method's item scores on several metrics at once (as a score file and a COMET file would give them)."""
+    path = tmp_path / "multi" / task / sampler / f"{method}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = len(next(iter(values_by_metric.values())))
+    write_jsonl(
+        path,
+        [
+            {
+                "id": f"{lang}{n}",
+                "task": task,
+                "lang": lang,
+                "sampler": sampler,
+                "method": method,
+                "values": {metric: values[n] for metric, values in values_by_metric.items()},
+            }
+            for n in range(count)
+        ],
+    )
+    return str(path)
+
+
+def test_every_claim_of_the_paper_has_a_row_or_says_why_it_cannot_be_measured(tmp_path):
+    # issue 17 item 13: a study of one maths cell, no analyses and no synthetic data
+    settings = SETTINGS | {"tasks": {"mgsm": {"kind": "math"}}}
+    scores = [
+        write_task_scores(tmp_path, "mgsm", "accuracy", "bon-loglik", {"de": [100] * 6}),
+        write_task_scores(tmp_path, "mgsm", "accuracy", "fusion-smol", {"de": [0] * 6}),
+    ]
+    table = claims.claims_table(scores, None, None, None, all_parsed(scores), settings)
+    expected = [
+        "Chat (m-ArenaHard): FusioN beats BoN",
+        "WMT24++: FusioN above BoN",
+        "WMT24++: FusioN above the oracle",
+        "MGSM: BoN beats FusioN",
+        "N-scaling: FusioN at N = 2",
+        "N-scaling: BoN at twice the samples",
+        "N-scaling: FusioN's gains level off past N ≈ 7",
+        "Fusion improves with fusor size",
+        "The fused text takes most",
+        "Setting 2",
+    ]
+    for start in expected:
+        rows = table[table["claim"].str.startswith(start)]
+        assert len(rows), start
+        unmeasured = rows[rows["verdict"] == claims.NOT_MEASURABLE]
+        assert all(found.strip() for found in unmeasured["found"]), start  # each says why
+    assert table.set_index("claim").filter(like="MGSM", axis=0)["found"].str.startswith("accuracy; ").all()
+
+
+def test_translation_claims_read_comet_and_its_oracle_where_the_study_computed_it(tmp_path):
+    # issue 17 item 13: chrF says the oracle is ahead, COMET says FusioN is: the rows read COMET and oracle-comet
+    settings = SETTINGS | {"tasks": {"wmt24pp": {"kind": "translation"}}, "comet_model": "Unbabel/XCOMET-XL"}
+    six = 6
+    scores = [
+        write_multi_scores(tmp_path, "wmt24pp", "fusion-smol", {"chrf": [40] * six, "comet": [0.9] * six}),
+        write_multi_scores(tmp_path, "wmt24pp", "bon-loglik", {"chrf": [45] * six, "comet": [0.8] * six}),
+        write_multi_scores(tmp_path, "wmt24pp", "oracle", {"chrf": [60] * six, "comet": [0.85] * six}),
+        write_multi_scores(tmp_path, "wmt24pp", "oracle-comet", {"chrf": [50] * six, "comet": [0.88] * six}),
+    ]
+    table = claims.claims_table(scores, None, None, None, all_parsed(scores), settings).set_index("claim")
+    oracle = table.loc["WMT24++: FusioN above the oracle selection"]
+    assert oracle["found"].startswith("COMET (Unbabel/XCOMET-XL); g: fusion-smol − oracle-comet: +0.0")
+    bon = table.loc["WMT24++: FusioN above BoN"]
+    assert bon["found"].startswith("COMET (Unbabel/XCOMET-XL); g: fusion-smol − bon-loglik: +0.1")
+    # without COMET numbers (the model unavailable): chrF, and the chrF oracle
+    unscored = [
+        write_multi_scores(tmp_path / "u", "wmt24pp", m, {"chrf": [v] * six, "comet": [None] * six})
+        for m, v in (("fusion-smol", 40), ("oracle", 60), ("oracle-comet", 50))
+    ]
+    table = claims.claims_table(unscored, None, None, None, all_parsed(unscored), settings).set_index("claim")
+    assert table.loc["WMT24++: FusioN above the oracle selection", "found"].startswith(
+        "chrF; g: fusion-smol − oracle: -20.0"
+    )
+    # COMET computed but no COMET oracle (comet.oracle: false): no row reads the chrF oracle against COMET
+    no_oracle = [path for path in scores if "oracle-comet" not in path]
+    table = claims.claims_table(no_oracle, None, None, None, all_parsed(no_oracle), settings).set_index("claim")
+    row = table.loc["WMT24++: FusioN above the oracle selection"]
+    assert row["verdict"] == claims.NOT_MEASURABLE and "oracle-comet" in row["found"]
+
+
+def nscaling_frame(values_by_n: dict[tuple[str, int], list[float]]) -> pd.DataFrame:
+    """N-scaling points of one maths cell: (method, N) → per-item values."""
+    return pd.DataFrame(
+        [
+            {"task": "mgsm", "lang": "de", "sampler": "g", "method": method, "n": n, "id": f"i{k}", "value": value}
+            for (method, n), values in values_by_n.items()
+            for k, value in enumerate(values)
+        ]
+    )
+
+
+def subset_fused(sizes: list[int], items: int) -> pd.DataFrame:
+    """Every N-scaling subset fusion of each size parsed, for `items` items."""
+    return pd.DataFrame(
+        [
+            {
+                "task": "mgsm",
+                "lang": "de",
+                "sampler": f"g~n{n}s0",
+                "method": "fusion-smol",
+                "id": f"i{k}",
+                "parsed": True,
+            }
+            | {"base": "g", "variant": f"n{n}s0"}
+            for n in sizes
+            for k in range(items)
+        ]
+    )
+
+
+def test_bon_at_twice_the_samples_is_paired_with_fusion_at_n(tmp_path):
+    # issue 17 item 13: FusioN at N = 2 right on 12 items, BoN at N = 4 wrong on them: BoN needs more than 2N
+    settings = SETTINGS | {"tasks": {"mgsm": {"kind": "math"}}}
+    points = nscaling_frame(
+        {
+            ("fusion-smol", 1): [0] * 12,
+            ("bon-loglik", 1): [0] * 12,
+            ("fusion-smol", 2): [100] * 12,
+            ("bon-loglik", 2): [0] * 12,
+            ("fusion-smol", 4): [100] * 12,
+            ("bon-loglik", 4): [0] * 12,
+        }
+    )
+    rows = claims.twice_claim(points, settings, subset_fused([2], 12), "accuracy")
+    (row,) = rows
+    assert "FusioN at N = 2, BoN at N = 4; g: fusion-smol − bon-loglik: +100.0" in row["found"]
+    assert "n=12 items" in row["found"] and row["decide"](row["p"]) == "reproduced"
+    # without N and 2N both, the row says what to add
+    (missing,) = claims.twice_claim(points[points["n"] != 4], settings, subset_fused([2], 12), "accuracy")
+    assert missing["verdict"] == claims.NOT_MEASURABLE and "analyses.sizes" in missing["found"]
+
+
+def test_the_level_off_claim_compares_the_gain_per_candidate_before_and_past_seven(tmp_path):
+    # issue 17 item 13: +60 over the first six added candidates (+10 each), nothing past 7: levelled off
+    settings = SETTINGS | {"tasks": {"mgsm": {"kind": "math"}}}
+    points = nscaling_frame(
+        {("fusion-smol", 1): [20] * 12, ("fusion-smol", 7): [80] * 12, ("fusion-smol", 9): [80] * 12}
+    )
+    fused = subset_fused([7], 12).assign(n=7, sampler="g")
+    (row,) = claims.level_off_claim(points, settings, fused, "accuracy")
+    assert "from N = 1 to 7 +10.00, from 7 to 9 +0.00; difference +10.00" in row["found"]
+    assert row["decide"](row["p"]) == "reproduced" and "100% of those fusions parsed" in row["found"]
+    still_rising = nscaling_frame(
+        {("fusion-smol", 1): [20] * 12, ("fusion-smol", 7): [50] * 12, ("fusion-smol", 9): [80] * 12}
+    )
+    (row,) = claims.level_off_claim(still_rising, settings, fused, "accuracy")
+    assert row["decide"](row["p"]) == "not reproduced"  # +5 per candidate before 7, +15 after
+    (row,) = claims.level_off_claim(points[points["n"] < 9], settings, fused, "accuracy")
+    assert row["verdict"] == claims.NOT_MEASURABLE and "more than 7 candidates" in row["found"]
+
+
+def test_setting_two_rows_compare_the_students_of_distill_compare(tmp_path):
+    # issue 17 item 13: downstream win rate, GeoFactX accuracy in most languages and language correctness, the
+    # teacher-pool order (BoN data above a single sample's)
+    distill = {
+        "sets": {
+            "single": {"pool": "teachers", "method": "single"},
+            "bon": {"pool": "teachers", "method": "bon-loglik"},
+            "fusion": {"pool": "teachers", "method": "fusion-smol"},
+        },
+        "compare": ["bon", "fusion"],
+        "evaluate": ["arena", "geofactx"],
+    }
+    settings = SETTINGS | {"tasks": {"arena": {"kind": "chat"}, "geofactx": {"kind": "factqa"}}, "distill": distill}
+    settings["bootstrap"] = 2000  # 8 items a language: the exact sign-flip test (2^8 patterns), p = 2/256 each
+    langs = ("en", "hi", "ja", "sw", "th")
+
+    def student(name, task, metric, values):
+        return write_task_scores(tmp_path, task, metric, "single", values, sampler=f"student-{name}")
+
+    scores = [
+        student("fusion", "arena", "winrate", {"de": [75] * 8}),
+        student("bon", "arena", "winrate", {"de": [50] * 8}),
+        student("single", "arena", "winrate", {"de": [25] * 8}),
+        # accuracy: FusioN data right on every item of four languages, as BoN data in the fifth
+        student("fusion", "geofactx", "accuracy", {lang: [100] * 8 for lang in langs}),
+        student("bon", "geofactx", "accuracy", {lang: [100 if lang == "th" else 0] * 8 for lang in langs}),
+    ]
+    table = claims.claims_table(scores, None, None, None, all_parsed(scores), settings).set_index("claim")
+    chat = table.loc["Setting 2: chat: FusioN-data student beats the BoN-data student"]
+    assert chat["found"].startswith("judge win rate; student-fusion − student-bon: +25.0")
+    geo = table.loc["Setting 2: GeoFactX: FusioN-data student more accurate in most languages"]
+    assert "significantly ahead in 4/5 languages (en, hi, ja, sw), behind in 0" in geo["found"]
+    assert geo["verdict"] == "reproduced"
+    language = table.loc["Setting 2: GeoFactX: FusioN-data student slightly worse on language correctness"]
+    assert language["verdict"] == claims.NOT_MEASURABLE and "language correctness" in language["found"]
+    order = table.loc["Setting 2: the teacher-pool table's order: BoN data above a single sample's"]
+    assert order["found"].startswith("judge win rate; student-bon − student-single: +25.0")
+    assert order["verdict"] == "reproduced"
+    # no synthetic-data setting: one row says so
+    alone = claims.claims_table(scores[:0] + scores, None, None, None, all_parsed(scores), SETTINGS)
+    assert (alone[alone["claim"].str.startswith("Setting 2")]["verdict"] == claims.NOT_MEASURABLE).all()

@@ -334,6 +334,8 @@ ANALYSIS_SETTINGS = {
     "metrics": {task: task_kind(spec["kind"]).metrics[0] for task, spec in TEST_TASKS.items()},
     "subsets": ANALYSES["subsets"] if ANALYSES else 0,
     "fusors": ANALYSES.get("fusors") if ANALYSES else None,
+    "comet_model": COMET["model"],  # the claims name the COMET model whose scores they read
+    "distill": DISTILL,  # the claims compare the students of distill.compare
 }
 
 
