@@ -20,10 +20,13 @@ def main(argv: list[str] | None = None) -> None:
     scoring = argparse.ArgumentParser(add_help=False, parents=[common])
     scoring.add_argument("--items", required=True)
     scoring.add_argument(
-        "--inputs", required=True, nargs="+", help="outputs (comet) or a pool (comet-oracle, select-rm)"
+        "--inputs",
+        required=True,
+        nargs="+",
+        help="outputs (comet), a pool (comet-oracle, select-rm), or a pool and a method's outputs (target-scores-rm)",
     )
     scoring.add_argument("--summary", help="comet: corpus-level summary JSON")
-    scoring.add_argument("--kind", help="select-rm: the task kind")
+    scoring.add_argument("--kind", help="select-rm, target-scores-rm: the task kind")
     scoring.add_argument("--settings", required=True, help="JSON: the comet or reward_model config section")
     training = argparse.ArgumentParser(add_help=False, parents=[common])
     training.add_argument("--settings", required=True, help="JSON: the distill.finetune config section")
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m polyfuse.cli")
     steps = parser.add_subparsers(dest="step", required=True)
-    for name in ("comet", "comet-oracle", "select-rm"):
+    for name in ("comet", "comet-oracle", "select-rm", "target-scores-rm"):
         steps.add_parser(name, parents=[scoring])
     finetune = steps.add_parser("finetune", parents=[training], help="fine-tune a student on a distill set")
     finetune.add_argument("--inputs", required=True, nargs="+", help="the set's sft.jsonl files")
@@ -55,9 +58,9 @@ def _comet_oracle(args, settings) -> None:
     run_comet_oracle(args.items, args.inputs[0], args.out, settings)
 
 
-def _select_rm(args, settings) -> None:
+def _reward_scorer(args, settings):
     from polyfuse.reward import RewardModel
-    from polyfuse.select import make_scorer, run_select
+    from polyfuse.select import make_scorer
     from polyfuse.tasks import task_kind
 
     reward_model = RewardModel(
@@ -67,12 +70,22 @@ def _select_rm(args, settings) -> None:
         int(settings["max_length"]),
         settings.get("dtype"),
     )
-    run_select(
-        args.items,
-        args.inputs[0],
-        args.out,
-        make_scorer("reward_model", task_kind(args.kind), reward_model=reward_model),
-    )
+    return make_scorer("reward_model", task_kind(args.kind), reward_model=reward_model)
+
+
+def _select_rm(args, settings) -> None:
+    from polyfuse.select import run_select
+
+    run_select(args.items, args.inputs[0], args.out, _reward_scorer(args, settings))
+
+
+def _target_scores_rm(args, settings) -> None:
+    from polyfuse import methods
+    from polyfuse.select import run_target_scores
+
+    pools, targets = args.inputs
+    scorer = _reward_scorer(args, settings)
+    run_target_scores(args.items, pools, targets, args.out, scorer, methods.bon("reward_model"))
 
 
 def _finetune(args, settings) -> None:
@@ -93,6 +106,7 @@ STEPS = {
     "comet": _comet,
     "comet-oracle": _comet_oracle,
     "select-rm": _select_rm,
+    "target-scores-rm": _target_scores_rm,
     "finetune": _finetune,
     "export-base": _export_base,
 }

@@ -4,7 +4,9 @@
 the single sample) in step, and writes per prompt Cohere's released shape plus TRL's conversational
 prompt-completion fields: the user turn (the task's instruction text), the target as the assistant turn, the
 target's method and candidate index, every candidate with its model, engine, params and seed (stripped, as
-selection and fusion saw them), what each given method made of the pool, and the pool's provenance.
+selection and fusion saw them), what each given method made of the pool, and the pool's provenance. As Cohere's
+released cards keep a reward-model score for both the BoN pick and the fused output, each fusion's entry keeps
+``bon_scores``: its answer's score under each given BoN method's scorer (see ``select.target_scores``).
 
 A fusion target whose parse failed (its output is a fallback, not the fusor's answer) is never trained on, nor is
 a target that is empty after stripping: both are counted in the data card. The card (``card.json``) describes the
@@ -145,17 +147,24 @@ def sft_records(
     kind: TaskKind,
     tally: SetTally,
     evaluated: set[str] = frozenset(),
+    target_scores: dict[tuple[str, str], str] | None = None,
 ) -> Iterator[dict]:
     """The set's records, streamed; raises at the end when none was left, so the atomic writer keeps nothing.
-    A prompt in `evaluated` (compared texts of the evaluated test items) is left out and counted."""
+    A prompt in `evaluated` (compared texts of the evaluated test items) is left out and counted.
+    `target_scores`: per (fusion method, BoN method), the file of the BoN scorer's scores of the fused answers."""
     if target_method not in outputs:
         raise PolyfuseError(
             f"distill set {set_name!r}: target method {target_method!r} has no output file "
             f"(given: {', '.join(outputs)})"
         )
-    names = list(outputs)
-    walks = [read_paired(items_path, pool_path), *(read_paired(items_path, outputs[name]) for name in names)]
+    names, scorings = list(outputs), list(target_scores or {})
+    walks = [
+        read_paired(items_path, pool_path),
+        *(read_paired(items_path, outputs[name]) for name in names),
+        *(read_paired(items_path, target_scores[scoring]) for scoring in scorings),
+    ]
     for (item, pool), *made in zip(*walks, strict=True):
+        made, scored = made[: len(names)], made[len(names) :]
         tally.see(item, pool)
         if prompt_key(item["input"]) in evaluated:
             tally.test_overlap += 1  # training on a test prompt would score the student on what it was taught
@@ -168,6 +177,14 @@ def sft_records(
                     f"expected {name!r} of pool {pool['sampler']!r}"
                 )
             selections[name] = selection_of(name, record)
+        for (fusion, selector), (_, record) in zip(scorings, scored, strict=True):
+            if (record["method"], record["scored_by"], record["sampler"]) != (fusion, selector, pool["sampler"]):
+                raise PolyfuseError(
+                    f"{target_scores[(fusion, selector)]}: record {record['id']!r} is {record['method']!r} scored by "
+                    f"{record['scored_by']!r} of {record['sampler']!r}, expected {fusion!r} by {selector!r} of pool "
+                    f"{pool['sampler']!r}"
+                )
+            selections[fusion].setdefault("bon_scores", {})[selector] = record["score"]
         target = selections[target_method]
         status = target.get("parse_status")  # None for a selection: its pick is a candidate
         if status not in (None, "ok"):
@@ -219,12 +236,16 @@ def build_sft_set(
     card_path: str | os.PathLike,
     *,
     evaluated_items: list[str | os.PathLike] = (),
+    target_scores: dict[tuple[str, str], str] | None = None,
 ) -> dict:
     """Write the SFT set of one training task and language, and its data card; returns the card.
-    `evaluated_items`: the items files of the test tasks the students answer, checked for overlap."""
+    `evaluated_items`: the items files of the test tasks the students answer, checked for overlap;
+    `target_scores`: the BoN scorers' scores of the fused answers, per (fusion method, BoN method)."""
     evaluated = evaluated_prompts(evaluated_items)
     tally = SetTally(evaluated_items=len(evaluated))
-    records = sft_records(items_path, pool_path, outputs, target_method, set_name, kind, tally, evaluated)
+    records = sft_records(
+        items_path, pool_path, outputs, target_method, set_name, kind, tally, evaluated, target_scores
+    )
     write_jsonl(out_path, records)
     card = tally.card(set_name, target_method, list(outputs))
     write_json(card_path, card)

@@ -74,6 +74,14 @@ class Scorer(ABC):
         """The scores plus fields the select record keeps about how they were made (a model scorer adds `cost`)."""
         return self.score(item, texts), {}
 
+    def score_beside(self, item: dict, texts: list[str], text: str) -> tuple[float | None, dict]:
+        """The score `text` gets as one more candidate beside the pool's `texts`, and how it was made.
+
+        A scorer that reads each candidate alone scores `text` alone; a consensus scorer overrides this.
+        """
+        scores, details = self.score_item(item, [text])
+        return scores[0], details
+
 
 @register_scorer("single")
 class FirstSample(Scorer):
@@ -102,6 +110,10 @@ class MbrChrf(Scorer):
             sum(chrf(text, other) for j, other in enumerate(texts) if j != i) / (len(texts) - 1)
             for i, text in enumerate(texts)
         ]
+
+    def score_beside(self, item, texts, text):
+        """A new text's consensus: its mean chrF against every candidate of the pool."""
+        return (sum(chrf(text, other) for other in texts) / len(texts) if texts else 0.0), {}
 
 
 @register_scorer("loglik")
@@ -242,3 +254,45 @@ def run_select(items_path: str, pools_path: str, out_path: str, scorer: Scorer, 
         getattr(scorer, "truncated", 0),
         repetitive_chosen,
     )
+
+
+def target_scores(items_path: str, pools_path: str, targets_path: str, scorer: Scorer, method: str) -> Iterator[dict]:
+    """The BoN scorer's score of each target a method wrote (a fused answer), as Cohere's released SFT cards keep it.
+
+    The target is scored as one more candidate of its pool: alone by a scorer that reads each candidate alone, by
+    its mean chrF against every candidate for MBR. A scorer of the raw text (loglik) reads it after the leading
+    whitespace the pool's first candidate was generated with, as the candidates are scored.
+    """
+    for (item, pool), (_, target) in zip(
+        read_paired(items_path, pools_path), read_paired(items_path, targets_path), strict=True
+    ):
+        generated = [candidate["text"] for candidate in pool["candidates"]]
+        texts, text = [text.strip() for text in generated], target["output"].strip()
+        if scorer.scores_raw_text:
+            texts, text = generated, generated[0][: len(generated[0]) - len(generated[0].lstrip())] + text
+        start = time.perf_counter()
+        score, details = scorer.score_beside(item, texts, text)
+        cost = details.pop("cost") if "cost" in details else {**no_cost(), "seconds": time.perf_counter() - start}
+        yield {
+            "id": item["id"],
+            "task": item["task"],
+            "lang": item["lang"],
+            "sampler": pool["sampler"],
+            "method": target["method"],
+            "scored_by": method,
+            "score": score,
+            **details,
+            "cost": cost if cost is None else {**cost, "seconds": round(cost["seconds"], 6)},
+        }
+
+
+def run_target_scores(
+    items_path: str, pools_path: str, targets_path: str, out_path: str, scorer: Scorer, method: str
+) -> None:
+    count = write_jsonl(
+        out_path,
+        with_progress(
+            target_scores(items_path, pools_path, targets_path, scorer, method), items_path, f"score targets {method}"
+        ),
+    )
+    log.info("targets=%d scored_by=%s", count, method)

@@ -127,6 +127,7 @@ def sft_set(smk) -> None:
         smk.output.sft,
         smk.output.card,
         evaluated_items=list(smk.input.evaluated),
+        target_scores=dict(zip(smk.params.target_scores, smk.input.target_scores, strict=True)),
     )
     log.info(
         "set=%s written=%d of %d prompts test_overlap=%d",
@@ -140,9 +141,8 @@ def sft_set(smk) -> None:
 def _judge(smk, model: str, cache: OutputCache, template_key: str) -> Judge:
     settings = smk.params.judge
     style = smk.params.models[model]["prompt_style"]
-    shots = tuple(
-        read_jsonl(smk.input.shots)
-    )  # worked judgements for a few-shot judge, in the item's task and language
+    # worked judgements for a few-shot judge, in the item's task and language
+    shots = tuple(read_jsonl(smk.input.shots))
     return Judge.from_settings(_engine(smk, model), style, settings, cache, settings[template_key], shots)
 
 
@@ -170,24 +170,43 @@ def reference(smk) -> None:
         log.info("references=%d", write_jsonl(smk.output.reference, judging.reference_from_pools(pools)))
 
 
-@step
-def select(smk) -> None:
+def _scorer(smk, cache: OutputCache) -> bon.Scorer:
+    """The scorer of the rule's `selector` (a method name), with the model, shots and cache it needs."""
     scorer_name = methods.split_selector(methods.parse(smk.wildcards.selector)[1] or smk.wildcards.selector)[0]
     model = smk.params.scorer_model
+    context: dict = {}
+    if scorer_name == "loglik":
+        context = dict(
+            engine=_engine(smk, model),
+            style=smk.params.models[model]["prompt_style"],
+            shots=list(read_jsonl(smk.input.shots)),
+            cache=cache,
+            normalization=smk.params.loglik_normalization,
+        )
+    elif scorer_name == "llm_judge_pointwise":
+        context = dict(judge=_judge(smk, model, cache, "pointwise_template"))
+    return bon.make_scorer(scorer_name, task_kind(smk.params.kind), **context)
+
+
+@step
+def select(smk) -> None:
     with _cache(smk) as cache:
-        context: dict = {}
-        if scorer_name == "loglik":
-            context = dict(
-                engine=_engine(smk, model),
-                style=smk.params.models[model]["prompt_style"],
-                shots=list(read_jsonl(smk.input.shots)),
-                cache=cache,
-                normalization=smk.params.loglik_normalization,
-            )
-        elif scorer_name == "llm_judge_pointwise":
-            context = dict(judge=_judge(smk, model, cache, "pointwise_template"))
-        scorer = bon.make_scorer(scorer_name, task_kind(smk.params.kind), **context)
+        scorer = _scorer(smk, cache)
         bon.run_select(smk.input.items_file, smk.input.pools, smk.output.outputs, scorer, smk.wildcards.selector)
+
+
+@step
+def target_scores(smk) -> None:
+    """A BoN scorer's score of each answer another method wrote from the pool (the SFT records keep it)."""
+    with _cache(smk) as cache:
+        bon.run_target_scores(
+            smk.input.items_file,
+            smk.input.pools,
+            smk.input.targets,
+            smk.output.scores,
+            _scorer(smk, cache),
+            smk.wildcards.selector,
+        )
 
 
 @step

@@ -9,12 +9,13 @@ import tracemalloc
 from collections import Counter
 
 import pytest
+import sacrebleu
 
 from polyfuse.distill import build_sft_set, histogram_stats
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import content_hash, read_jsonl, write_jsonl
 from polyfuse.pools import merge_pools, pool_members
-from polyfuse.select import make_scorer, run_select
+from polyfuse.select import make_scorer, run_select, run_target_scores
 from polyfuse.tasks import instruction_text, task_kind
 
 CHAT = task_kind("chat")
@@ -392,3 +393,36 @@ def test_pool_members_errors_name_the_member(members, message):
     with pytest.raises(PolyfuseError, match=message) as caught:
         pool_members("teachers", {"temperature": 0.3, "members": members}, MODELS)
     assert "\n" not in str(caught.value)
+
+
+def test_sft_records_keep_the_bon_scorers_score_of_the_fused_answer(teachers, tmp_path):
+    # issue 17 item 14: as Cohere's released cards, the BoN scorer's score for the fused output too
+    items, pool_path, outputs = teachers
+    fused = {"p1": "Keep basil in a sunny window; water it when the soil is dry.", "p2": None, "p3": ANSWERS["p3"][1]}
+    outputs = {**outputs, "fusion-judge": fusion_output(tmp_path / "fusion.jsonl", pool_path, fused)}
+    scored = tmp_path / "target_scores.jsonl"
+    run_target_scores(
+        items, pool_path, outputs["fusion-judge"], str(scored), make_scorer("mbr_chrf", CHAT), "bon-mbr_chrf"
+    )
+    sft = tmp_path / "sft.jsonl"
+    scorings = {("fusion-judge", "bon-mbr_chrf"): str(scored)}
+    build_sft_set(
+        items, pool_path, outputs, "fusion-judge", "f", CHAT, sft, tmp_path / "c.json", target_scores=scorings
+    )
+    pools = {pool["id"]: pool for pool in read_jsonl(pool_path)}
+    for record in read_jsonl(sft):
+        texts = [candidate["text"].strip() for candidate in pools[record["id"]]["candidates"]]
+        # MBR's consensus of a new text: its mean sentence chrF against every candidate (sacrebleu's own score)
+        expected = sum(sacrebleu.sentence_chrf(fused[record["id"]], [text]).score for text in texts) / len(texts)
+        fusion = record["selections"]["fusion-judge"]
+        assert fusion["bon_scores"] == {"bon-mbr_chrf": pytest.approx(expected)}
+        assert "bon_scores" not in record["selections"]["bon-mbr_chrf"]  # a BoN pick keeps its own `score`
+    # a scores file of another method or scorer is refused, naming the file and the record
+    wrong = [{**record, "scored_by": "bon-loglik"} for record in read_jsonl(scored)]
+    write_jsonl(scored, wrong)
+    with pytest.raises(
+        PolyfuseError, match=r"target_scores.jsonl: record 'p1' is 'fusion-judge' scored by 'bon-loglik'"
+    ):
+        build_sft_set(
+            items, pool_path, outputs, "fusion-judge", "f", CHAT, sft, tmp_path / "c.json", target_scores=scorings
+        )

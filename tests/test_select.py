@@ -8,7 +8,7 @@ from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, write_jsonl
 from polyfuse.reward import Rewards
-from polyfuse.select import best_index, make_scorer, repetition, run_select
+from polyfuse.select import best_index, make_scorer, repetition, run_select, run_target_scores
 from polyfuse.tasks import task_kind, task_prompt
 
 TRANSLATION = task_kind("translation")
@@ -250,3 +250,30 @@ def test_a_scorer_without_a_model_costs_no_call_and_its_seconds_are_measured(tmp
     record = select_with(tmp_path, make_scorer("mbr_chrf", TRANSLATION), CANDIDATES)
     assert record["cost"]["calls"] == record["cost"]["tokens_in"] == record["cost"]["tokens_out"] == 0
     assert record["cost"]["seconds"] > 0
+
+
+def test_a_fused_answer_is_scored_by_loglik_as_its_pools_candidates_were(tmp_path, gemma):
+    # issue 17 item 14: the fused answer (stored stripped) is read after the leading space the candidates were
+    # generated with, so its score compares with theirs
+    shots = [{"input": "Good morning.", "reference": "Guten Morgen."}]
+    write_jsonl(tmp_path / "items.jsonl", [ITEM])
+    pool = {"id": "1", "task": "wmt", "lang": "de", "sampler": "m", "prompt_hash": "h"}
+    write_jsonl(tmp_path / "pools.jsonl", [pool | {"candidates": [{"text": " Das Museum hat zu."}]}])
+    fused = {"id": "1", "task": "wmt", "lang": "de", "sampler": "m", "method": "fusion-x"}
+    write_jsonl(tmp_path / "fused.jsonl", [fused | {"output": "Das Museum ist montags geschlossen."}])
+    with OutputCache(tmp_path / "cache") as cache:
+        scorer = make_scorer("loglik", TRANSLATION, engine=gemma, style="fewshot", shots=shots, cache=cache)
+        run_target_scores(
+            str(tmp_path / "items.jsonl"),
+            str(tmp_path / "pools.jsonl"),
+            str(tmp_path / "fused.jsonl"),
+            str(tmp_path / "scores.jsonl"),
+            scorer,
+            "bon-loglik",
+        )
+    (record,) = read_jsonl(tmp_path / "scores.jsonl")
+    prompt, _ = task_prompt(TRANSLATION, ITEM, "fewshot", shots)
+    (expected,) = gemma.loglik(prompt, [" Das Museum ist montags geschlossen."])
+    assert record["score"] == pytest.approx(expected, abs=1e-6)
+    assert (record["method"], record["scored_by"], record["sampler"]) == ("fusion-x", "bon-loglik", "m")
+    assert record["cost"]["calls"] == pytest.approx(1) and record["cost"]["tokens_in"] > 0

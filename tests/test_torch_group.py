@@ -159,6 +159,7 @@ def test_reward_model_scores_feed_selection(cell, tmp_path):
     )
     from polyfuse.tasks import instruction_text, task_kind
 
+    targets = {}
     for record, item in zip(read_jsonl(cell / "rm.jsonl"), ITEMS, strict=True):
         prompt = instruction_text(task_kind("translation"), item)
         probe = json.loads(
@@ -174,6 +175,27 @@ def test_reward_model_scores_feed_selection(cell, tmp_path):
         assert record["chosen"] == max(range(3), key=lambda i: (expected[i], -i))
         assert record["method"] == "bon-reward_model"
         assert record["truncated"] == [False, False, False]
+        targets[item["id"]] = expected[1]
+    # the reward model's score of another method's answer (here bon-x's, candidate 1), as the SFT records keep it
+    run_torch(
+        "-m",
+        "polyfuse.cli",
+        "target-scores-rm",
+        "--items",
+        str(cell / "items.jsonl"),
+        "--inputs",
+        str(cell / "pool.jsonl"),
+        str(cell / "bon-x.jsonl"),
+        "--out",
+        str(cell / "targets.jsonl"),
+        "--kind",
+        "translation",
+        "--settings",
+        json.dumps(settings),
+    )
+    scored = {record["id"]: record for record in read_jsonl(cell / "targets.jsonl")}
+    assert {i: record["score"] for i, record in scored.items()} == pytest.approx(targets, abs=1e-4)
+    assert all(r["scored_by"] == "bon-reward_model" and r["method"] == "bon-x" for r in scored.values())
     bad = run_torch(
         "-m",
         "polyfuse.cli",

@@ -81,3 +81,31 @@ rule select_reward_model:
     shell:
         "{params.python} -m polyfuse.cli select-rm --items {input.items_file} --inputs {input.pools}"
         " --out {output.outputs} --kind {params.kind} --settings {params.settings:q} --log {log}"
+
+
+# The reward model's score of each fused answer of a distill pool, for the SFT records (see target_scores).
+rule target_scores_reward_model:
+    input:
+        items_file="results/{task}/{lang}/items.jsonl",
+        pools="results/{task}/{lang}/pools/{model}.jsonl",
+        targets="results/{task}/{lang}/outputs/{model}/{method}.jsonl",
+    output:
+        scores="results/{task}/{lang}/target_scores/{model}/{method}/bon-reward_model.jsonl",
+    log:
+        "results/logs/target_scores_reward_model/{task}/{lang}/{model}/{method}.log",
+    benchmark:
+        "results/benchmarks/target_scores_reward_model/{task}/{lang}/{model}/{method}.tsv"
+    conda:
+        "../../envs/comet.yaml"
+    threads: config["threads"]
+    resources:
+        gpu=config["reward_model"]["gpus"],
+        mem_mb=config["reward_model"]["mem_mb"],
+        slurm_partition=slurm_partition(config["reward_model"]["gpus"]),
+    params:
+        python=TORCH_PYTHON,
+        kind=lambda w: TASKS[w.task]["kind"],
+        settings=json.dumps(config["reward_model"]),
+    shell:
+        "{params.python} -m polyfuse.cli target-scores-rm --items {input.items_file} --inputs {input.pools}"
+        " {input.targets} --out {output.scores} --kind {params.kind} --settings {params.settings:q} --log {log}"

@@ -116,6 +116,13 @@ def set_methods(pool):
     return sorted({spec["method"] for spec in SETS.values() if spec["pool"] == pool})
 
 
+def target_scorings(pool):
+    """(fusion, BoN) method pairs of `pool`'s sets: each fused answer is scored by each BoN method's scorer too."""
+    made = set_methods(pool)
+    by_family = {family: [m for m in made if methods.parse(m)[0] == family] for family in ("fusion", "bon")}
+    return [(fusion, selector) for fusion in by_family["fusion"] for selector in by_family["bon"]]
+
+
 def alternatives(names):
     """A regex matching exactly `names`; one that matches nothing when there are none."""
     return "|".join(sorted(map(str, names))) or "(?!)"

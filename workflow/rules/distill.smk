@@ -15,6 +15,10 @@ rule sft_set:
             for task in (DISTILL["evaluate"] if DISTILL else [])
             for lang in TASKS[task]["languages"]
         ],
+        target_scores=lambda w: [
+            f"results/{w.task}/{w.lang}/target_scores/{SETS[w.set]['pool']}/{method}/{selector}.jsonl"
+            for method, selector in target_scorings(SETS[w.set]["pool"])
+        ],
     output:
         sft="results/distill/{set}/{task}/{lang}/sft.jsonl",
         card="results/distill/{set}/{task}/{lang}/card.json",
@@ -31,6 +35,7 @@ rule sft_set:
     params:
         kind=lambda w: TASKS[w.task]["kind"],
         methods=lambda w: set_methods(SETS[w.set]["pool"]),
+        target_scores=lambda w: target_scorings(SETS[w.set]["pool"]),
         target=lambda w: SETS[w.set]["method"],
     script:
         "../scripts/sft_set.py"
