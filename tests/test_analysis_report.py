@@ -346,21 +346,20 @@ def test_analyses_that_cannot_be_run_are_config_errors(change, message):
 
 
 def write_task_scores(tmp_path, task, metric, method, values_by_lang, sampler="g") -> str:
-    path = tmp_path / "claims" / task / sampler / f"{method}.jsonl"
+    values = {lang: [{metric: v} for v in vs] for lang, vs in values_by_lang.items()}
+    return write_metric_scores(tmp_path / "claims", task, method, values, sampler)
+
+
+def write_metric_scores(root, task, method, values_by_lang, sampler) -> str:
+    """One method's item scores: per language, each item's values by metric."""
+    path = root / task / sampler / f"{method}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(
         path,
         [
-            {
-                "id": f"{lang}{n}",
-                "task": task,
-                "lang": lang,
-                "sampler": sampler,
-                "method": method,
-                "values": {metric: v},
-            }
-            for lang, values in values_by_lang.items()
-            for n, v in enumerate(values)
+            {"id": f"{lang}{n}", "task": task, "lang": lang, "sampler": sampler, "method": method, "values": values}
+            for lang, items in values_by_lang.items()
+            for n, values in enumerate(items)
         ],
     )
     return str(path)
@@ -724,24 +723,9 @@ def test_the_fusor_claim_needs_the_fusors_own_answers_and_the_analysis(tmp_path)
 
 def write_multi_scores(tmp_path, task, method, values_by_metric, sampler="g", lang="de") -> str:
     """One method's item scores on several metrics at once (as a score file and a COMET file would give them)."""
-    path = tmp_path / "multi" / task / sampler / f"{method}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = len(next(iter(values_by_metric.values())))
-    write_jsonl(
-        path,
-        [
-            {
-                "id": f"{lang}{n}",
-                "task": task,
-                "lang": lang,
-                "sampler": sampler,
-                "method": method,
-                "values": {metric: values[n] for metric, values in values_by_metric.items()},
-            }
-            for n in range(count)
-        ],
-    )
-    return str(path)
+    items = [{metric: values[n] for metric, values in values_by_metric.items()} for n in range(count)]
+    return write_metric_scores(tmp_path / "multi", task, method, {lang: items}, sampler)
 
 
 def test_every_claim_of_the_paper_has_a_row_or_says_why_it_cannot_be_measured(tmp_path):
