@@ -235,7 +235,8 @@ def cost_points(pool_paths: list[str], fusion_paths: list[str], compared: list[s
     spent = {}
     for path in fusion_paths:
         for record in read_jsonl(path):
-            spent[(record["sampler"], record["method"], record["id"])] = record.get("cost")
+            key = (record["task"], record["lang"], record["sampler"], record["method"], record["id"])
+            spent[key] = record.get("cost")  # ids repeat across languages (m-ArenaHard's question ids)
     rows = []
     for path in pool_paths:
         for pool in read_jsonl(path):
@@ -259,7 +260,7 @@ def cost_points(pool_paths: list[str], fusion_paths: list[str], compared: list[s
                         }
                     )
             for method in compared:
-                key = (pool["sampler"], method, pool["id"])
+                key = (pool["task"], pool["lang"], pool["sampler"], method, pool["id"])
                 if key not in spent:
                     continue
                 cost = spent[key]

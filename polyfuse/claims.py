@@ -230,33 +230,39 @@ def twice_claim(points: pd.DataFrame, settings: dict, fused: pd.DataFrame, metri
         named = f"{metric}; FusioN at N = {n}, BoN at N = {2 * n}"
         rows += paired_claim(items, ("fusion", "bon"), settings, claim, paper, subset_fusions(fused, n), metric=named)
     for row in rows:  # no significant difference is a match or too few items: without a margin, it stays undecided
-        row["found"] += "; a match reads inconclusive (no equivalence margin)"
+        if "decide" in row:
+            row["found"] += "; a match reads inconclusive (no equivalence margin)"
     return rows
 
 
 def level_off_claim(points: pd.DataFrame, settings: dict, fused: pd.DataFrame, metric: str) -> list[dict]:
-    """Per fusor: FusioN's gain per added candidate up to N = 7 against its gain per candidate past 7, per item."""
+    """Per cell and fusor: FusioN's gain per added candidate up to N = 7 against its gain per candidate past 7 (up to
+    the cell's largest N), paired per item. `fused`: the N-scaling's fused items with their N."""
     claim = f"N-scaling: FusioN's gains level off past N ≈ {LEVEL_OFF_N}"
     paper = f"win rate rises with N and levels off past N ≈ {LEVEL_OFF_N}"
-    sizes = sorted(set(points["n"]))
-    if LEVEL_OFF_N not in sizes or sizes[-1] <= LEVEL_OFF_N:
-        found = (
-            f"the N-scaling ran N = {', '.join(map(str, sizes))}: it needs N = {LEVEL_OFF_N} and a pool of more than "
-            f"{LEVEL_OFF_N} candidates"
-        )
-        return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
-    top, alpha, rows = sizes[-1], 1 - float(settings["confidence"]), []
+    alpha, rows, unmeasured = 1 - float(settings["confidence"]), [], []
     fusions = points[points["method"].map(lambda method: methods.parse(method)[0] == "fusion")]
-    for (sampler, method), curve in fusions.groupby(["sampler", "method"]):
-        by_n = curve.pivot_table(index=["task", "lang", "id"], columns="n", values="value", aggfunc="first")
-        by_n = by_n[[1, LEVEL_OFF_N, top]].dropna()
+    for (task, lang, sampler, method), curve in fusions.groupby(["task", "lang", "sampler", "method"]):
+        ran, top = sorted(set(curve["n"])), int(curve["n"].max())
+        by_n = curve.pivot_table(index="id", columns="n", values="value", aggfunc="first")
+        by_n = by_n.reindex(columns=[1, LEVEL_OFF_N, top]).dropna()
+        cell = f"{task}/{lang}/{sampler} {method}"
+        if LEVEL_OFF_N not in ran or 1 not in ran or top <= LEVEL_OFF_N or by_n.empty:
+            unmeasured.append(f"{cell} ran N = {', '.join(map(str, ran))}")
+            continue
         early = (by_n[LEVEL_OFF_N] - by_n[1]) / (LEVEL_OFF_N - 1)
         late = (by_n[top] - by_n[LEVEL_OFF_N]) / (top - LEVEL_OFF_N)
         difference, p = paired_test(early, late, int(settings["bootstrap"]), int(settings["seed"]))
-        at = fused[(fused["sampler"] == sampler) & (fused["method"] == method) & fused["n"].isin([LEVEL_OFF_N, top])]
+        at = fused[
+            (fused["task"] == task)
+            & (fused["lang"] == lang)
+            & (fused["sampler"] == sampler)
+            & (fused["method"] == method)
+            & fused["n"].isin([LEVEL_OFF_N, top])
+        ]
         share = float(at["parsed"].mean()) if len(at) else None
         found = (
-            f"{metric}; {sampler} {method}: gain per candidate from N = 1 to {LEVEL_OFF_N} {early.mean():+.2f}, from "
+            f"{metric}; {cell}: gain per candidate from N = 1 to {LEVEL_OFF_N} {early.mean():+.2f}, from "
             f"{LEVEL_OFF_N} to {top} {late.mean():+.2f}; difference {difference:+.2f} (p={p:.3f}, n={len(by_n)} items)"
             + ("; no record says which fusions parsed" if share is None else f"; {share:.0%} of those fusions parsed")
         )
@@ -268,7 +274,12 @@ def level_off_claim(points: pd.DataFrame, settings: dict, fused: pd.DataFrame, m
             return "inconclusive" if share < MIN_PARSED and result != NOT_MEASURABLE else result
 
         rows.append(tested_row(claim, paper, found, p, decide))
-    return rows or [{"claim": claim, "paper": paper, "found": "no FusioN curve", "verdict": NOT_MEASURABLE}]
+    if rows:
+        return rows
+    found = f"it needs N = 1, N = {LEVEL_OFF_N} and a pool of more than {LEVEL_OFF_N} candidates per cell; " + (
+        "; ".join(unmeasured) if unmeasured else "no FusioN curve"
+    )
+    return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
 
 
 # The paper's downstream findings per kind of evaluated task: (claim, paper, FusioN-data ahead?, per language?).
@@ -365,27 +376,35 @@ def nscaling_claims(points: pd.DataFrame | None, settings: dict, fused: pd.DataF
     """FusioN at N = 2 against the single sample and BoN at N = 2; BoN at 2N against FusioN at N; the level-off."""
     claim = "N-scaling: FusioN at N = 2 already beats the single sample and BoN at the same N"
     paper = "FusioN at N = 2 about +6 win rate over the single sample"
-    if points is None or points.empty or 2 not in set(points["n"]):
-        rows = [{"claim": claim, "paper": paper, "found": "N-scaling did not run at N = 2", "verdict": NOT_MEASURABLE}]
-        others = [
-            "N-scaling: BoN at twice the samples does not beat FusioN (BoN needs about twice the samples to match)",
-            f"N-scaling: FusioN's gains level off past N ≈ {LEVEL_OFF_N}",
-        ]
+    if points is None or points.empty:
         found = "N-scaling did not run (analyses.sizes)"
-        return rows + [{"claim": c, "paper": "", "found": found, "verdict": NOT_MEASURABLE} for c in others]
-    metric = METRIC_NAMES.get(
-        settings.get("metrics", {}).get(points["task"].iloc[0], ""), ""
-    )  # the N-scaling's primary metric
-    at_one = points[points["n"] == 1].drop_duplicates([*["task", "lang", "sampler", "id"]]).assign(method="single")
-    at_two = points[points["n"] == 2]
-    items = pd.concat([at_one, at_two], ignore_index=True)
-    at_two = subset_fusions(fused, 2)  # the fusions the claim tests: the N = 2 subsets', not the full pool's
-    rows = paired_claim(items, ("fusion", "single"), settings, claim, paper, at_two, metric=metric)
-    rows += paired_claim(items, ("fusion", "bon"), settings, claim, paper, at_two, metric=metric)
+        claims = [
+            (claim, paper),
+            (
+                "N-scaling: BoN at twice the samples does not beat FusioN (BoN needs about twice the samples to match)",
+                "BoN needs about 2N samples to match FusioN at N",
+            ),
+            (f"N-scaling: FusioN's gains level off past N ≈ {LEVEL_OFF_N}", f"gains level off past N ≈ {LEVEL_OFF_N}"),
+        ]
+        return [{"claim": c, "paper": p, "found": found, "verdict": NOT_MEASURABLE} for c, p in claims]
+    # the N-scaling's primary metric (each task's own; the rows name them all)
+    metric = ", ".join(sorted({METRIC_NAMES.get(settings.get("metrics", {}).get(t, ""), "") for t in points["task"]}))
+    if 2 in set(points["n"]):
+        at_one = points[points["n"] == 1].drop_duplicates(["task", "lang", "sampler", "id"]).assign(method="single")
+        items = pd.concat([at_one, points[points["n"] == 2]], ignore_index=True)
+        at_two = subset_fusions(fused, 2)  # the fusions the claim tests: the N = 2 subsets', not the full pool's
+        rows = paired_claim(items, ("fusion", "single"), settings, claim, paper, at_two, metric=metric)
+        rows += paired_claim(items, ("fusion", "bon"), settings, claim, paper, at_two, metric=metric)
+    else:
+        rows = [{"claim": claim, "paper": paper, "found": "N-scaling did not run at N = 2", "verdict": NOT_MEASURABLE}]
     rows += twice_claim(points, settings, fused, metric)
-    analysed = fused[[key in sizes for key in zip(fused["task"], fused["lang"], fused["sampler"], strict=True)]]
-    curve = nscaling_fusions(analysed[analysed["variant"] == ""], sizes)
-    subsets = fused[fused["variant"].map(lambda v: bool(v) and methods.parse_variant(v)[0] == "subset")]
+    analysed = pd.Series(
+        [key in sizes for key in zip(fused["task"], fused["lang"], fused["sampler"], strict=True)],
+        index=fused.index,
+        dtype=bool,
+    )
+    curve = nscaling_fusions(fused[analysed & (fused["variant"] == "")], sizes)
+    subsets = fused[fused["variant"].map(lambda v: bool(v) and methods.parse_variant(v)[0] == "subset").astype(bool)]
     rows += level_off_claim(points, settings, pd.concat([curve, nscaling_fusions(subsets, sizes)]), metric)
     return rows
 

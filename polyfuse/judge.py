@@ -221,6 +221,14 @@ class Judge:
         if key not in self._exemplars:
             own = [shot for shot in self.shots if (shot.get("task"), shot.get("lang")) == key]
             self._exemplars[key] = judge_exemplars(kind, own)
+            if not self._exemplars[key] and self.style == "fewshot":  # no English stand-in: say it is zero-shot
+                log.warning(
+                    "few-shot judge %s on %s/%s: no worked judgement (needs two shots with distinct references, "
+                    "tasks.%s.shots); it judges from the instruction alone",
+                    self.engine.model_name,
+                    *key,
+                    key[0],
+                )
         return self._exemplars[key]
 
     def _prompt(self, kind: TaskKind, item: dict, variables: dict) -> Prompt:

@@ -112,8 +112,9 @@ class MbrChrf(Scorer):
         ]
 
     def score_beside(self, item, texts, text):
-        """A new text's consensus: its mean chrF against every candidate of the pool."""
-        return (sum(chrf(text, other) for other in texts) / len(texts) if texts else 0.0), {}
+        """A new text's consensus: its mean chrF against all N candidates of the pool (a candidate's own is against
+        the N - 1 others, so a text that copies a candidate whole scores (100 + (N - 1) * its score) / N)."""
+        return (sum(chrf(text, other) for other in texts) / len(texts) if texts else None), {}
 
 
 @register_scorer("loglik")

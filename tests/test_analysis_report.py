@@ -899,3 +899,52 @@ def test_setting_two_rows_compare_the_students_of_distill_compare(tmp_path):
     # no synthetic-data setting: one row says so
     alone = claims.claims_table(scores[:0] + scores, None, None, None, all_parsed(scores), SETTINGS)
     assert (alone[alone["claim"].str.startswith("Setting 2")]["verdict"] == claims.NOT_MEASURABLE).all()
+
+
+def test_the_level_off_claim_reads_each_cell_up_to_its_own_largest_n(tmp_path):
+    # a cell with a pool of 9 is tested; one whose N-scaling stops at 5 says so instead of failing
+    settings = SETTINGS | {"tasks": {"mgsm": {"kind": "math"}}}
+    tested = nscaling_frame(
+        {("fusion-smol", 1): [20] * 12, ("fusion-smol", 7): [80] * 12, ("fusion-smol", 9): [80] * 12}
+    )
+    short = nscaling_frame({("fusion-smol", 1): [20] * 12, ("fusion-smol", 5): [80] * 12}).assign(lang="fr")
+    fused = subset_fused([7], 12).assign(n=7, sampler="g")
+    rows = claims.level_off_claim(pd.concat([tested, short]), settings, fused, "accuracy")
+    assert len(rows) == 1 and "mgsm/de/g fusion-smol" in rows[0]["found"]
+    (row,) = claims.level_off_claim(short, settings, fused, "accuracy")
+    assert row["verdict"] == claims.NOT_MEASURABLE and "mgsm/fr/g fusion-smol ran N = 1, 5" in row["found"]
+
+
+def test_nscaling_claims_without_n_two_or_fusion_records_still_give_every_row(tmp_path):
+    settings = SETTINGS | {"tasks": {"mgsm": {"kind": "math"}}}
+    points = nscaling_frame(
+        {
+            ("fusion-smol", 1): [0] * 12,
+            ("bon-loglik", 1): [0] * 12,
+            ("fusion-smol", 3): [100] * 12,
+            ("bon-loglik", 6): [0] * 12,
+        }
+    )
+    empty = analysis_report.fused_items([])
+    rows = claims.nscaling_claims(points, settings, empty, {("mgsm", "de", "g"): 6})
+    by_claim = {row["claim"].split(": ")[1][:12]: row for row in rows}
+    assert by_claim["FusioN at N "]["found"] == "N-scaling did not run at N = 2"
+    assert "FusioN at N = 3, BoN at N = 6" in by_claim["BoN at twice"]["found"]
+    assert by_claim["FusioN's gai"]["verdict"] == claims.NOT_MEASURABLE
+
+
+def test_measured_costs_stay_with_their_language_when_item_ids_repeat(tmp_path):
+    # m-ArenaHard keeps one question id across languages: each language's fusion cost is its own
+    pools, fusions = [], []
+    for lang, tokens in (("de", 100), ("fr", 300)):
+        pool = tmp_path / f"{lang}.jsonl"
+        candidate = {"text": "x", "tokens_in": 1, "tokens_out": 1, "seconds": 0.0}
+        cell = {"task": "arena", "lang": lang, "sampler": "g"}
+        write_jsonl(pool, [{"id": "q1", **cell, "candidates": [candidate, candidate]}])
+        fused = tmp_path / f"{lang}.fused.jsonl"
+        cost = {"tokens_in": tokens, "tokens_out": 0, "seconds": 1.0}
+        write_jsonl(fused, [{"id": "q1", **cell, "method": "fusion-smol", "cost": cost}])
+        pools.append(str(pool))
+        fusions.append(str(fused))
+    costs = analysis_report.cost_points(pools, fusions, ["fusion-smol"], SETTINGS).set_index(["lang", "n"])
+    assert costs.loc[("de", 2), "tokens"] == 4 + 100 and costs.loc[("fr", 2), "tokens"] == 4 + 300
