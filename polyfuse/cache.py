@@ -113,10 +113,19 @@ class OutputCache:
         return self.get_many([key]).get(key)
 
     def put(self, key: str, value: Any) -> None:
-        self.puts += 1
-        self._own.execute(
-            "INSERT OR REPLACE INTO outputs (key, value) VALUES (?, ?)", (key, json.dumps(value, ensure_ascii=False))
-        )
+        self.put_many([(key, value)])
+
+    def put_many(self, entries: list[tuple[str, Any]]) -> None:
+        """Store the entries in one commit: a kill keeps all of them or none (a score and its cost stay together)."""
+        self.puts += len(entries)
+        rows = [(key, json.dumps(value, ensure_ascii=False)) for key, value in entries]
+        self._own.execute("BEGIN")
+        try:
+            self._own.executemany("INSERT OR REPLACE INTO outputs (key, value) VALUES (?, ?)", rows)
+        except BaseException:
+            self._own.execute("ROLLBACK")
+            raise
+        self._own.execute("COMMIT")
 
     def close(self) -> None:
         """Seal the writer's shard (or drop it, if it holds nothing): from now on others may read it."""
@@ -287,10 +296,11 @@ def loglik_costed(
             "tokens_out": 0,
             "seconds": round((time.perf_counter() - start) / len(todo), 6),
         }
+        entries = []
         for i, value in zip(missing, fresh, strict=True):
-            cache.put(cost_keys[i], share)  # before the score: a score in the cache always has its cost
-            cache.put(keys[i], value)
+            entries += [(cost_keys[i], share), (keys[i], value)]
             values[i], costs[i] = value, share
+        cache.put_many(entries)  # one commit: a run killed here keeps the engine call's scores and costs whole
     total: dict | None = no_cost()
     for cost in costs:
         total = add_cost(total, cost)
