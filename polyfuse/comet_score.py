@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from polyfuse import methods
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import paired_exactly, read_paired, write_json, write_jsonl
 from polyfuse.select import best_index
@@ -116,7 +117,7 @@ def oracle_records(items_path: str, pools_path: str, metric: Comet) -> Iterator[
             "id": item["id"],
             "task": item["task"],
             "lang": item["lang"],
-            "method": "oracle-comet",
+            "method": methods.COMET_ORACLE,
             "sampler": pool["sampler"],
             "output": texts[chosen],
             "chosen": chosen,
@@ -132,4 +133,4 @@ def run_comet_oracle(items_path: str, pools_path: str, out_path: str, settings: 
         metric = Comet(settings["model"], int(settings["batch_size"]), int(settings["gpus"]))
     except CometUnavailable as exc:
         raise PolyfuseError(f"comet.oracle needs a COMET model: {exc}") from None
-    log.info("oracle-comet items=%d", write_jsonl(out_path, oracle_records(items_path, pools_path, metric)))
+    log.info("%s items=%d", methods.COMET_ORACLE, write_jsonl(out_path, oracle_records(items_path, pools_path, metric)))

@@ -53,6 +53,11 @@ def split_selector(selector: str) -> tuple[str, str | None]:
     return (scorer, model) if sep else (selector, None)
 
 
+def scorer_of(method: str) -> tuple[str, str | None]:
+    """``(scorer, model)`` of a selection method: ``bon-<scorer>[@<model>]``, ``single`` or ``oracle``."""
+    return split_selector(parse(method)[1] or method)
+
+
 def selection(scorer: str) -> str:
     """The method a select step writes: ``single`` and ``oracle`` keep their names, any other scorer is BoN."""
     return scorer if scorer in PLAIN_METHODS else bon(scorer)

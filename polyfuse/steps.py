@@ -172,7 +172,7 @@ def reference(smk) -> None:
 
 def _scorer(smk, cache: OutputCache) -> bon.Scorer:
     """The scorer of the rule's `selector` (a method name), with the model, shots and cache it needs."""
-    scorer_name = methods.split_selector(methods.parse(smk.wildcards.selector)[1] or smk.wildcards.selector)[0]
+    scorer_name = methods.scorer_of(smk.wildcards.selector)[0]
     model = smk.params.scorer_model
     context: dict = {}
     if scorer_name == "loglik":

@@ -36,7 +36,7 @@ rule comet_oracle:
         items_file="results/{task}/{lang}/items.jsonl",
         pools="results/{task}/{lang}/pools/{model}.jsonl",
     output:
-        outputs="results/{task}/{lang}/outputs/{model}/oracle-comet.jsonl",
+        outputs=f"results/{{task}}/{{lang}}/outputs/{{model}}/{methods.COMET_ORACLE}.jsonl",
     log:
         "results/logs/comet_oracle/{task}/{lang}/{model}.log",
     benchmark:

@@ -105,9 +105,9 @@ def methods_of(task, sampler=None):
     if variant:
         shown = methods.parse_variant(variant)[0] == "order"
         return fusion_methods(task) if shown else [*BON, *fusion_methods(task)]
-    oracle = ["oracle"] if task_kind(TASKS[task]["kind"]).has_oracle else []
+    oracle = [methods.ORACLE] if task_kind(TASKS[task]["kind"]).has_oracle else []
     if task in TRANSLATION_TASKS and COMET["model"] and COMET["oracle"]:
-        oracle.append("oracle-comet")
+        oracle.append(methods.COMET_ORACLE)
     return ["single", *oracle, *BON, *fusion_methods(task)]
 
 
@@ -141,7 +141,7 @@ wildcard_constraints:
     set=alternatives(SETS),
     fusor=alternatives(config["models"]),
     selector=rf"single|oracle|bon-(?!reward_model)[a-z_]+{SCORED_BY}",
-    method=rf"single|oracle|oracle-comet|bon-[a-z_]+{SCORED_BY}|fusion-[A-Za-z0-9_.-]+",
+    method=rf"{'|'.join(methods.PLAIN_METHODS)}|bon-[a-z_]+{SCORED_BY}|fusion-[A-Za-z0-9_.-]+",
     pair=rf"fusion-[A-Za-z0-9_.-]+__vs__bon-[a-z_]+{SCORED_BY}",
 
 
@@ -214,7 +214,7 @@ def student_file(model):
 
 def scorer_model(selector):
     """The model a BoN selector scores with: the one it names (<scorer>@<model>), else study.scorer_models'."""
-    scorer, model = methods.split_selector(methods.parse(selector)[1] or selector)
+    scorer, model = methods.scorer_of(selector)
     return model or STUDY["scorer_models"].get(scorer)
 
 
@@ -222,6 +222,11 @@ def scorer_model(selector):
 def selector_model(wildcards):
     """The model a BoN selector runs; None for model-free ones (single, oracle, mbr_chrf)."""
     return scorer_model(wildcards.selector)
+
+
+def judge_label(wildcards):
+    """A head-to-head's verdicts are recorded under its pair's label; a judgement against the reference under none."""
+    return methods.pair_label(wildcards.pair) if hasattr(wildcards, "pair") else None
 
 
 def reference_model(wildcards):

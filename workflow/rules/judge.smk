@@ -53,13 +53,13 @@ rule judge:
         kind=lambda w: TASKS[w.task]["kind"],
         judge=config["judge"],
         models=model_params(*filter(None, [config["judge"].get("model")])),
-        label=None,
+        label=judge_label,
         cache=cache_file(config["judge"].get("model", "judge")),
     script:
         "../scripts/judge.py"
 
 
-rule head_to_head:
+use rule judge as head_to_head with:
     input:
         items_file="results/{task}/{lang}/items.jsonl",
         shots="results/{task}/{lang}/shots.jsonl",
@@ -72,18 +72,3 @@ rule head_to_head:
         "results/logs/head_to_head/{task}/{lang}/{model}/{pair}.log",
     benchmark:
         "results/benchmarks/head_to_head/{task}/{lang}/{model}/{pair}.tsv"
-    wildcard_constraints:
-        task=alternatives(JUDGED_TASKS),
-    conda:
-        model_env(judge_model)
-    threads: config["threads"]
-    resources:
-        **model_resources(judge_model),
-    params:
-        kind=lambda w: TASKS[w.task]["kind"],
-        judge=config["judge"],
-        models=model_params(*filter(None, [config["judge"].get("model")])),
-        label=lambda w: methods.pair_label(w.pair),
-        cache=cache_file(config["judge"].get("model", "judge")),
-    script:
-        "../scripts/judge.py"
