@@ -32,20 +32,7 @@ rule nscaling:
         pools=analysis_pools(),
         fusions=analysis_files("outputs", ["subset"]),
     output:
-        table=report(
-            "results/analyses/nscaling.csv",
-            caption="../report/nscaling.rst",
-            category="Analyses",
-            subcategory="N-scaling",
-        ),
-        markdown="results/analyses/nscaling.md",
-        figure=report(
-            "results/analyses/nscaling.png",
-            caption="../report/nscaling.rst",
-            category="Analyses",
-            subcategory="N-scaling",
-        ),
-        pdf="results/analyses/nscaling.pdf",
+        **analysis_report_outputs("nscaling", "N-scaling"),
     log:
         "results/logs/analyses/nscaling.log",
     benchmark:
@@ -65,20 +52,7 @@ use rule nscaling as robustness with:
         scores=analysis_files("scores", ["injection"]),
         fusions=analysis_files("outputs", ["injection"]),
     output:
-        table=report(
-            "results/analyses/robustness.csv",
-            caption="../report/robustness.rst",
-            category="Analyses",
-            subcategory="Robustness",
-        ),
-        markdown="results/analyses/robustness.md",
-        figure=report(
-            "results/analyses/robustness.png",
-            caption="../report/robustness.rst",
-            category="Analyses",
-            subcategory="Robustness",
-        ),
-        pdf="results/analyses/robustness.pdf",
+        **analysis_report_outputs("robustness", "Robustness"),
     log:
         "results/logs/analyses/robustness.log",
     benchmark:
@@ -91,20 +65,7 @@ use rule nscaling as position with:
         fusions=analysis_files("outputs", ["order"]),
         pools=analysis_pools(["order"]),
     output:
-        table=report(
-            "results/analyses/position.csv",
-            caption="../report/position.rst",
-            category="Analyses",
-            subcategory="Position bias",
-        ),
-        markdown="results/analyses/position.md",
-        figure=report(
-            "results/analyses/position.png",
-            caption="../report/position.rst",
-            category="Analyses",
-            subcategory="Position bias",
-        ),
-        pdf="results/analyses/position.pdf",
+        **analysis_report_outputs("position", "Position bias"),
     log:
         "results/logs/analyses/position.log",
     benchmark:
@@ -117,20 +78,7 @@ use rule nscaling as diagnostics with:
         fusions=analysis_files("outputs"),
         pools=analysis_pools(),
     output:
-        table=report(
-            "results/analyses/diagnostics.csv",
-            caption="../report/diagnostics.rst",
-            category="Analyses",
-            subcategory="Fusion diagnostics",
-        ),
-        markdown="results/analyses/diagnostics.md",
-        figure=report(
-            "results/analyses/diagnostics.png",
-            caption="../report/diagnostics.rst",
-            category="Analyses",
-            subcategory="Fusion diagnostics",
-        ),
-        pdf="results/analyses/diagnostics.pdf",
+        **analysis_report_outputs("diagnostics", "Fusion diagnostics"),
     log:
         "results/logs/analyses/diagnostics.log",
     benchmark:
@@ -143,20 +91,7 @@ use rule nscaling as compute with:
         pools=analysis_pools(["subset"]),
         fusions=analysis_files("outputs", ["subset"]),
     output:
-        table=report(
-            "results/analyses/compute.csv",
-            caption="../report/compute.rst",
-            category="Analyses",
-            subcategory="Compute-matched",
-        ),
-        markdown="results/analyses/compute.md",
-        figure=report(
-            "results/analyses/compute.png",
-            caption="../report/compute.rst",
-            category="Analyses",
-            subcategory="Compute-matched",
-        ),
-        pdf="results/analyses/compute.pdf",
+        **analysis_report_outputs("compute", "Compute-matched"),
     log:
         "results/logs/analyses/compute.log",
     benchmark:
@@ -168,20 +103,7 @@ use rule nscaling as fusors with:
         scores=fusor_choice_files("scores"),
         fusions=fusor_choice_files("outputs", ["fusion"]),
     output:
-        table=report(
-            "results/analyses/fusors.csv",
-            caption="../report/fusors.rst",
-            category="Analyses",
-            subcategory="Fusor choice",
-        ),
-        markdown="results/analyses/fusors.md",
-        figure=report(
-            "results/analyses/fusors.png",
-            caption="../report/fusors.rst",
-            category="Analyses",
-            subcategory="Fusor choice",
-        ),
-        pdf="results/analyses/fusors.pdf",
+        **analysis_report_outputs("fusors", "Fusor choice"),
     log:
         "results/logs/analyses/fusors.log",
     benchmark:

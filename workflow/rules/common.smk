@@ -284,6 +284,18 @@ def analysis_files(folder, families=()):
     ]
 
 
+def analysis_report_outputs(name, subcategory):
+    """An analysis rule's outputs: its table and figure in the report, under the caption named after it, and the
+    same table as Markdown and the figure as PDF."""
+    shown = dict(caption=f"../report/{name}.rst", category="Analyses", subcategory=subcategory)
+    return {
+        "table": report(f"results/analyses/{name}.csv", **shown),
+        "markdown": f"results/analyses/{name}.md",
+        "figure": report(f"results/analyses/{name}.png", **shown),
+        "pdf": f"results/analyses/{name}.pdf",
+    }
+
+
 def claim_fusions():
     """The fusion outputs the claims test: the study's cells, and the N-scaling subsets' (whose parse share counts)."""
     study = [
