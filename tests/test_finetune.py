@@ -191,7 +191,7 @@ def test_base_export_agrees_with_transformers(base_student, tmp_path):
 
 def test_gguf_permutation_inverts_the_transformers_loader():
     code = (
-        "import numpy as np; from polyfuse.finetune import permute_for_gguf; "
+        "import numpy as np; from polyfuse.gguf_export import permute_for_gguf; "
         "from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor as P; "
         "w = np.random.default_rng(0).normal(size=(9 * 64, 576)); k = w[: 3 * 64]; "
         "p = P({'num_attention_heads': 9, 'num_key_value_heads': 3}); "
