@@ -265,10 +265,13 @@ def loglik_costed(
 ) -> tuple[list[float], dict | None]:
     """Token log-probabilities of the continuations (their mean or sum), and what computing them cost.
 
-    The cost is measured when the engine runs (its calls, the tokens it read, wall seconds), shared evenly over
-    the continuations of that run and cached beside each score, so a cached score costs what it cost once, as a
-    cached candidate does. A score cached without its cost makes the cost None (not measured), never 0.
-    An empty continuation scores -inf under either normalization, so it never wins a selection.
+    The cost is measured when the engine runs (its calls, the tokens it read, wall seconds) and cached, so a cached
+    score costs what it cost once, as a cached candidate does. It has two parts: the prompt, which an engine that
+    shares it across continuations (llama.cpp) reads once per run, cached once per prompt; and the rest, shared
+    evenly over the continuations of that run and cached beside each score (seconds split between the two by tokens).
+    Scoring any set of continuations costs the prompt once plus theirs, so a subset of a pool costs what scoring it
+    alone would, not a share of the prompt. A score cached without its cost makes the cost None (not measured),
+    never 0. An empty continuation scores -inf under either normalization, so it never wins a selection.
     """
     if normalization not in LOGLIK_NORMALIZATIONS:
         raise PolyfuseError(
@@ -279,29 +282,36 @@ def loglik_costed(
     variant = {} if normalization == "mean" else {"normalization": normalization}
     keys = [cache_key(model=identity, prompt=prompt, loglik=text, **variant) for text in continuations]
     cost_keys = [cache_key(model=identity, prompt=prompt, loglik=text, **variant, cost=True) for text in continuations]
-    cached = cache.get_many([*keys, *cost_keys])
+    prompt_key = cache_key(model=identity, prompt=prompt, loglik_prompt=True, **variant)
+    cached = cache.get_many([*keys, *cost_keys, prompt_key])
     values = [cached.get(key) for key in keys]
     costs = [cached.get(key) for key in cost_keys]
+    prompt_cost = cached.get(prompt_key)
     missing = [i for i, value in enumerate(values) if value is None]
     if missing:
         todo = [continuations[i] for i in missing]
-        calls, tokens, start = engine.calls, engine.loglik_tokens, time.perf_counter()
+        calls, tokens, shared = engine.calls, engine.loglik_tokens, engine.loglik_prompt_tokens
+        start = time.perf_counter()
         if normalization == "mean":
             fresh = engine.loglik(prompt, todo)
         else:
             fresh = [total if count else float("-inf") for total, count in engine.loglik_terms(prompt, todo)]
+        seconds, tokens = time.perf_counter() - start, engine.loglik_tokens - tokens
+        shared = engine.loglik_prompt_tokens - shared
+        shared_seconds = seconds * shared / tokens if tokens else 0.0
+        prompt_cost = {"calls": 0, "tokens_in": shared, "tokens_out": 0, "seconds": round(shared_seconds, 6)}
         share = {
             "calls": (engine.calls - calls) / len(todo),
-            "tokens_in": (engine.loglik_tokens - tokens) / len(todo),
+            "tokens_in": (tokens - shared) / len(todo),
             "tokens_out": 0,
-            "seconds": round((time.perf_counter() - start) / len(todo), 6),
+            "seconds": round((seconds - shared_seconds) / len(todo), 6),
         }
-        entries = []
+        entries = [(prompt_key, prompt_cost)]
         for i, value in zip(missing, fresh, strict=True):
             entries += [(cost_keys[i], share), (keys[i], value)]
             values[i], costs[i] = value, share
         cache.put_many(entries)  # one commit: a run killed here keeps the engine call's scores and costs whole
-    total: dict | None = no_cost()
+    total: dict | None = prompt_cost if continuations else no_cost()
     for cost in costs:
         total = add_cost(total, cost)
     return values, total

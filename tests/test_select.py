@@ -231,6 +231,11 @@ def test_a_loglik_scorers_cost_is_measured_when_it_runs_and_kept_with_its_cached
         assert cost["tokens_in"] == pytest.approx(read) and cost["seconds"] > 0
         again = scorer.score_item(ITEM, texts)
         assert gemma.calls - calls == 3 and again == (scores, details)  # cached: no call, the cost it had
+        # a subset costs what scoring it alone would: the prompt once, and its own continuations' share
+        _, alone = scorer.score_item(ITEM, texts[:1])
+        prompt_read = prompt_tokens - 1
+        assert alone["cost"]["tokens_in"] == pytest.approx(prompt_read + (read - prompt_read) / 3)
+        assert alone["cost"]["calls"] == pytest.approx(1) and gemma.calls - calls == 3
         # one new candidate: the two cached ones keep their share, the new one is measured on its own
         _, mixed = scorer.score_item(ITEM, texts[:2] + [" Geschlossen."])
         assert gemma.calls - calls == 4 and mixed["cost"]["calls"] == pytest.approx(3)

@@ -110,6 +110,7 @@ class Engine(ABC):
         self.threads = threads
         self.calls = 0  # model invocations, so tests and benchmarks can assert a cached re-run makes none
         self.loglik_tokens = 0  # tokens the model read to score continuations (prompt and continuations as fed)
+        self.loglik_prompt_tokens = 0  # of those, the prompt tokens read once for all of a call's continuations
 
     @abstractmethod
     def identity(self) -> dict:

@@ -263,6 +263,7 @@ class LlamaCppEngine(Engine):
         finally:
             llm._logits_all = True
         self.loglik_tokens += len(context) - 1  # the shared prefix, once
+        self.loglik_prompt_tokens += len(context) - 1
         for tokens in encoded:
             if not tokens:
                 terms.append((0.0, 0))
