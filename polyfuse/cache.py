@@ -122,10 +122,11 @@ class OutputCache:
         self._own.execute("BEGIN")
         try:
             self._own.executemany("INSERT OR REPLACE INTO outputs (key, value) VALUES (?, ?)", rows)
+            self._own.execute("COMMIT")
         except BaseException:
-            self._own.execute("ROLLBACK")
+            if self._own.in_transaction:  # SQLite may have rolled back on its own (disk full, I/O error)
+                self._own.execute("ROLLBACK")
             raise
-        self._own.execute("COMMIT")
 
     def close(self) -> None:
         """Seal the writer's shard (or drop it, if it holds nothing): from now on others may read it."""
@@ -287,6 +288,8 @@ def loglik_costed(
     values = [cached.get(key) for key in keys]
     costs = [cached.get(key) for key in cost_keys]
     prompt_cost = cached.get(prompt_key)
+    if prompt_cost is None and None not in costs:  # shares cached before the prompt had its own entry include it
+        prompt_cost = no_cost()
     missing = [i for i, value in enumerate(values) if value is None]
     if missing:
         todo = [continuations[i] for i in missing]

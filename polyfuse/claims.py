@@ -388,7 +388,8 @@ def nscaling_claims(points: pd.DataFrame | None, settings: dict, fused: pd.DataF
         ]
         return [{"claim": c, "paper": p, "found": found, "verdict": NOT_MEASURABLE} for c, p in claims]
     # the N-scaling's primary metric (each task's own; the rows name them all)
-    metric = ", ".join(sorted({METRIC_NAMES.get(settings.get("metrics", {}).get(t, ""), "") for t in points["task"]}))
+    names = {METRIC_NAMES.get(settings.get("metrics", {}).get(task, ""), "") for task in points["task"]}
+    metric = ", ".join(sorted(filter(None, names)))
     if 2 in set(points["n"]):
         at_one = points[points["n"] == 1].drop_duplicates(["task", "lang", "sampler", "id"]).assign(method="single")
         items = pd.concat([at_one, points[points["n"] == 2]], ignore_index=True)
