@@ -173,10 +173,12 @@ def fusor_analysis_fusions(config: dict) -> list[tuple[str, str, str, str]]:
 
 
 def digests(workdir: Path) -> dict[str, str]:
+    """Every record file's digest, less its wall-clock seconds: measured, so two writers of one cache entry (judging
+    jobs sharing a prompt) or a model-free scorer timed again may differ there, and only there."""
     files = sorted((workdir / "results").glob("*/*/*/*/*.jsonl")) + sorted(
         (workdir / "results").glob("*/*/pools/*.jsonl")
     )
-    return {str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    return {str(p.relative_to(workdir)): hashlib.sha256(timing_free_bytes(p)).hexdigest() for p in files}
 
 
 def test_study_writes_tables_figures_and_report(study):
