@@ -244,6 +244,14 @@ def add_cost(total: dict | None, part: dict | None) -> dict | None:
     return {field: total[field] + part[field] for field in total}
 
 
+def sum_costs(costs: Iterable[dict | None]) -> dict | None:
+    """The total of several costs; None when any of them was not measured."""
+    total: dict | None = no_cost()
+    for cost in costs:
+        total = add_cost(total, cost)
+    return total
+
+
 def generation_cost(candidate: dict) -> dict:
     """The cost of one cached generation, as the engine recorded it when it ran (a cache hit costs it again)."""
     return {
@@ -314,10 +322,7 @@ def loglik_costed(
             entries += [(cost_keys[i], share), (keys[i], value)]
             values[i], costs[i] = value, share
         cache.put_many(entries)  # one commit: a run killed here keeps the engine call's scores and costs whole
-    total: dict | None = prompt_cost if continuations else no_cost()
-    for cost in costs:
-        total = add_cost(total, cost)
-    return values, total
+    return values, add_cost(prompt_cost if continuations else no_cost(), sum_costs(costs))
 
 
 if __name__ == "__main__":  # python -m polyfuse.cache results/cache/<model> ...: merge each model's sealed shards

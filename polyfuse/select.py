@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from polyfuse import methods
-from polyfuse.cache import OutputCache, add_cost, loglik_costed, no_cost
+from polyfuse.cache import OutputCache, loglik_costed, no_cost, sum_costs
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_paired, with_progress, write_jsonl
@@ -162,10 +162,7 @@ class PointwiseJudge(Scorer):
     def score_item(self, item, texts):
         ratings = [self.judge.rate(self.kind, item, text) for text in texts]
         self.failures += sum(rating.value is None for rating in ratings)
-        cost: dict | None = no_cost()
-        for rating in ratings:
-            cost = add_cost(cost, rating.cost)
-        return [rating.value for rating in ratings], {"cost": cost}
+        return [rating.value for rating in ratings], {"cost": sum_costs(rating.cost for rating in ratings)}
 
 
 @register_scorer("reward_model")
@@ -192,6 +189,13 @@ def make_scorer(name: str, kind: TaskKind, **context) -> Scorer:
     return SCORERS[name](kind, **context)
 
 
+def scoring_cost(details: dict, start: float) -> dict | None:
+    """The cost a scorer reports in `details` (taken out of them), or for a scorer without a model the seconds since
+    `start`; seconds rounded for the record."""
+    cost = details.pop("cost") if "cost" in details else {**no_cost(), "seconds": time.perf_counter() - start}
+    return cost if cost is None else {**cost, "seconds": round(cost["seconds"], 6)}
+
+
 def best_index(scores: list[float | None]) -> int:
     """argmax, lowest index on ties; a candidate the scorer could not score (None) ranks last."""
     return max(range(len(scores)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
@@ -205,8 +209,7 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer, method: str |
         texts = [text.strip() for text in generated]
         start = time.perf_counter()
         scores, details = scorer.score_item(item, generated if scorer.scores_raw_text else texts)
-        # a model scorer reports what its model spent; a scorer without one costs the seconds it took here
-        cost = details.pop("cost") if "cost" in details else {**no_cost(), "seconds": time.perf_counter() - start}
+        cost = scoring_cost(details, start)
         chosen = best_index(scores)
         repetitions = [repetition(text) for text in texts]
         yield {
@@ -222,7 +225,7 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer, method: str |
             "repetition": [round(share, 4) for share in repetitions],
             "repetitive": [share >= REPETITIVE_SHARE for share in repetitions],
             **details,
-            "cost": cost if cost is None else {**cost, "seconds": round(cost["seconds"], 6)},
+            "cost": cost,
             "prompt_hash": pool["prompt_hash"],
         }
 
@@ -273,7 +276,7 @@ def target_scores(items_path: str, pools_path: str, targets_path: str, scorer: S
             texts, text = generated, generated[0][: len(generated[0]) - len(generated[0].lstrip())] + text
         start = time.perf_counter()
         score, details = scorer.score_beside(item, texts, text)
-        cost = details.pop("cost") if "cost" in details else {**no_cost(), "seconds": time.perf_counter() - start}
+        cost = scoring_cost(details, start)
         yield {
             "id": item["id"],
             "task": item["task"],
@@ -283,7 +286,7 @@ def target_scores(items_path: str, pools_path: str, targets_path: str, scorer: S
             "scored_by": method,
             "score": score,
             **details,
-            "cost": cost if cost is None else {**cost, "seconds": round(cost["seconds"], 6)},
+            "cost": cost,
         }
 
 
