@@ -276,11 +276,12 @@ def loglik_costed(
 
     The cost is measured when the engine runs (its calls, the tokens it read, wall seconds) and cached, so a cached
     score costs what it cost once, as a cached candidate does. It has two parts: the prompt, which an engine that
-    shares it across continuations (llama.cpp) reads once per run, cached once per prompt; and the rest, shared
-    evenly over the continuations of that run and cached beside each score (seconds split between the two by tokens).
-    Scoring any set of continuations costs the prompt once plus theirs, so a subset of a pool costs what scoring it
-    alone would, not a share of the prompt. A score cached without its cost makes the cost None (not measured),
-    never 0. An empty continuation scores -inf under either normalization, so it never wins a selection.
+    shares it across continuations (llama.cpp) reads once per run, cached once per prompt; and each continuation's
+    own call and tokens, as the engine reports them, cached beside its score (seconds split by tokens read). Scoring
+    any set of continuations costs the prompt once plus theirs, so a subset of a pool costs what scoring it alone
+    would, and a text's cost does not depend on which batch first scored it (job order, a resumed run). A score
+    cached without its cost makes the cost None (not measured), never 0. An empty continuation scores -inf under
+    either normalization, so it never wins a selection.
     """
     if normalization not in LOGLIK_NORMALIZATIONS:
         raise PolyfuseError(
@@ -302,6 +303,7 @@ def loglik_costed(
     if missing:
         todo = [continuations[i] for i in missing]
         calls, tokens, shared = engine.calls, engine.loglik_tokens, engine.loglik_prompt_tokens
+        engine.loglik_reads = []
         start = time.perf_counter()
         if normalization == "mean":
             fresh = engine.loglik(prompt, todo)
@@ -311,16 +313,26 @@ def loglik_costed(
         shared = engine.loglik_prompt_tokens - shared
         shared_seconds = seconds * shared / tokens if tokens else 0.0
         prompt_cost = {"calls": 0, "tokens_in": shared, "tokens_out": 0, "seconds": round(shared_seconds, 6)}
-        share = {
-            "calls": (engine.calls - calls) / len(todo),
-            "tokens_in": (tokens - shared) / len(todo),
-            "tokens_out": 0,
-            "seconds": round((seconds - shared_seconds) / len(todo), 6),
-        }
+        own_seconds = seconds - shared_seconds
+        if engine.loglik_reads:
+            own = [{"calls": int(read > 0), "tokens_in": read} for read in engine.loglik_reads]
+        else:  # an engine that does not report each continuation's tokens (a test double): an even share
+            own = [{"calls": (engine.calls - calls) / len(todo), "tokens_in": (tokens - shared) / len(todo)}] * len(
+                todo
+            )
+        own_tokens = sum(cost["tokens_in"] for cost in own)
+        own = [  # seconds by tokens read: the one part of a cost that is not the same on every run
+            cost
+            | {
+                "tokens_out": 0,
+                "seconds": round(own_seconds * cost["tokens_in"] / own_tokens, 6) if own_tokens else 0.0,
+            }
+            for cost in own
+        ]
         entries = [(prompt_key, prompt_cost)]
-        for i, value in zip(missing, fresh, strict=True):
-            entries += [(cost_keys[i], share), (keys[i], value)]
-            values[i], costs[i] = value, share
+        for i, value, cost in zip(missing, fresh, own, strict=True):
+            entries += [(cost_keys[i], cost), (keys[i], value)]
+            values[i], costs[i] = value, cost
         cache.put_many(entries)  # one commit: a run killed here keeps the engine call's scores and costs whole
     return values, add_cost(prompt_cost if continuations else no_cost(), sum_costs(costs))
 

@@ -46,7 +46,10 @@ from polyfuse.errors import PolyfuseError
 cases = json.loads(sys.argv[2])
 engine = create_engine("smolv", {"engine": "vllm", "path": sys.argv[1], "dtype": "float32",
                                  "gpu_memory_utilization": 0.3, "max_model_len": 256})
-result = {name: engine.loglik(prompt, continuations) for name, (prompt, continuations) in cases.items()}
+result = {}
+for name, (prompt, continuations) in cases.items():
+    result[name] = engine.loglik(prompt, continuations)
+    result[name + "_reads"] = engine.loglik_reads
 prompt = cases["fewshot"][0]
 overflowing = GenerationRequest(prompt, SamplingParams(max_tokens=250), seed=1)
 for label, attempt in (("generate", lambda: list(engine.generate([overflowing]))),
@@ -109,6 +112,16 @@ def assert_agree(ours: list[float], theirs: list[float]) -> None:
 def test_llamacpp_and_vllm_agree(smol, vllm_scores, case):
     prompt, continuations = CASES[case]
     assert_agree(smol.loglik(prompt, continuations), vllm_scores[case])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_engine_reports_the_tokens_each_continuation_read(smol, vllm_scores, case):
+    # llama.cpp reads the prompt once, then its last token and the continuation; vLLM reads each sequence whole.
+    # Either way a continuation's own tokens differ from the other engine's by the same prompt length.
+    prompt, continuations = CASES[case]
+    smol.loglik(prompt, continuations)
+    gaps = {theirs - ours for ours, theirs in zip(smol.loglik_reads, vllm_scores[case + "_reads"], strict=True)}
+    assert len(gaps) == 1 and gaps.pop() > 0 and min(smol.loglik_reads) >= 2
 
 
 @pytest.mark.xfail(

@@ -277,6 +277,7 @@ def test_loglik_scores_the_continuation_tokens_and_rejects_uneven_logprobs(peer)
     # "Q: " + "yes", then one generated token: only the tokens from offset 3 up to 6 count
     ScriptedPeer.script = [(200, {}, logprob_reply([0, 1, 3, 5, 6], [None, -1.0, -0.5, -1.5, -9.0]))]
     assert engine.loglik("Q: ", ["yes"]) == [-1.0]
+    assert engine.loglik_reads == [5]  # no usage in the reply: the echoed tokens are what the server read
     assert ScriptedPeer.seen[0]["path"] == "/v1/completions" and ScriptedPeer.seen[0]["body"]["echo"] is True
     ScriptedPeer.script = [(200, {}, logprob_reply([0, 1, 3, 5], [None, -1.0, -0.5]))]
     uneven = r"/v1/completions \(model served\) returned 4 token offsets but 3 logprobs"

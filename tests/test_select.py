@@ -219,9 +219,8 @@ def test_a_loglik_scorers_cost_is_measured_when_it_runs_and_kept_with_its_cached
     llm = gemma.scorer
     # the prompt is read once (its last token again before each continuation), then each continuation whole
     prompt_tokens = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
-    read = (
-        prompt_tokens - 1 + sum(1 + len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)) for t in texts)
-    )
+    own = [1 + len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=False)) for t in texts]
+    read = prompt_tokens - 1 + sum(own)
     with OutputCache(tmp_path / "cache") as cache:
         scorer = make_scorer("loglik", TRANSLATION, engine=gemma, style="fewshot", shots=shots, cache=cache)
         calls = gemma.calls
@@ -231,11 +230,10 @@ def test_a_loglik_scorers_cost_is_measured_when_it_runs_and_kept_with_its_cached
         assert cost["tokens_in"] == pytest.approx(read) and cost["seconds"] > 0
         again = scorer.score_item(ITEM, texts)
         assert gemma.calls - calls == 3 and again == (scores, details)  # cached: no call, the cost it had
-        # a subset costs what scoring it alone would: the prompt once, and its own continuations' share
+        # a subset costs what scoring it alone would: the prompt once, and its own continuation's tokens
         _, alone = scorer.score_item(ITEM, texts[:1])
-        prompt_read = prompt_tokens - 1
-        assert alone["cost"]["tokens_in"] == pytest.approx(prompt_read + (read - prompt_read) / 3)
-        assert alone["cost"]["calls"] == pytest.approx(1) and gemma.calls - calls == 3
+        assert alone["cost"]["tokens_in"] == prompt_tokens - 1 + own[0]
+        assert alone["cost"]["calls"] == 1 and gemma.calls - calls == 3
         # one new candidate: the two cached ones keep their share, the new one is measured on its own
         _, mixed = scorer.score_item(ITEM, texts[:2] + [" Geschlossen."])
         assert gemma.calls - calls == 4 and mixed["cost"]["calls"] == pytest.approx(3)
@@ -245,6 +243,24 @@ def test_a_loglik_scorers_cost_is_measured_when_it_runs_and_kept_with_its_cached
         bare.put(key, value)
     scorer = make_scorer("loglik", TRANSLATION, engine=gemma, style="fewshot", shots=shots, cache=bare)
     assert scorer.score_item(ITEM, texts) == (scores, {"normalization": "mean", "cost": None})
+
+
+def timing_free(cost):
+    return {field: value for field, value in cost.items() if field != "seconds"}
+
+
+def test_a_texts_loglik_cost_does_not_depend_on_the_batch_that_first_scored_it(tmp_path, gemma):
+    # issue 17: a fused answer equal to a candidate was costed as a share of whichever job scored it first (the
+    # pool's selection, 5 at once, or the target scores, alone), so a resumed study's records differed
+    shots = [{"input": "Good morning.", "reference": "Guten Morgen."}]
+    texts = [" Das Museum ist montags und dienstags geschlossen.", " Zu.", " Das Museum ist montags zu."]
+    costs = []
+    for order, batches in enumerate([[texts, texts[:1]], [texts[:1], texts]]):
+        with OutputCache(tmp_path / f"order{order}") as cache:
+            scorer = make_scorer("loglik", TRANSLATION, engine=gemma, style="fewshot", shots=shots, cache=cache)
+            costs.append([timing_free(scorer.score_item(ITEM, batch)[1]["cost"]) for batch in batches])
+    batch_first, alone_first = costs
+    assert batch_first == alone_first[::-1]
 
 
 def loglik_keys(engine, prompt, texts):

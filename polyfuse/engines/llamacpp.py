@@ -254,6 +254,7 @@ class LlamaCppEngine(Engine):
             len(context), max(map(len, encoded), default=0), llm.n_ctx(), "loglik_n_ctx", added="continuation_tokens"
         )
         terms = []
+        self.loglik_reads = [1 + len(tokens) if tokens else 0 for tokens in encoded]
         llm.reset()
         # The shared prefix is evaluated once per prompt, without its logits: the projection onto the vocabulary
         # (262k entries for Gemma 3) of every prompt token would cost more than the model body, for rows never read.

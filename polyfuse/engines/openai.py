@@ -205,7 +205,8 @@ class OpenAIEngine(Engine):
         finally:
             pool.shutdown(cancel_futures=True)  # a failure or an abandoned iterator sends nothing more
 
-    def _loglik_one(self, prompt: str, continuation: str) -> float:
+    def _loglik_one(self, prompt: str, continuation: str) -> tuple[float, int]:
+        """The continuation's mean log-probability, and the tokens the server read for it."""
         where, choice, usage = self._call(
             COMPLETIONS,
             {
@@ -223,18 +224,21 @@ class OpenAIEngine(Engine):
             raise PolyfuseError(f"{where} returned no prompt logprobs (it needs echo)")
         if len(offsets) != len(values):
             raise PolyfuseError(f"{where} returned {len(offsets)} token offsets but {len(values)} logprobs")
-        with self._lock:  # the server's own count where it gives one; else the echoed tokens
-            self.loglik_tokens += getattr(usage, "prompt_tokens", None) or len(offsets)
+        read = getattr(usage, "prompt_tokens", None) or len(offsets)  # the server's own count; else the echoed tokens
+        with self._lock:
+            self.loglik_tokens += read
         end = len(prompt) + len(continuation)  # tokens past it were generated, not scored
         picked = [v for o, v in zip(offsets, values, strict=True) if len(prompt) <= o < end and v is not None]
-        return sum(picked) / len(picked) if picked else float("-inf")
+        return (sum(picked) / len(picked) if picked else float("-inf")), read
 
     def loglik(self, prompt: Prompt, continuations: Sequence[str]) -> list[float]:
         """Prompt log-probabilities through the completions endpoint (echo + logprobs), as vLLM serves them."""
         if not isinstance(prompt, str):
             raise PolyfuseError(f"model {self.model_name!r}: loglik over the openai engine needs prompt_style: fewshot")
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda continuation: self._loglik_one(prompt, continuation), continuations))
+            scored = list(pool.map(lambda continuation: self._loglik_one(prompt, continuation), continuations))
+        self.loglik_reads = [read for _, read in scored]
+        return [value for value, _ in scored]
 
     def close(self) -> None:
         for client in self.clients:

@@ -184,7 +184,8 @@ class VLLMEngine(Engine):
             use_tqdm=False,
         )
         self.calls += len(scored)
-        self.loglik_tokens += sum(len(context) + len(encoded[i]) for i in scored)  # each sequence whole, as submitted
+        self.loglik_reads = [len(context) + len(tokens) if tokens else 0 for tokens in encoded]  # each whole
+        self.loglik_tokens += sum(self.loglik_reads)
         terms = [(0.0, 0)] * len(continuations)
         for i, out in zip(scored, results, strict=True):
             # prompt_logprobs[p] holds the log-probability of prompt token p given the tokens before it
