@@ -1,4 +1,4 @@
-"""Checks of a study config beyond its JSON Schema: every name it uses must exist.
+"""Checks of a study config beyond its typed sections (polyfuse.settings): every name it uses must exist.
 
 Run when the workflow is parsed, so an unknown task, language, model or scorer is
 rejected before any job starts or any model is loaded. Imports stay light here:
@@ -10,28 +10,11 @@ from __future__ import annotations
 import math
 
 from polyfuse import methods
-from polyfuse.data import LOADERS
-from polyfuse.engines import BACKEND_MODULES, COMMON_MODEL_KEYS, CONTEXT_KEYS, ENGINE_KEYS, SUMMED_LOGLIK_ENGINES
+from polyfuse.engines import CONTEXT_KEYS, SUMMED_LOGLIK_ENGINES
 from polyfuse.errors import PolyfuseError
-from polyfuse.fuse import FALLBACKS
-from polyfuse.languages import LANGUAGE_NAMES
 from polyfuse.pools import pool_members
 from polyfuse.select import MODEL_SCORERS, SCORERS
-from polyfuse.tasks import PROMPT_STYLES, TASK_KINDS, load_template, task_kind
-
-
-def check_schema(config: dict, schema_path: str) -> None:
-    """Validate against the JSON Schema, reporting the single most relevant error on one line."""
-    import jsonschema
-    import yaml
-
-    with open(schema_path, encoding="utf-8") as handle:
-        schema = yaml.safe_load(handle)
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    if error is not None:
-        key = ".".join(map(str, error.absolute_path)) or "(top level)"
-        expected = error.schema.get("description") if isinstance(error.schema, dict) else None
-        raise PolyfuseError(f"{key}: {error.message}" + (f" (expected: {expected})" if expected else ""))
+from polyfuse.tasks import load_template, task_kind
 
 
 def _known(value, known, where: str) -> None:
@@ -49,21 +32,9 @@ def _needs_summed_loglik(models: dict, model: str, setting: str) -> None:
 
 
 def check_config(config: dict) -> None:
+    """The checks that span sections, on a config the typed models (polyfuse.settings) have read: every name it
+    uses exists, and every model can hold what it is given."""
     models = config["models"]
-    for name, spec in models.items():
-        _known(spec["engine"], BACKEND_MODULES, f"models.{name}.engine")
-        foreign = sorted(set(spec) - COMMON_MODEL_KEYS - ENGINE_KEYS[spec["engine"]])
-        if foreign:
-            raise PolyfuseError(
-                f"models.{name}.{foreign[0]}: not a key of engine {spec['engine']!r} "
-                f"(its keys: {', '.join(sorted(ENGINE_KEYS[spec['engine']]))})"
-            )
-        _known(spec["prompt_style"], PROMPT_STYLES, f"models.{name}.prompt_style")
-    for name, task in config["tasks"].items():
-        _known(task["kind"], TASK_KINDS, f"tasks.{name}.kind")
-        _known(task["dataset"]["format"], LOADERS, f"tasks.{name}.dataset.format")
-        for lang in task["languages"]:
-            _known(lang, LANGUAGE_NAMES, f"tasks.{name}.languages")
     study = config["study"]
     pools = config.get("pools", {})
     for name, spec in pools.items():
@@ -102,7 +73,6 @@ def check_config(config: dict) -> None:
     if "analyses" in config:
         check_analyses(config)
     fusion = config["fusion"]
-    _known(fusion["fallback"], FALLBACKS, "fusion.fallback")
     check_fusor_context(config)
     fusors = set(study["fusors"]).union(*(task.get("fusors", []) for task in config["tasks"].values()))
     fusors |= set(fusor_choice_models(config))

@@ -30,29 +30,6 @@ BACKEND_MODULES = {
     "vllm": "polyfuse.engines.vllm",
 }
 ENGINES: dict[str, type[Engine]] = {}
-# engine name -> the model keys it reads (besides engine, prompt_style and resources); any other key is an error,
-# so a key of another engine (max_model_len on llama.cpp) is never silently ignored
-ENGINE_KEYS = {
-    "llamacpp": frozenset({"path", "package", "hub", "n_ctx", "loglik_n_ctx", "n_batch"}),
-    "openai": frozenset(
-        {
-            "model",
-            "base_url",
-            "base_urls",
-            "api_key_env",
-            "concurrency",
-            "max_retries",
-            "backoff_seconds",
-            "backoff_max_seconds",
-            "timeout_seconds",
-            "revision",
-        }
-    ),
-    "vllm": frozenset(
-        {"path", "revision", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "batch_items"}
-    ),
-}
-COMMON_MODEL_KEYS = frozenset({"engine", "prompt_style", "resources"})
 # engine name -> (the model key that sets its context window, its default; None: the model's own, unknown here)
 CONTEXT_KEYS = {"llamacpp": ("n_ctx", 4096), "vllm": ("max_model_len", None)}
 # engines that see the tokens and so give summed log-probabilities (loglik_terms); the openai echo path gives means

@@ -4,7 +4,7 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -16,21 +16,17 @@ from polyfuse import methods
 from polyfuse.config import (
     analysed_samplers,
     analysis_variants,
-    check_config,
-    check_schema,
     finetune_settings,
     student_gguf,
     student_models,
 )
 from polyfuse.pools import pool_members
+from polyfuse.settings import load_config
 from polyfuse.errors import PolyfuseError
 from polyfuse.tasks import task_kind
 
-SCHEMA = os.path.join(workflow.current_basedir, "../schemas/config.schema.yaml")
 try:
-    check_schema(config, SCHEMA)  # one line naming the key, before Snakemake's own multi-line report
-    validate(config, SCHEMA)  # fills in the schema's defaults
-    check_config(config)
+    config.update(load_config(config))  # typed (polyfuse/settings.py): defaults filled, one line naming a bad key
     FINETUNE = finetune_settings(config) if "distill" in config else {}  # locates the base student's GGUF
 except PolyfuseError as exc:
     raise WorkflowError(f"config: {exc}") from None
