@@ -62,7 +62,7 @@ def check_config(config: dict) -> None:
         load_template(judge["pointwise_template"], "judge", models[judge["model"]]["prompt_style"])
     for name, task in config["tasks"].items():
         reference = task.get("reference", {})
-        if task["kind"] == "chat" and not reference and task.get("role", "test") == "test":
+        if task["kind"] == "chat" and not reference and task["role"] == "test":
             raise PolyfuseError(
                 f"tasks.{name}.reference: a chat task needs a reference system ({{model: ...}} or {{file: ...}})"
             )
@@ -93,7 +93,7 @@ def check_fusor_context(config: dict) -> None:
     n, budget = config["study"]["n"], config["fusion"]["max_tokens"]
     sets = config.get("distill", {}).get("sets", {}).values()
     for name, task in config["tasks"].items():
-        if task.get("role", "test") == "test":
+        if task["role"] == "test":
             jobs = [(fusor, n, f"study.n={n}") for fusor in task.get("fusors", config["study"]["fusors"])]
         else:  # a training prompt is fused only by the sets' fusors, over their pools
             jobs = [
