@@ -413,6 +413,8 @@ def dag(directory: Path) -> None:
     chain = directory / "chain"
     chain.mkdir(exist_ok=True)
     (chain / "Snakefile").write_text(CHAIN_SNAKEFILE)
+    chain_listing = dry_run("--cores", "1", "--config", f"jobs={jobs}", cwd=chain)[2]
+    assert re.search(rf"\ntotal\s+{jobs}\n", chain_listing), chain_listing[-500:]  # timed below without the listing
     chain_wall, chain_cpu, _ = dry_run("--quiet", "--cores", "1", "--config", f"jobs={jobs}", cwd=chain)
     paper_quiet_wall, paper_quiet_cpu, _ = dry_run("--quiet", "--cores", "1", "--configfile", "config/paper.yaml")
     dry_run("--configfile", "config/paper.yaml", profile=directory / "dag.prof")

@@ -325,7 +325,7 @@ def loglik_costed(
             cost
             | {
                 "tokens_out": 0,
-                "seconds": round(own_seconds * cost["tokens_in"] / own_tokens, 6) if own_tokens else 0.0,
+                "seconds": round(own_seconds * (cost["tokens_in"] / own_tokens if own_tokens else 1 / len(own)), 6),
             }
             for cost in own
         ]

@@ -34,11 +34,26 @@ Positive = Annotated[int, Field(ge=1)]
 Number = int | float  # an int stays an int (a fine-tune's epochs: 2 hashes as it did), a float a float
 
 
+NULL_KEY = "null key: "  # how a null found by a section's check reaches error_line, which names the key
+
+
 class Section(BaseModel):
     """A config section: unknown keys are errors, and YAML's types are taken as written ('2' is not 2)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+    nullable: ClassVar[frozenset[str]] = frozenset()  # keys a config may set to null: null is a value of theirs
     kept_nulls: ClassVar[frozenset[str]] = frozenset()  # keys whose default null is a value, filled in like any
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_for_a_value(cls, data):
+        # A key written with nothing after its colon is null in YAML: an error, not the key's default or a None
+        # that the code reading it would not expect.
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None and key in cls.model_fields and key not in cls.nullable:
+                    raise ValueError(f"{NULL_KEY}{key}")
+        return data
 
     @model_serializer(mode="wrap")
     def _without_absent_keys(self, handler):
@@ -236,6 +251,7 @@ class Finetune(Section):
     """The student fine-tune; defaults live in polyfuse/finetune.py (FinetuneSettings), documented in
     config/README.md."""
 
+    nullable = frozenset({"max_steps"})
     method: Literal["lora", "full"] | None = None
     epochs: Number | None = Field(None, gt=0)
     max_steps: Positive | None = None
@@ -322,6 +338,7 @@ class Slurm(Section):
 
 
 class Comet(Section):
+    nullable = frozenset({"model"})
     model: str | None = Field(
         "Unbabel/wmt22-comet-da", description="a COMET model on the hub or a local checkpoint; null leaves COMET out"
     )
@@ -332,7 +349,7 @@ class Comet(Section):
 
 
 class RewardModel(Section):
-    kept_nulls = frozenset({"dtype"})
+    nullable = kept_nulls = frozenset({"dtype"})
     model: str = Field(
         "Skywork/Skywork-Reward-V2-Qwen3-0.6B",
         description="a transformers sequence-classification reward model (hub name or directory)",
@@ -409,6 +426,7 @@ TYPE_NAMES = {
     "list_type": "array",
     "dict_type": "object",
     "model_type": "object",
+    "model_attributes_type": "object",
 }
 BOUNDS = {
     "greater_than_equal": ("ge", "is less than the minimum of"),
@@ -458,6 +476,9 @@ def error_line(error: dict) -> str:
         message = f"{given!r} should be non-empty" if error["ctx"]["min_length"] == 1 else f"{given!r} is too short"
     elif kind == "too_long":
         message = f"{given!r} is too long"
+    elif kind == "value_error" and error["msg"].startswith(f"Value error, {NULL_KEY}"):
+        loc.append(error["msg"].removeprefix(f"Value error, {NULL_KEY}"))
+        message = "null is not a value of this key; leave the key out for its default"
     elif kind == "value_error":
         message = error["msg"].removeprefix("Value error, ")
     else:
@@ -494,7 +515,23 @@ def in_the_order_of(raw, filled):
 def json_schema() -> dict:
     """The JSON schema of a study config, as editors and `snakemake.utils.validate` read it."""
     schema = StudyConfig.model_json_schema()
+    sections = {cls.__name__: cls for cls in all_sections(Section)}
+    for name, definition in [("StudyConfig", schema), *schema.get("$defs", {}).items()]:
+        for key, prop in definition.get("properties", {}).items():
+            if key in sections[name].nullable or "anyOf" not in prop:
+                continue
+            # an optional key is left out, never null (see Section): its schema is its value's alone
+            options = [option for option in prop["anyOf"] if option != {"type": "null"}]
+            if len(options) == 1:
+                rest = {field: value for field, value in prop.items() if field != "anyOf"}
+                if rest.get("default", ...) is None:
+                    del rest["default"]
+                definition["properties"][key] = {**options[0], **rest}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def all_sections(cls: type[Section]) -> list[type[Section]]:
+    return [cls, *(section for sub in cls.__subclasses__() for section in all_sections(sub))]
 
 
 def schema_text() -> str:

@@ -245,6 +245,28 @@ def test_each_key_is_checked_by_its_typed_section(override, message):
     assert message in rejection(config)
 
 
+@pytest.mark.parametrize(
+    "where, key",
+    [
+        ((), "distill"),
+        (("tasks", "wmt24pp"), "fusors"),
+        (("models", "gemma270m"), "n_ctx"),
+        (("pools", "teachers"), "temperature"),
+    ],
+)
+def test_a_key_left_empty_is_an_error_not_its_default(where, key):
+    # YAML reads `key:` with nothing after it as null: the code reading the key would get None, not the default
+    config = copy.deepcopy(DEFAULT)
+    section = config
+    for name in where:
+        section = section[name]
+    section[key] = None
+    expected = f"config: {'.'.join([*where, key])}: null is not a value of this key; leave the key out for its default"
+    assert expected in rejection(config)
+    # the keys whose null is a value keep it
+    assert parse(copy.deepcopy(DEFAULT) | {"reward_model": {"dtype": None}})["reward_model"]["dtype"] is None
+
+
 def test_the_committed_schema_is_the_one_the_models_generate():
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), "run: python -m polyfuse.settings"
 

@@ -88,8 +88,9 @@ class Engine(ABC):
         self.calls = 0  # model invocations, so tests and benchmarks can assert a cached re-run makes none
         self.loglik_tokens = 0  # tokens the model read to score continuations (prompt and continuations as fed)
         self.loglik_prompt_tokens = 0  # of those, the prompt tokens read once for all of a call's continuations
-        # Tokens each continuation of the last loglik call read beyond that shared prompt (0: not scored), so its
-        # cost is its own and not a share of whatever batch it came in. An engine that does not say leaves it empty.
+        # Tokens each continuation of the last loglik call read (0: not scored), beyond the prompt where it is shared
+        # (llama.cpp) and the whole sequence where not (vLLM, a server), so a continuation's cost is its own, not a
+        # share of whatever batch it came in. An engine that does not say leaves it empty.
         self.loglik_reads: list[int] = []
 
     @abstractmethod
