@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 from polyfuse import methods
-from polyfuse.engines import CONTEXT_KEYS, SUMMED_LOGLIK_ENGINES
+from polyfuse.engines import SUMMED_LOGLIK_ENGINES
+from polyfuse.engines.spec import CONTEXT_KEYS, ENGINE_MODELS
 from polyfuse.errors import PolyfuseError
 from polyfuse.pools import pool_members
 from polyfuse.select import MODEL_SCORERS, SCORERS
@@ -111,8 +112,8 @@ def check_fusor_context(config: dict) -> None:
         for fusor, count, what in jobs:
             needed = count * task.get("max_tokens", task_kind(task["kind"]).max_tokens) + budget
             spec = config["models"][fusor]
-            key, default = CONTEXT_KEYS.get(spec["engine"], (None, None))
-            context = spec.get(key, default) if key else None
+            key = CONTEXT_KEYS.get(spec["engine"])
+            context = spec.get(key, ENGINE_MODELS[spec["engine"]].default(key)) if key else None
             if context is not None and needed >= context:
                 raise PolyfuseError(
                     f"models.{fusor}.{key}: {context} tokens cannot hold {what} candidates of "

@@ -10,125 +10,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from polyfuse import methods
 from polyfuse.data import LOADERS
-from polyfuse.engines import BACKEND_MODULES
+from polyfuse.engines.spec import ENGINE_KEYS, ENGINE_MODELS, HubFile, Model
 from polyfuse.errors import PolyfuseError
 from polyfuse.fuse import FALLBACKS
 from polyfuse.languages import LANGUAGE_NAMES
-from polyfuse.tasks import PROMPT_STYLES, TASK_KINDS
+from polyfuse.tasks import TASK_KINDS
+from polyfuse.typed import NULL_KEY, Number, Positive, Section, one_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
-
-
-def one_of(names) -> Any:
-    """A Literal of a registry's names, so the schema's enum is the registry's own list."""
-    return Literal[tuple(names)]
-
-
-Positive = Annotated[int, Field(ge=1)]
-Number = int | float  # an int stays an int (a fine-tune's epochs: 2 hashes as it did), a float a float
-
-
-NULL_KEY = "null key: "  # how a null found by a section's check reaches error_line, which names the key
-
-
-class Section(BaseModel):
-    """A config section: unknown keys are errors, and YAML's types are taken as written ('2' is not 2)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    nullable: ClassVar[frozenset[str]] = frozenset()  # keys a config may set to null: null is a value of theirs
-    kept_nulls: ClassVar[frozenset[str]] = frozenset()  # keys whose default null is a value, filled in like any
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_null_for_a_value(cls, data):
-        # A key written with nothing after its colon is null in YAML: an error, not the key's default or a None
-        # that the code reading it would not expect.
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if value is None and key in cls.model_fields and key not in cls.nullable:
-                    raise ValueError(f"{NULL_KEY}{key}")
-        return data
-
-    @model_serializer(mode="wrap")
-    def _without_absent_keys(self, handler):
-        # A key with no default that the config leaves out stays out, as the code reads it with .get(key, default).
-        data = handler(self)
-        return {
-            key: value
-            for key, value in data.items()
-            if value is not None or key in self.model_fields_set | self.kept_nulls
-        }
-
-
-class HubFile(Section):
-    repo: str
-    filename: str
-
-
-class Resources(Section):
-    """What a job asks a cluster for (profiles/slurm): gpu, mem_mb, runtime in minutes."""
-
-    gpu: int | None = Field(None, ge=0)
-    mem_mb: Positive | None = None
-    runtime: Positive | None = None
-
-
-class ModelBase(Section):
-    prompt_style: one_of(PROMPT_STYLES)
-    resources: Resources | None = Field(
-        None, description="what a job running this model asks a cluster for: gpu, mem_mb, runtime (minutes)"
-    )
-
-
-class LlamaCppModel(ModelBase):
-    engine: Literal["llamacpp"]
-    path: str | None = None
-    package: str | None = None
-    hub: HubFile | None = None
-    n_ctx: int | None = Field(None, ge=256)
-    loglik_n_ctx: int | None = Field(None, ge=256)
-    n_batch: Positive | None = None
-
-
-class OpenAIModel(ModelBase):
-    engine: Literal["openai"]
-    model: str | None = Field(None, description="openai: the served model name")
-    base_url: str | None = None
-    base_urls: list[str] | None = Field(None, min_length=1)
-    api_key_env: str | None = None
-    concurrency: Positive | None = None
-    max_retries: int | None = Field(None, ge=0)
-    backoff_seconds: Number | None = Field(None, ge=0)
-    backoff_max_seconds: Number | None = Field(None, ge=0)
-    timeout_seconds: Number | None = Field(None, gt=0)
-    revision: str | None = None
-
-
-class VllmModel(ModelBase):
-    engine: Literal["vllm"]
-    path: str | None = None
-    revision: str | None = None
-    tensor_parallel_size: Positive | None = None
-    gpu_memory_utilization: Number | None = Field(None, gt=0, le=1)
-    max_model_len: Positive | None = None
-    dtype: str | None = None
-    batch_items: Positive | None = None
-
-
-ENGINE_MODELS: dict[str, type[ModelBase]] = {"llamacpp": LlamaCppModel, "openai": OpenAIModel, "vllm": VllmModel}
-assert set(ENGINE_MODELS) == set(BACKEND_MODULES), "every engine backend has its typed model keys"
-# engine name -> the model keys it reads besides engine, prompt_style and resources
-ENGINE_KEYS = {
-    engine: frozenset(model.model_fields) - set(ModelBase.model_fields) - {"engine"}
-    for engine, model in ENGINE_MODELS.items()
-}
-Model = Annotated[LlamaCppModel | OpenAIModel | VllmModel, Field(discriminator="engine")]
 
 
 class DatasetHub(HubFile):

@@ -30,8 +30,6 @@ BACKEND_MODULES = {
     "vllm": "polyfuse.engines.vllm",
 }
 ENGINES: dict[str, type[Engine]] = {}
-# engine name -> (the model key that sets its context window, its default; None: the model's own, unknown here)
-CONTEXT_KEYS = {"llamacpp": ("n_ctx", 4096), "vllm": ("max_model_len", None)}
 # engines that see the tokens and so give summed log-probabilities (loglik_terms); the openai echo path gives means
 SUMMED_LOGLIK_ENGINES = frozenset({"llamacpp", "vllm"})
 
@@ -79,6 +77,7 @@ class Engine(ABC):
     """A loaded model. Subclasses load lazily and count their model calls."""
 
     engine_name = "abstract"
+    spec_model = None  # the typed model keys of this engine (polyfuse.engines.spec), which hold their defaults
     batch_items = 1  # items whose missing candidates go to generate() together; batching engines raise it
 
     def __init__(self, model_name: str, spec: dict, threads: int = 1):
@@ -92,6 +91,10 @@ class Engine(ABC):
         # (llama.cpp) and the whole sequence where not (vLLM, a server), so a continuation's cost is its own, not a
         # share of whatever batch it came in. An engine that does not say leaves it empty.
         self.loglik_reads: list[int] = []
+
+    def option(self, key: str):
+        """One of this engine's model keys: the model's own value, else its typed default."""
+        return self.spec[key] if key in self.spec else self.spec_model.default(key)
 
     @abstractmethod
     def identity(self) -> dict:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polyfuse.engines import CONTEXT_KEYS, Engine, Generation, GenerationRequest, Prompt, register_engine
+from polyfuse.engines import Engine, Generation, GenerationRequest, Prompt, register_engine
+from polyfuse.engines.spec import LlamaCppModel
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import file_hash, published_path
 
@@ -104,6 +105,8 @@ def check_assembled(path: Path, size: int | None, sha256: str | None, *, what: s
 
 @register_engine("llamacpp")
 class LlamaCppEngine(Engine):
+    spec_model = LlamaCppModel
+
     def __init__(self, model_name: str, spec: dict, threads: int = 1):
         super().__init__(model_name, spec, threads)
         self.path = resolve_gguf(model_name, spec)
@@ -116,13 +119,13 @@ class LlamaCppEngine(Engine):
         from llama_cpp import Llama
 
         # With logits_all the host keeps an n_ctx x vocab float array (1 GiB for Gemma 3 at 1024).
-        n_ctx = self.spec.get("loglik_n_ctx", 1024) if logits_all else self.spec.get(*CONTEXT_KEYS["llamacpp"])
+        n_ctx = self.option("loglik_n_ctx" if logits_all else "n_ctx")
         return Llama(
             model_path=str(self.path),
             n_ctx=int(n_ctx),
             n_threads=self.threads,
             n_threads_batch=self.threads,  # llama-cpp-python would take every core for prompts, past the job's share
-            n_batch=int(self.spec.get("n_batch", 512)),
+            n_batch=int(self.option("n_batch")),
             logits_all=logits_all,
             verbose=False,
         )

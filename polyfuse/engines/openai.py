@@ -35,6 +35,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from polyfuse.engines import Engine, Generation, GenerationRequest, Prompt, SamplingParams, register_engine
+from polyfuse.engines.spec import OpenAIModel
 from polyfuse.errors import PolyfuseError
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class Sample(NamedTuple):
 
 @register_engine("openai")
 class OpenAIEngine(Engine):
+    spec_model = OpenAIModel
+
     def __init__(self, model_name: str, spec: dict, threads: int = 1):
         super().__init__(model_name, spec, threads)
         import openai
@@ -86,14 +89,14 @@ class OpenAIEngine(Engine):
         if not all(urls):
             raise PolyfuseError(f"model {model_name!r}: the openai engine needs 'base_url' or 'base_urls'")
         self.served_model = spec.get("model", model_name)
-        self.concurrency = int(spec.get("concurrency", 8))
+        self.concurrency = int(self.option("concurrency"))
         self.batch_items = self.concurrency
-        self.max_retries = int(spec.get("max_retries", 6))
-        self.backoff = float(spec.get("backoff_seconds", 1.0))
-        self.backoff_cap = float(spec.get("backoff_max_seconds", 60.0))
+        self.max_retries = int(self.option("max_retries"))
+        self.backoff = float(self.option("backoff_seconds"))
+        self.backoff_cap = float(self.option("backoff_max_seconds"))
         # An explicit key always: left None, the SDK would send $OPENAI_API_KEY to whatever host this is.
-        self._api_key = os.environ.get(spec.get("api_key_env", "OPENAI_API_KEY")) or None
-        timeout = float(spec.get("timeout_seconds", 300))
+        self._api_key = os.environ.get(self.option("api_key_env")) or None
+        timeout = float(self.option("timeout_seconds"))
         # The SDK's own retries are off: its backoff is fixed (0.5-8 s) and it gives up on a Retry-After over
         # 2 minutes instead of waiting the configured cap, so the loop in _call applies the policy above.
         self.clients = [

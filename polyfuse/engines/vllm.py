@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from polyfuse.engines import Engine, Generation, GenerationRequest, Prompt, register_engine
+from polyfuse.engines.spec import VllmModel
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import file_hash
 
@@ -53,10 +54,12 @@ def content_address(path: Path) -> str:
 
 @register_engine("vllm")
 class VLLMEngine(Engine):
+    spec_model = VllmModel
+
     def __init__(self, model_name: str, spec: dict, threads: int = 1):
         super().__init__(model_name, spec, threads)
         self.model = spec["path"]
-        self.batch_items = int(spec.get("batch_items", 256))
+        self.batch_items = int(self.option("batch_items"))
         self._llm = None
 
     @property
@@ -67,10 +70,10 @@ class VLLMEngine(Engine):
             self._llm = LLM(
                 model=self.model,
                 revision=self.spec.get("revision"),
-                tensor_parallel_size=int(self.spec.get("tensor_parallel_size", 1)),
-                gpu_memory_utilization=float(self.spec.get("gpu_memory_utilization", 0.9)),
-                max_model_len=self.spec.get("max_model_len"),
-                dtype=self.spec.get("dtype", "auto"),
+                tensor_parallel_size=int(self.option("tensor_parallel_size")),
+                gpu_memory_utilization=float(self.option("gpu_memory_utilization")),
+                max_model_len=self.option("max_model_len"),
+                dtype=self.option("dtype"),
                 generation_config="vllm",
                 enable_prefix_caching=True,
                 seed=0,
@@ -105,7 +108,7 @@ class VLLMEngine(Engine):
             "engine": self.engine_name,
             "model": directory.name if Path(self.model).expanduser().is_dir() else self.model,
             "revision": self.spec.get("revision"),
-            "dtype": self.spec.get("dtype", "auto"),
+            "dtype": self.option("dtype"),
             "files": {path.name: content_address(path) for path in files},
         }
 
