@@ -8,7 +8,10 @@ test fails when the committed copy differs. Imports stay light: no engine backen
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,8 +19,9 @@ from pydantic import Field, ValidationError, model_validator
 
 from polyfuse import methods
 from polyfuse.data import LOADERS
-from polyfuse.engines.spec import ENGINE_KEYS, ENGINE_MODELS, HubFile, Model
+from polyfuse.engines.spec import ENGINE_KEYS, ENGINE_MODELS, HubFile, LlamaCppModel, Model, OpenAIModel, VllmModel
 from polyfuse.errors import PolyfuseError
+from polyfuse.finetune import FinetuneSettings, LoraSettings
 from polyfuse.fuse import FALLBACKS
 from polyfuse.languages import LANGUAGE_NAMES
 from polyfuse.tasks import TASK_KINDS
@@ -33,7 +37,7 @@ class DatasetHub(HubFile):
 
 class Dataset(Section):
     format: one_of(LOADERS)
-    path: str | None = Field(None, description="file path; {lang} is replaced by the language code")
+    path: str | None = Field(None)
     files: dict[str, str] | None = None
     hub: DatasetHub | None = None
 
@@ -53,7 +57,6 @@ class Reference(Section):
     temperature: Number = Field(0.0, ge=0)
     max_tokens: Positive | None = Field(
         None,
-        description="the reference model's answer budget (default: the task's max_tokens); a cut answer is an error",
     )
 
     @model_validator(mode="after")
@@ -69,14 +72,12 @@ class Task(Section):
     dataset: Dataset
     role: Literal["test", "train"] = Field(
         "test",
-        description="test: scored and reported; train: a prompt pool the synthetic-data sets are built from "
-        "(distill), never scored",
     )
     shots: int = Field(0, ge=0)
     max_items: Positive | None = None
     max_tokens: Positive | None = None
-    samplers: list[str] | None = Field(None, min_length=1, description="overrides study.samplers for this task")
-    fusors: list[str] | None = Field(None, description="overrides study.fusors for this task")
+    samplers: list[str] | None = Field(None, min_length=1)
+    fusors: list[str] | None = Field(None)
     reference: Reference | None = None
 
     @model_validator(mode="after")
@@ -93,12 +94,8 @@ class Study(Section):
     temperature: Number = Field(0.7, ge=0)
     top_p: Number = Field(0.95, gt=0, le=1)
     selectors: list[str] = ["mbr_chrf"]
-    scorer_models: dict[str, str] = Field(
-        {}, description="the model each model-based scorer runs, e.g. {loglik: gemma270m}"
-    )
-    loglik_normalization: Literal["mean", "sum"] = Field(
-        "mean", description="the loglik scorer's length normalisation: mean per token, or the sum"
-    )
+    scorer_models: dict[str, str] = Field({})
+    loglik_normalization: Literal["mean", "sum"] = Field("mean")
     fusors: list[str] = []
 
 
@@ -109,31 +106,28 @@ class PoolMember(Section):
 
 
 class Pool(Section):
-    temperature: Number | None = Field(
-        None, ge=0, description="each member's temperature unless it sets its own (default: study.temperature)"
-    )
+    temperature: Number | None = Field(None, ge=0)
     members: list[PoolMember] = Field(min_length=1)
 
 
 class DistillSet(Section):
-    pool: str = Field(description="a pool (or a model) that answers the training prompts")
-    method: str = Field(description="how the pool becomes one target: single, bon-<selector> or fusion-<fusor>")
-    label: str | None = Field(None, description="the row's name in the teacher-pool table")
+    pool: str
+    method: str
+    label: str | None = Field(None)
 
 
 class Student(Section):
-    model: str = Field(
-        description="the base student: a llamacpp model under models (its GGUF is fine-tuned and exported back)"
-    )
+    model: str
     n_ctx: int = Field(2048, ge=256)
-    temperature: Number = Field(0.0, ge=0, description="students answer once: no test-time scaling")
+    temperature: Number = Field(0.0, ge=0)
 
 
 class Lora(Section):
+    defaults_from = LoraSettings
     r: Positive | None = None
     alpha: Number | None = Field(None, gt=0)
     dropout: Number | None = Field(None, ge=0, le=1)
-    target_modules: Any = Field(None, description="all-linear or a list of module names")
+    target_modules: Any = Field(None)
 
 
 class FinetuneResources(Section):
@@ -143,10 +137,10 @@ class FinetuneResources(Section):
 
 
 class Finetune(Section):
-    """The student fine-tune; defaults live in polyfuse/finetune.py (FinetuneSettings), documented in
-    config/README.md."""
+    """The student fine-tune; its defaults are the library's (polyfuse/finetune.py), read there and in the docs."""
 
     nullable = frozenset({"max_steps"})
+    defaults_from = FinetuneSettings
     method: Literal["lora", "full"] | None = None
     epochs: Number | None = Field(None, gt=0)
     max_steps: Positive | None = None
@@ -158,9 +152,7 @@ class Finetune(Section):
     gguf_type: Literal["q8_0", "f32"] | None = None
     gradient_checkpointing: bool | None = None
     lora: Lora | None = None
-    resources: FinetuneResources = Field(
-        FinetuneResources(), description="what a fine-tuning job asks a cluster for: gpu, mem_mb, runtime (minutes)"
-    )
+    resources: FinetuneResources = Field(FinetuneResources())
 
 
 class Distill(Section):
@@ -168,26 +160,22 @@ class Distill(Section):
     each, evaluated on test tasks."""
 
     sets: dict[str, DistillSet] = Field(min_length=1)
-    compare: list[str] = Field(
-        min_length=2, max_length=2, description="the BoN-data set and the FusioN-data set of the downstream figure"
-    )
-    evaluate: list[str] = Field(min_length=1, description="the test tasks the students answer")
+    compare: list[str] = Field(min_length=2, max_length=2)
+    evaluate: list[str] = Field(min_length=1)
     student: Student
     finetune: Finetune = Finetune()
 
 
 class Injections(Section):
     kinds: list[one_of(methods.INJECTIONS)] = []
-    k: list[Positive] = Field([], description="candidates replaced, each below the pool's size")
+    k: list[Positive] = Field([])
 
 
 class FusorChoice(Section):
     """Fusor choice and size: the analysed pools fused by each model, and BoN-selected with it as the scorer."""
 
-    models: list[str] = Field(min_length=2, description="models, smallest first")
-    scorer: Literal["loglik", "llm_judge_pointwise"] = Field(
-        "loglik", description="how each model scores candidates for BoN"
-    )
+    models: list[str] = Field(min_length=2)
+    scorer: Literal["loglik", "llm_judge_pointwise"] = Field("loglik")
 
     @model_validator(mode="after")
     def _distinct_models(self):
@@ -199,20 +187,12 @@ class FusorChoice(Section):
 class Analyses(Section):
     """The paper's analyses, on pools the study already sampled (derived pools: subsets, injections, orders)."""
 
-    cells: dict[str, Annotated[list[str], Field(min_length=1)]] = Field(
-        min_length=1, description="where the analyses run: test task -> its languages"
-    )
-    samplers: list[str] | None = Field(
-        None, description="the samplers (models or pools) analysed; default: each analysed task's own samplers"
-    )
-    sizes: list[Annotated[int, Field(ge=2)]] = Field(
-        [], description="N-scaling: subset sizes between 1 (single) and study.n (the pool)"
-    )
-    subsets: Positive = Field(3, description="N-scaling: seeded random subsets per size")
+    cells: dict[str, Annotated[list[str], Field(min_length=1)]] = Field(min_length=1)
+    samplers: list[str] | None = Field(None)
+    sizes: list[Annotated[int, Field(ge=2)]] = Field([])
+    subsets: Positive = Field(3)
     injections: Injections = Injections()
-    orders: list[one_of(methods.ORDERS)] = Field(
-        [], description="position bias: the orders the fusor is shown the whole pool in"
-    )
+    orders: list[one_of(methods.ORDERS)] = Field([])
     fusors: FusorChoice | None = None
 
 
@@ -234,20 +214,17 @@ class Slurm(Section):
 
 class Comet(Section):
     nullable = frozenset({"model"})
-    model: str | None = Field(
-        "Unbabel/wmt22-comet-da", description="a COMET model on the hub or a local checkpoint; null leaves COMET out"
-    )
+    model: str | None = Field("Unbabel/wmt22-comet-da")
     batch_size: Positive = 8
     gpus: int = Field(0, ge=0)
     mem_mb: Positive = 16000
-    oracle: bool = Field(False, description=f"add the oracle selected by COMET ({methods.COMET_ORACLE})")
+    oracle: bool = Field(False)
 
 
 class RewardModel(Section):
     nullable = kept_nulls = frozenset({"dtype"})
     model: str = Field(
         "Skywork/Skywork-Reward-V2-Qwen3-0.6B",
-        description="a transformers sequence-classification reward model (hub name or directory)",
     )
     device: str = "auto"
     batch_size: Positive = 8
@@ -258,17 +235,13 @@ class RewardModel(Section):
 
 
 class Judge(Section):
-    model: str | None = Field(None, description="the judge model (a name under models)")
+    model: str | None = Field(None)
     template: str = "arena"
     pointwise_template: str = "pointwise"
     mode: Literal["generate", "loglik", "calibrated"] = Field(
         "generate",
-        description="generate: parse the label the judge writes; loglik: the winner with the most label probability; "
-        "calibrated: both orders' label probabilities combined",
     )
-    tie_band: Number = Field(
-        0.02, ge=0, le=0.5, description="calibrated mode: a combined win probability within 0.5 +- tie_band is a tie"
-    )
+    tie_band: Number = Field(0.02, ge=0, le=0.5)
     temperature: Number = Field(0.0, ge=0)
     max_tokens: Positive = 256
     seed: int = 0
@@ -283,28 +256,23 @@ class Report(Section):
 class StudyConfig(Section):
     """polyfuse study configuration (documented key by key in config/README.md)."""
 
-    cache_dir: str = Field("results/cache", description="where model outputs are cached, one SQLite file per model")
-    threads: Positive = Field(2, description="threads for each model-running job")
+    cache_dir: str = Field("results/cache")
+    threads: Positive = Field(2)
     models: dict[str, Model] = Field(min_length=1)
     tasks: dict[str, Task] = Field(min_length=1)
     study: Study
     pools: dict[str, Pool] = Field(
         {},
-        description="multi-model candidate pools: a name usable wherever a sampler is, its candidates drawn from "
-        "several models",
     )
     distill: Distill | None = None
     analyses: Analyses | None = None
     train_python: str = Field(
         ".venv-train/bin/python",
-        description="the interpreter of the fine-tuning rules on the pip route; conda runs use envs/train.yaml",
     )
     fusion: Fusion = Fusion()
     slurm: Slurm = Slurm()
     torch_python: str = Field(
         ".venv-comet/bin/python",
-        description="the interpreter of the torch rule group (COMET, reward models) on the pip route; conda runs use "
-        "envs/comet.yaml",
     )
     comet: Comet = Comet()
     reward_model: RewardModel = RewardModel()
@@ -422,7 +390,26 @@ def json_schema() -> dict:
                 if rest.get("default", ...) is None:
                     del rest["default"]
                 definition["properties"][key] = {**options[0], **rest}
+    for section, name, meaning in documented_keys():  # each key's meaning, as config/README.md gives it
+        definition = schema if section is StudyConfig else schema["$defs"][section.__name__]
+        definition["properties"][name]["description"] = meaning
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def documented_keys() -> list[tuple[type[Section], str, str]]:
+    """(declaring section, key, meaning) of every key config_keys.yaml documents."""
+    import yaml
+
+    docs = yaml.safe_load(DOCS_PATH.read_text(encoding="utf-8"))
+    if set(docs) != set(TABLES):
+        raise PolyfuseError(f"{DOCS_PATH.name}: tables {sorted(docs)}, expected {sorted(TABLES)}")
+    return [
+        (section, name, row["meaning"])
+        for table, rows in docs.items()
+        for row in rows
+        for key in row["keys"]
+        for section, name, _ in [field_of(TABLES[table], key)]
+    ]
 
 
 def all_sections(cls: type[Section]) -> list[type[Section]]:
@@ -436,7 +423,111 @@ def schema_text() -> str:
     return header + yaml.safe_dump(json_schema(), sort_keys=False, allow_unicode=True, width=120)
 
 
-if __name__ == "__main__":  # python -m polyfuse.settings: write the generated schema
+# config/README.md's key tables: each row's keys (their defaults from the models) and its meaning (config_keys.yaml)
+DOCS_PATH = Path(__file__).with_name("config_keys.yaml")
+README_PATH = SCHEMA_PATH.parents[2] / "config/README.md"
+TABLES = {
+    "top": StudyConfig,
+    "models": LlamaCppModel,
+    "models.openai": OpenAIModel,
+    "models.vllm": VllmModel,
+    "tasks": Task,
+    "study": Study,
+    "pools": Pool,
+    "distill": Distill,
+    "analyses": Analyses,
+    "fusion": Fusion,
+    "judge": Judge,
+    "comet": Comet,
+    "reward_model": RewardModel,
+    "report": Report,
+}
+
+
+def section_of(annotation) -> type[Section]:
+    """The section a field holds: itself, or the value of its optional, annotated or name-keyed form."""
+    while True:
+        if isinstance(annotation, type) and issubclass(annotation, Section):
+            return annotation
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        annotation = args[-1] if typing.get_origin(annotation) is dict else args[0]
+
+
+def field_of(section: type[Section], dotted: str):
+    """(the section that declares it, its field) of a dotted key; `<set>` stands for any name of a keyed section."""
+    *path, name = [part for part in dotted.split(".") if not part.startswith("<")]
+    for part in path:
+        section = section_of(section.model_fields[part].annotation)
+    return section, name, section.model_fields[name]
+
+
+def flow(value) -> str:
+    """A default as YAML's flow style writes it."""
+    import yaml
+
+    return (
+        yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000)
+        .strip()
+        .removesuffix("\n...")
+        .removesuffix("...")
+        .strip()
+    )
+
+
+def default_text(section: type[Section], name: str, field) -> str | None:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if value is None and section.defaults_from is not None:  # a section whose defaults another class holds
+        value = section.defaults_from.__dataclass_fields__[name].default
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
+    if value is None:
+        return "`null`" if name in section.kept_nulls else None
+    if isinstance(value, Section):
+        value = value.model_dump()
+    return f"`{flow(value)}`"
+
+
+def kind_max_tokens() -> str:
+    return ", ".join(f"{name} {kind.max_tokens}" for name, kind in TASK_KINDS.items())
+
+
+def key_tables() -> dict[str, str]:
+    """Each README key table in Markdown, by name."""
+    import yaml
+
+    documented_keys()  # every table there, every key a field
+    docs = yaml.safe_load(DOCS_PATH.read_text(encoding="utf-8"))
+    tables = {}
+    for table, section in TABLES.items():
+        rows = ["| key | default | meaning |", "|---|---|---|"]
+        for row in docs[table]:
+            defaults = [default_text(*field_of(section, key)) for key in row["keys"]]
+            if "default" in row:  # a default no model holds as a value: another key's, or the model's own
+                default = row["default"].format(kind_max_tokens=kind_max_tokens())
+            else:
+                default = ", ".join(text or "none" for text in defaults)
+            keys = ", ".join(f"`{key}`" for key in row["keys"])
+            rows.append(f"| {keys} | {default} | {row['meaning']} |")
+        tables[table] = "\n".join(rows) + "\n"
+    return tables
+
+
+KEYS_BLOCK = re.compile(r"(<!-- keys: (?P<name>[\w.]+) [^>]*-->\n)(?P<table>.*?)(<!-- /keys -->)", re.S)
+
+
+def readme_text(current: str) -> str:
+    """config/README.md with every key table between its markers generated anew."""
+    tables = key_tables()
+    found = [match["name"] for match in KEYS_BLOCK.finditer(current)]
+    if sorted(found) != sorted(tables):
+        raise PolyfuseError(f"{README_PATH}: key tables {sorted(found)}, expected {sorted(tables)}")
+    return KEYS_BLOCK.sub(lambda match: match[1] + tables[match["name"]] + match[4], current)
+
+
+if __name__ == "__main__":  # python -m polyfuse.settings: write the generated schema and README key tables
     SCHEMA_PATH.write_text(schema_text(), encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH.relative_to(Path.cwd()) if SCHEMA_PATH.is_relative_to(Path.cwd()) else SCHEMA_PATH}")
+    README_PATH.write_text(readme_text(README_PATH.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH} and the key tables of {README_PATH}")
     sys.exit(0)

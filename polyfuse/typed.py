@@ -25,6 +25,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     nullable: ClassVar[frozenset[str]] = frozenset()  # keys a config may set to null: null is a value of theirs
     kept_nulls: ClassVar[frozenset[str]] = frozenset()  # keys whose default null is a value, filled in like any
+    defaults_from: ClassVar[type | None] = None  # a dataclass that holds this section's defaults (its library's)
 
     @model_validator(mode="before")
     @classmethod

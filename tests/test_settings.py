@@ -13,9 +13,11 @@ import jsonschema
 import pytest
 import yaml
 
+from polyfuse import settings
 from polyfuse.config import finetune_settings
 from polyfuse.errors import PolyfuseError
-from polyfuse.settings import SCHEMA_PATH, load_config, schema_text
+from polyfuse.settings import README_PATH, SCHEMA_PATH, load_config, readme_text, schema_text
+from polyfuse.typed import Section
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -269,6 +271,42 @@ def test_a_key_left_empty_is_an_error_not_its_default(where, key):
 
 def test_the_committed_schema_is_the_one_the_models_generate():
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), "run: python -m polyfuse.settings"
+
+
+def test_the_readmes_key_tables_are_the_ones_the_models_and_their_meanings_generate():
+    committed = README_PATH.read_text(encoding="utf-8")
+    assert committed == readme_text(committed), "run: python -m polyfuse.settings"
+    # a default comes from the model: change one, and its row changes
+    table = settings.key_tables()["fusion"]
+    assert "| `max_tokens` | `384` |" in table and "| `fallback` | `first` |" in table
+    assert "| `n_ctx` | `4096` |" in settings.key_tables()["models"]
+
+
+def test_every_key_of_every_section_is_documented():
+    documented = {(section.__name__, name) for section, name, _ in settings.documented_keys()}
+
+    def is_documented(section: type[Section], name: str) -> bool:
+        declared = [cls.__name__ for cls in section.__mro__ if name in getattr(cls, "__annotations__", {})]
+        return any((cls.__name__, name) in documented for cls in section.__mro__) or any(
+            (owner, name) in documented for owner in declared
+        )
+
+    missing = []
+    for table, section in settings.TABLES.items():
+        for name, field in section.model_fields.items():
+            if is_documented(section, name) or (table == "top" and name in settings.TABLES):
+                continue
+            try:  # a section shown key by key (dataset.format, sets.<set>.pool, ...)
+                inner = settings.section_of(field.annotation)
+            except (IndexError, TypeError):
+                inner = None
+            if inner is None or not all(is_documented(inner, key) for key in inner.model_fields):
+                missing.append(f"{table}.{name}")
+    # the engines' shared keys are documented once, in the first model table
+    shared = {
+        f"models.{engine}.{key}" for engine in ("openai", "vllm") for key in ("engine", "prompt_style", "resources")
+    }
+    assert sorted(set(missing) - shared) == []
 
 
 @pytest.mark.parametrize("path", SHIPPED)

@@ -31,9 +31,7 @@ class Resources(Section):
 
 class ModelBase(Section):
     prompt_style: one_of(PROMPT_STYLES)
-    resources: Resources | None = Field(
-        None, description="what a job running this model asks a cluster for: gpu, mem_mb, runtime (minutes)"
-    )
+    resources: Resources | None = Field(None)
 
     @model_serializer(mode="wrap")
     def _as_written(self, handler):
@@ -52,14 +50,14 @@ class LlamaCppModel(ModelBase):
     path: str | None = None
     package: str | None = None
     hub: HubFile | None = None
-    n_ctx: int = Field(4096, ge=256, description="context length for generation")
-    loglik_n_ctx: int = Field(1024, ge=256, description="context length of the instance that scores log-likelihoods")
-    n_batch: Positive = Field(512, description="llama.cpp prompt batch size")
+    n_ctx: int = Field(4096, ge=256)
+    loglik_n_ctx: int = Field(1024, ge=256)
+    n_batch: Positive = Field(512)
 
 
 class OpenAIModel(ModelBase):
     engine: Literal["openai"]
-    model: str | None = Field(None, description="openai: the served model name")
+    model: str | None = Field(None)
     base_url: str | None = None
     base_urls: list[str] | None = Field(None, min_length=1)
     api_key_env: str = "OPENAI_API_KEY"
@@ -77,7 +75,7 @@ class VllmModel(ModelBase):
     revision: str | None = None
     tensor_parallel_size: Positive = 1
     gpu_memory_utilization: Number = Field(0.9, gt=0, le=1)
-    max_model_len: Positive | None = Field(None, description="default: the model's own")
+    max_model_len: Positive | None = Field(None)
     dtype: str = "auto"
     batch_items: Positive = 256
 
