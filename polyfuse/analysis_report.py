@@ -21,6 +21,7 @@ differences carry a sign-flip permutation test over items.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ import pandas as pd
 from polyfuse import analyses, methods
 from polyfuse.io import read_jsonl, read_paired, write_text
 from polyfuse.methods import method_rank
+from polyfuse.registry import Registry
 from polyfuse.report import (
     BON_COLOURS,
     FUSION_COLOURS,
@@ -42,6 +44,9 @@ from polyfuse.report import save_figure as save_figure_files
 from polyfuse.tasks import task_kind
 
 CELL = ["task", "lang", "sampler"]
+
+# Each analysis rule runs the function registered under its name, with its named inputs as keyword arguments.
+ANALYSES: Registry[Callable[..., None]] = Registry("analysis")
 
 
 def primary_scores(score_paths: list[str], tasks: dict) -> pd.DataFrame:
@@ -209,6 +214,7 @@ def nscaling_quality(scores: list[str], pools: list[str], fusions: list[str], se
     return points, quality.merge(nscaling_parse(fusions, sizes), on=[*CELL, "method", "n"], how="left")
 
 
+@ANALYSES.register("nscaling")
 def run_nscaling(scores: list[str], pools: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
     _, table = nscaling_quality(scores, pools, fusions, settings)
     table = table.sort_values(["task", "lang", "sampler", "method", "n"], key=sort_key)
@@ -284,6 +290,7 @@ def cost_points(pool_paths: list[str], fusion_paths: list[str], compared: list[s
     return frame.groupby([*CELL, "method", "n", "id"], as_index=False)[["tokens", "calls", "seconds"]].mean()
 
 
+@ANALYSES.register("compute")
 def run_compute(scores: list[str], pools: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
     """Quality against the model tokens spent per item, for BoN and FusioN at every N of the N-scaling."""
     points, quality = nscaling_quality(scores, pools, fusions, settings)
@@ -304,6 +311,7 @@ def run_compute(scores: list[str], pools: list[str], fusions: list[str], outputs
     curve_figure(table, CELL, "tokens", "model tokens per item (in + out)", settings, figure, discrete=False)
 
 
+@ANALYSES.register("robustness")
 def run_robustness(scores: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
     points = injection_points(primary_scores(scores, settings["tasks"]))
     table = interval_rows(points, ["task", "lang", "sampler", "kind", "method", "k"], settings)
@@ -370,6 +378,7 @@ def credit(positions: tuple[int, ...], position: int) -> float:
     return positions.count(position) / len(positions) if positions else 0.0
 
 
+@ANALYSES.register("position")
 def run_position(scores: list[str], fusions: list[str], pools: list[str], outputs: dict, settings: dict) -> None:
     """Per order shown: FusioN's quality, and the share of fused answers taking most from each shown position."""
     items = primary_scores(scores, settings["tasks"])
@@ -439,6 +448,7 @@ def position_figure(table: pd.DataFrame, columns: list[str], settings: dict, pat
     plt.close(fig)
 
 
+@ANALYSES.register("diagnostics")
 def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], outputs: dict, settings: dict) -> None:
     """Each fusor's copy rate, and its per-item wins, ties and losses against every other method of the cell."""
     items = primary_scores(scores, settings["tasks"])
@@ -540,6 +550,7 @@ def fusor_choice_roles(choice: dict) -> dict[str, tuple[str, int, str]]:
     return roles
 
 
+@ANALYSES.register("fusors")
 def run_fusors(scores: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
     """Each listed model as the fusor and as the BoN scorer of the same pools, and the trend from smallest up."""
     roles = fusor_choice_roles(settings["fusors"])
@@ -633,14 +644,3 @@ def fusors_figure(table: pd.DataFrame, settings: dict, path: Path) -> None:
     fig.tight_layout()
     save_figure_files(fig, path, also=("pdf",))
     plt.close(fig)
-
-
-# Each analysis rule runs the function named like it, with the rule's named inputs as keyword arguments.
-ANALYSES = {
-    "nscaling": run_nscaling,
-    "robustness": run_robustness,
-    "position": run_position,
-    "diagnostics": run_diagnostics,
-    "compute": run_compute,
-    "fusors": run_fusors,
-}

@@ -15,6 +15,7 @@ import pandas as pd
 
 from polyfuse import methods
 from polyfuse.analysis_report import (
+    ANALYSES,
     FUSED_KEY,
     fused_items,
     nscaling_fusions,
@@ -541,6 +542,7 @@ def claims_table(
     return pd.DataFrame(rows, columns=["claim", "paper", "found", "verdict"])
 
 
+@ANALYSES.register("claims")
 def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, outputs: dict, settings: dict) -> None:
     """`nscaling_scores` and `pools`: the N-scaling's item scores and base pools (empty when it did not run);
     `fusions`: the fusion outputs the claims test (the study's, and the N-scaling subsets')."""

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from polyfuse.registry import Registry
 from polyfuse.steps import run_logged
+
+STEPS: Registry = Registry("step")  # each step below: its name on the command line -> what it runs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,12 +49,14 @@ def main(argv: list[str] | None = None) -> None:
     run_logged(args.step, args.log, lambda: STEPS[args.step](args, settings))
 
 
+@STEPS.register("comet")
 def _comet(args, settings) -> None:
     from polyfuse.comet_score import run_comet
 
     run_comet(args.items, args.inputs, args.out, args.summary, settings)
 
 
+@STEPS.register("comet-oracle")
 def _comet_oracle(args, settings) -> None:
     from polyfuse.comet_score import run_comet_oracle
 
@@ -73,12 +78,14 @@ def _reward_scorer(args, settings):
     return make_scorer("reward_model", task_kind(args.kind), reward_model=reward_model)
 
 
+@STEPS.register("select-rm")
 def _select_rm(args, settings) -> None:
     from polyfuse.select import run_select
 
     run_select(args.items, args.inputs[0], args.out, _reward_scorer(args, settings))
 
 
+@STEPS.register("target-scores-rm")
 def _target_scores_rm(args, settings) -> None:
     from polyfuse import methods
     from polyfuse.select import run_target_scores
@@ -88,6 +95,7 @@ def _target_scores_rm(args, settings) -> None:
     run_target_scores(args.items, pools, targets, args.out, scorer, methods.bon("reward_model"))
 
 
+@STEPS.register("finetune")
 def _finetune(args, settings) -> None:
     from polyfuse.finetune import train_student, use_threads
 
@@ -95,21 +103,13 @@ def _finetune(args, settings) -> None:
     train_student(args.inputs, args.out, args.set_name, settings, args.cache)
 
 
+@STEPS.register("export-base")
 def _export_base(args, settings) -> None:
     from polyfuse.finetune import export_base, use_threads
 
     use_threads(args.threads)
     export_base(args.out, settings, args.cache)
 
-
-STEPS = {
-    "comet": _comet,
-    "comet-oracle": _comet_oracle,
-    "select-rm": _select_rm,
-    "target-scores-rm": _target_scores_rm,
-    "finetune": _finetune,
-    "export-base": _export_base,
-}
 
 if __name__ == "__main__":
     main()

@@ -24,21 +24,15 @@ from pathlib import Path
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import is_utf8, read_jsonl_numbered, write_jsonl
 from polyfuse.languages import base_code
+from polyfuse.registry import Registry
 from polyfuse.sample import derive_seed
 
 # A reference answer is a plain decimal number: float() would also take nan, inf and 1_000.
 NUMERIC_ANSWER = re.compile(r"-?\d+(?:\.\d+)?")
 
 Loader = Callable[[Path, str], Iterator[dict]]
-LOADERS: dict[str, Loader] = {}
-
-
-def loader(name: str) -> Callable[[Loader], Loader]:
-    def register(func: Loader) -> Loader:
-        LOADERS[name] = func
-        return func
-
-    return register
+LOADERS: Registry[Loader] = Registry("dataset format")
+loader = LOADERS.register
 
 
 def _field(record: dict, names: tuple[str, ...], path: Path, line_no: int) -> str:

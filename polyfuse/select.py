@@ -28,12 +28,14 @@ from polyfuse.cache import OutputCache, loglik_costed, no_cost, sum_costs
 from polyfuse.engines import Engine
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_paired, with_progress, write_jsonl
+from polyfuse.registry import Registry
 from polyfuse.score import chrf, item_metric
 from polyfuse.tasks import TaskKind, instruction_text, task_prompt
 
 log = logging.getLogger(__name__)
 
-SCORERS: dict[str, type[Scorer]] = {}
+SCORERS: Registry[type[Scorer]] = Registry("scorer", name_attribute="name")
+register_scorer = SCORERS.register
 MODEL_SCORERS = {"loglik", "llm_judge_pointwise"}  # scorers that run a generative model (study.scorer_models)
 TORCH_SCORERS = {"reward_model"}  # scorers that run in the torch environment (envs/comet.yaml)
 REPETITION_NGRAM = 4  # seq-rep-4 (Welleck et al. 2020, "Neural Text Degeneration with Unlikelihood Training")
@@ -47,15 +49,6 @@ def repetition(text: str) -> float:
     words = WORD.findall(text.casefold())
     ngrams = [tuple(words[i : i + REPETITION_NGRAM]) for i in range(len(words) - REPETITION_NGRAM + 1)]
     return 1 - len(set(ngrams)) / len(ngrams) if ngrams else 0.0
-
-
-def register_scorer(name: str):
-    def register(cls: type[Scorer]) -> type[Scorer]:
-        cls.name = name
-        SCORERS[name] = cls
-        return cls
-
-    return register
 
 
 class Scorer(ABC):

@@ -272,8 +272,10 @@ def aggregate(smk) -> None:
 @step
 def analysis(smk) -> None:
     """The analysis the rule is named after, on the rule's named inputs (see polyfuse.analysis_report)."""
-    from polyfuse import analysis_report, claims  # pandas and matplotlib live in the report environment only
+    # pandas and matplotlib live in the report environment only; importing claims registers it beside the others
+    from polyfuse import claims  # noqa: F401
+    from polyfuse.analysis_report import ANALYSES
 
-    run = {**analysis_report.ANALYSES, "claims": claims.run_claims}[smk.rule]
+    run = ANALYSES[smk.rule]
     inputs = {name: [files] if isinstance(files, str) else list(files) for name, files in smk.input.items()}
     run(**inputs, outputs=dict(smk.output), settings=smk.params.settings)

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 from polyfuse.errors import PolyfuseError
+from polyfuse.registry import Registry
 
 # engine name -> module that registers it (imported lazily)
 BACKEND_MODULES = {
@@ -29,7 +30,8 @@ BACKEND_MODULES = {
     "openai": "polyfuse.engines.openai",
     "vllm": "polyfuse.engines.vllm",
 }
-ENGINES: dict[str, type[Engine]] = {}
+ENGINES: Registry[type[Engine]] = Registry("engine", name_attribute="engine_name")
+register_engine = ENGINES.register
 # engines that see the tokens and so give summed log-probabilities (loglik_terms); the openai echo path gives means
 SUMMED_LOGLIK_ENGINES = frozenset({"llamacpp", "vllm"})
 
@@ -62,15 +64,6 @@ class Generation:
     tokens_out: list[int]
     seconds: float
     finish_reasons: list[str] = field(default_factory=list)
-
-
-def register_engine(name: str):
-    def register(cls: type[Engine]) -> type[Engine]:
-        cls.engine_name = name
-        ENGINES[name] = cls
-        return cls
-
-    return register
 
 
 class Engine(ABC):
