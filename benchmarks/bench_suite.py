@@ -78,24 +78,14 @@ def suite_sample(engine, directory: Path, n: int, items: str, shots: str) -> tup
     """Seconds and output tokens for the suite's sampling of `items` into a fresh cache."""
     from polyfuse.cache import OutputCache
     from polyfuse.io import read_jsonl
-    from polyfuse.sample import run_sample
+    from polyfuse.sample import SamplingJob, run_sample
     from polyfuse.tasks import task_kind
 
     cache_path = directory / f"cache-{time.time_ns()}"
     start = time.perf_counter()
     with OutputCache(cache_path) as cache:
-        run_sample(
-            items,
-            shots,
-            str(directory / "pools.jsonl"),
-            task_kind("translation"),
-            engine,
-            "chat",
-            cache,
-            n=n,
-            sampling=SAMPLING,
-            seed=1,
-        )
+        job = SamplingJob(engine, "chat", cache, task_kind("translation"), n=n, sampling=SAMPLING, seed=1)
+        run_sample(items, shots, str(directory / "pools.jsonl"), job=job)
     seconds = time.perf_counter() - start
     tokens = sum(c["tokens_out"] for pool in read_jsonl(directory / "pools.jsonl") for c in pool["candidates"])
     return seconds, tokens
@@ -231,7 +221,7 @@ def n_scaling_vllm(directory: Path, model_dir: str) -> None:
 def rerun(directory: Path) -> None:
     from polyfuse.cache import OutputCache
     from polyfuse.engines import create_engine
-    from polyfuse.sample import run_sample
+    from polyfuse.sample import SamplingJob, run_sample
     from polyfuse.tasks import task_kind
 
     engine = create_engine("smol", SMOL, threads=2)
@@ -240,18 +230,8 @@ def rerun(directory: Path) -> None:
     for _ in range(2):
         before, start = engine.calls, time.perf_counter()
         with OutputCache(directory / "rerun-cache") as cache:
-            run_sample(
-                items,
-                shots,
-                str(directory / "rerun.jsonl"),
-                task_kind("translation"),
-                engine,
-                "chat",
-                cache,
-                n=5,
-                sampling=SAMPLING,
-                seed=1,
-            )
+            job = SamplingJob(engine, "chat", cache, task_kind("translation"), n=5, sampling=SAMPLING, seed=1)
+            run_sample(items, shots, str(directory / "rerun.jsonl"), job=job)
         times.append(time.perf_counter() - start)
         calls.append(engine.calls - before)
     print(
@@ -274,10 +254,10 @@ def analyses_cost(directory: Path) -> None:
     from polyfuse import methods
     from polyfuse.cache import OutputCache
     from polyfuse.engines import create_engine
-    from polyfuse.fuse import fuse_pools
+    from polyfuse.fuse import FusionJob, fuse_pools
     from polyfuse.io import write_jsonl
     from polyfuse.pools import derive_pools
-    from polyfuse.sample import run_sample
+    from polyfuse.sample import SamplingJob, run_sample
     from polyfuse.select import make_scorer, select_pools
     from polyfuse.tasks import task_kind
 
@@ -300,7 +280,7 @@ def analyses_cost(directory: Path) -> None:
             stages[stage] = (engine.calls - calls, time.perf_counter() - start)
             calls, start = engine.calls, time.perf_counter()
 
-        run_sample(items, shots, str(pools), kind, engine, "chat", cache, n=n_max, sampling=SAMPLING, seed=seed)
+        run_sample(items, shots, str(pools), job=SamplingJob(engine, "chat", cache, kind, n_max, SAMPLING, seed))
         mark("sample")
         for name in names:
             derive_pools(items, pools, directory / f"{name}.jsonl", name, kind, seed)
@@ -313,15 +293,8 @@ def analyses_cost(directory: Path) -> None:
                     items,
                     shots,
                     str(directory / f"{name}.jsonl"),
-                    kind,
-                    engine,
-                    "chat",
-                    "paper",
-                    cache,
-                    fusion,
-                    seed,
-                    "first",
-                    {},
+                    job=FusionJob(engine, "chat", cache, kind, "paper", fusion, seed),
+                    stats={},
                 ),
             )
         mark("fuse")
@@ -475,12 +448,13 @@ def scale_job(kind: str, count: int, directory: Path) -> dict:
     kind_of = task_kind("translation")
     items, shots = write_items(directory, count, text=lambda i: f"Item {i}: the museum opens at {i % 12 + 1}.")
     if kind == "sample":
-        from polyfuse.sample import run_sample
+        from polyfuse.sample import SamplingJob, run_sample
 
         engine = create_engine("smol", SMOL, threads=2)
 
         def sample(cache: OutputCache) -> None:
-            run_sample(items, shots, str(directory / "pools.jsonl"), kind_of, engine, "chat", cache, 5, SAMPLING, 1)
+            job = SamplingJob(engine, "chat", cache, kind_of, 5, SAMPLING, 1)
+            run_sample(items, shots, str(directory / "pools.jsonl"), job=job)
 
         real_generate = engine.generate
         engine.generate = lambda requests: (

@@ -174,26 +174,29 @@ def fusion_prompt(
     return ([{"role": "user", "content": text}] if style == "chat" else text), template.hash
 
 
-def fuse_pools(
-    items_path: str,
-    shots_path: str,
-    pools_path: str,
-    kind: TaskKind,
-    engine: Engine,
-    style: str,
-    template_ref: str,
-    cache: OutputCache,
-    sampling: dict,
-    seed: int,
-    fallback: str,
-    stats: dict,
-) -> Iterator[dict]:
+@dataclass(frozen=True)
+class FusionJob:
+    """What a fusion job runs: a fusor (its engine, prompt style and cache) on a task kind, its prompt template,
+    the sampling settings (temperature, top_p, max_tokens), the study seed and what an unparsed output becomes."""
+
+    engine: Engine
+    style: str
+    cache: OutputCache
+    kind: TaskKind
+    template: str
+    sampling: dict
+    seed: int
+    fallback: str = "first"
+
+
+def fuse_pools(items_path: str, shots_path: str, pools_path: str, *, job: FusionJob, stats: dict) -> Iterator[dict]:
+    kind, engine, style, seed, fallback = job.kind, job.engine, job.style, job.seed, job.fallback
     if fallback not in FALLBACKS:
         raise PolyfuseError(f"fusion.fallback: {fallback!r} is not one of {', '.join(FALLBACKS)}")
     params = SamplingParams(
-        temperature=float(sampling["temperature"]),
-        top_p=float(sampling["top_p"]),
-        max_tokens=int(sampling["max_tokens"]),
+        temperature=float(job.sampling["temperature"]),
+        top_p=float(job.sampling["top_p"]),
+        max_tokens=int(job.sampling["max_tokens"]),
         stop=EXAMPLE_SEPARATOR_STOP if style == "fewshot" else (),
     )
     # Chat fusors follow the instruction alone; only base models get worked examples, from this task's shots.
@@ -202,16 +205,16 @@ def fuse_pools(
     stats["exemplars"] = len(exemplars)
     # Items go to the fusor a batch at a time, so batching engines (vLLM, servers) fuse many prompts at once.
     for batch in in_batches(read_paired(items_path, pools_path), engine.batch_items):
-        shown, jobs = [], []
+        shown, requests = [], []
         for item, pool in batch:
             texts = [candidate["text"].strip() for candidate in pool["candidates"]]
             # A position-bias pool fixes the order shown; any other is shown in a seeded shuffle.
             order = pool["shown_order"] if "shown_order" in pool else shown_order(seed, item["id"], len(texts))
-            prompt, template_hash = fusion_prompt(template_ref, style, kind, item, [texts[i] for i in order], exemplars)
+            prompt, template_hash = fusion_prompt(job.template, style, kind, item, [texts[i] for i in order], exemplars)
             shown.append((texts, order, prompt, template_hash))
-            jobs.append((prompt, params, [derive_seed(seed, "fuse", item["id"])]))
+            requests.append((prompt, params, [derive_seed(seed, "fuse", item["id"])]))
         for (item, pool), (texts, order, prompt, template_hash), (generation,) in zip(
-            batch, shown, generate_many(engine, cache, jobs), strict=True
+            batch, shown, generate_many(engine, job.cache, requests), strict=True
         ):
             parsed = parse_fused(generation["text"])
             stats[parsed.status] = stats.get(parsed.status, 0) + 1
@@ -242,13 +245,10 @@ def fuse_pools(
             }
 
 
-def run_fuse(
-    items_path, shots_path, pools_path, out_path, kind, engine, style, template_ref, cache, sampling, seed, fallback
-):
+def run_fuse(items_path: str, shots_path: str, pools_path: str, out_path: str, *, job: FusionJob) -> None:
     stats: dict = {}
-    records = fuse_pools(
-        items_path, shots_path, pools_path, kind, engine, style, template_ref, cache, sampling, seed, fallback, stats
-    )
+    records = fuse_pools(items_path, shots_path, pools_path, job=job, stats=stats)
+    engine = job.engine
     count = write_jsonl(out_path, with_progress(records, items_path, f"fuse {engine.model_name}"))
     statuses = {status: stats.get(status, 0) for status in ("ok", "missing", "unclosed", "empty")}
     log.info(

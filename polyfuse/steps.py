@@ -84,18 +84,16 @@ def sample(smk) -> None:
     (model,) = smk.params.models  # a sampling job runs exactly one model
     engine = _engine(smk, model)
     with _cache(smk) as cache:
-        sampling.run_sample(
-            smk.input.items_file,
-            smk.input.shots,
-            smk.output.pools,
-            task_kind(smk.params.kind),
+        job = sampling.SamplingJob(
             engine,
             smk.params.models[model]["prompt_style"],
             cache,
+            task_kind(smk.params.kind),
             n=int(smk.params.study["n"]),
             sampling=smk.params.sampling,
             seed=int(smk.params.study["seed"]),
         )
+        sampling.run_sample(smk.input.items_file, smk.input.shots, smk.output.pools, job=job)
 
 
 @step
@@ -215,20 +213,17 @@ def fusion(smk) -> None:
     engine = _engine(smk, fusor)
     settings = smk.params.fusion
     with _cache(smk) as cache:
-        fuse.run_fuse(
-            smk.input.items_file,
-            smk.input.shots,
-            smk.input.pools,
-            smk.output.outputs,
-            task_kind(smk.params.kind),
+        job = fuse.FusionJob(
             engine,
             smk.params.models[fusor]["prompt_style"],
-            settings["template"],
             cache,
+            task_kind(smk.params.kind),
+            template=settings["template"],
             sampling=settings,
             seed=int(smk.params.seed),
             fallback=settings["fallback"],
         )
+        fuse.run_fuse(smk.input.items_file, smk.input.shots, smk.input.pools, smk.output.outputs, job=job)
 
 
 @step

@@ -5,6 +5,7 @@ import pytest
 from polyfuse.cache import OutputCache
 from polyfuse.engines import Engine, Generation
 from polyfuse.fuse import (
+    FusionJob,
     exemplar_texts,
     fuse_pools,
     fusion_exemplars,
@@ -233,15 +234,8 @@ def fuse(tmp_path, engine, style="chat", fallback="first"):
         records = list(
             fuse_pools(
                 *inputs(tmp_path),
-                task_kind("translation"),
-                engine,
-                style,
-                "paper",
-                cache,
-                FUSION_SAMPLING,
-                1234,
-                fallback,
-                stats,
+                job=FusionJob(engine, style, cache, task_kind("translation"), "paper", FUSION_SAMPLING, 1234, fallback),
+                stats=stats,
             )
         )
     return records, stats
@@ -309,18 +303,9 @@ def test_run_fuse_reads_the_shots_file(tmp_path, caplog):
 
     write_fusion_inputs(tmp_path, count=2)
     with OutputCache(tmp_path / "run") as cache, caplog.at_level("INFO"):
-        run_fuse(
-            *inputs(tmp_path),
-            str(tmp_path / "out.jsonl"),
-            task_kind("translation"),
-            RecordingFusor(["Answer: [[a]]", "x"]),
-            "fewshot",
-            "paper",
-            cache,
-            FUSION_SAMPLING,
-            1,
-            "first",
-        )
+        fusor = RecordingFusor(["Answer: [[a]]", "x"])
+        job = FusionJob(fusor, "fewshot", cache, task_kind("translation"), "paper", FUSION_SAMPLING, 1, "first")
+        run_fuse(*inputs(tmp_path), str(tmp_path / "out.jsonl"), job=job)
     assert [r["parse_status"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["ok", "missing"]
     assert "parse_failures=1" in caplog.text and "exemplars=2 exemplar_leaks=0" in caplog.text
 

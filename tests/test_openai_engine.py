@@ -21,7 +21,7 @@ from polyfuse.engines import GenerationRequest, SamplingParams, create_engine
 from polyfuse.engines.openai import api_root, retry_after_seconds
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, write_jsonl
-from polyfuse.sample import run_sample
+from polyfuse.sample import SamplingJob, run_sample
 from polyfuse.tasks import task_kind
 from tests.helpers.llama_server import LlamaServer, free_port
 from tests.helpers.workflow import REPO, cache_entries, model_calls, snakemake
@@ -29,6 +29,8 @@ from tests.helpers.workflow import REPO, cache_entries, model_calls, snakemake
 PARAMS = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=16)
 CHAT = [{"role": "user", "content": "hi"}]
 CHAT_ENDPOINT = r"127\.0\.0\.1:\d+/v1/chat/completions \(model served\)"  # as errors name it
+
+CHAOS_SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 8}
 
 
 class ScriptedPeer(BaseHTTPRequestHandler):
@@ -351,13 +353,7 @@ def test_server_killed_mid_run_restarts_and_nothing_is_lost_or_duplicated(server
             str(tmp_path / "items.jsonl"),
             str(tmp_path / "shots.jsonl"),
             str(tmp_path / "pools.jsonl"),
-            task_kind("chat"),
-            engine,
-            "chat",
-            cache,
-            n=2,
-            sampling={"temperature": 0.7, "top_p": 0.95, "max_tokens": 8},
-            seed=5,
+            job=SamplingJob(engine, "chat", cache, task_kind("chat"), n=2, sampling=CHAOS_SAMPLING, seed=5),
         )
     chaos.join()
     assert calls_at_kill and calls_at_kill[0] < 12  # the kill landed mid-run
@@ -373,13 +369,7 @@ def test_server_killed_mid_run_restarts_and_nothing_is_lost_or_duplicated(server
             str(tmp_path / "items.jsonl"),
             str(tmp_path / "shots.jsonl"),
             str(tmp_path / "again.jsonl"),
-            task_kind("chat"),
-            engine,
-            "chat",
-            cache,
-            n=2,
-            sampling={"temperature": 0.7, "top_p": 0.95, "max_tokens": 8},
-            seed=5,
+            job=SamplingJob(engine, "chat", cache, task_kind("chat"), n=2, sampling=CHAOS_SAMPLING, seed=5),
         )
         assert engine.calls == before and list(read_jsonl(tmp_path / "again.jsonl")) == pools
 

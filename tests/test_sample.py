@@ -7,7 +7,7 @@ import pytest
 from polyfuse.cache import OutputCache, cache_key
 from polyfuse.engines import create_engine
 from polyfuse.io import read_jsonl, write_jsonl
-from polyfuse.sample import run_sample
+from polyfuse.sample import SamplingJob, run_sample
 from polyfuse.tasks import task_kind
 from tests.helpers.models import GEMMA
 from tests.helpers.workflow import without_timings
@@ -44,18 +44,8 @@ def files(tmp_path):
 
 def sample(files, engine, n, out="pools.jsonl"):
     with OutputCache(files / "cache") as cache:
-        run_sample(
-            str(files / "items.jsonl"),
-            str(files / "shots.jsonl"),
-            str(files / out),
-            task_kind("math"),
-            engine,
-            "fewshot",
-            cache,
-            n=n,
-            sampling=SAMPLING,
-            seed=3,
-        )
+        job = SamplingJob(engine, "fewshot", cache, task_kind("math"), n=n, sampling=SAMPLING, seed=3)
+        run_sample(str(files / "items.jsonl"), str(files / "shots.jsonl"), str(files / out), job=job)
     return list(read_jsonl(files / out))
 
 
