@@ -28,19 +28,13 @@ import numpy as np
 import pandas as pd
 
 from polyfuse import analyses, methods
+from polyfuse.figures import BON_COLOURS, FUSION_COLOURS, method_colours, pyplot
+from polyfuse.figures import save_figure as save_figure_files
 from polyfuse.io import read_jsonl, read_paired, write_text
 from polyfuse.methods import method_rank
 from polyfuse.registry import Registry
-from polyfuse.report import (
-    BON_COLOURS,
-    FUSION_COLOURS,
-    bootstrap_ci,
-    method_colours,
-    paired_test,
-    pyplot,
-    read_item_scores,
-)
-from polyfuse.report import save_figure as save_figure_files
+from polyfuse.statistics import bootstrap_ci, paired_test
+from polyfuse.tables import read_item_scores
 from polyfuse.tasks import task_kind
 
 CELL = ["task", "lang", "sampler"]

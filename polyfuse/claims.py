@@ -23,8 +23,10 @@ from polyfuse.analysis_report import (
     pool_sizes,
     primary_scores,
 )
+from polyfuse.distill_report import compared_samplers
 from polyfuse.io import write_text
-from polyfuse.report import compared_samplers, holm_adjust, paired_test, read_item_scores
+from polyfuse.statistics import holm_adjust, paired_test
+from polyfuse.tables import read_item_scores
 from polyfuse.tasks import task_kind
 
 NOT_MEASURABLE = "not measurable"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from polyfuse import analysis_report, claims, methods, report
+from polyfuse import analysis_report, claims, methods, statistics
 from polyfuse.config import analysis_variants, check_analyses
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl, write_jsonl
@@ -453,8 +453,8 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
 
 def test_holm_adjusts_as_the_step_down_procedure_defines():
     # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> at least the one before: 0.06
-    assert report.holm_adjust([0.01, 0.04, 0.03, 0.005]).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert report.holm_adjust([0.5]).tolist() == [0.5] and report.holm_adjust([0.6, 0.7]).tolist() == [1.0, 1.0]
+    assert statistics.holm_adjust([0.01, 0.04, 0.03, 0.005]).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert statistics.holm_adjust([0.5]).tolist() == [0.5] and statistics.holm_adjust([0.6, 0.7]).tolist() == [1.0, 1.0]
 
 
 def test_two_claims_each_significant_alone_are_not_both_verdicts_after_holm(tmp_path):

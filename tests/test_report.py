@@ -11,11 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from polyfuse import distill_report
 from polyfuse import report as report_module
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl
 from polyfuse.methods import method_rank
-from polyfuse.report import bootstrap_ci, common_item_averages, fusion_parse_table, paired_test, run_report
+from polyfuse.report import run_report
+from polyfuse.statistics import bootstrap_ci, paired_test
+from polyfuse.tables import common_item_averages, fusion_parse_table
 
 SETTINGS = {"bootstrap": 500, "confidence": 0.95, "seed": 0}
 CHRF_SIGNATURE = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
@@ -481,13 +484,13 @@ def test_teacher_pool_table_averages_languages_on_common_items_beside_cards_and_
 
 def test_distill_paired_test_and_figure_compare_the_bon_and_fusion_data_students(tmp_path, monkeypatch):
     drawn = []
-    draw_bars = report_module.draw_bars
+    draw_bars = distill_report.draw_bars
 
     def recording_draw_bars(ax, xs, means, low, high, width, colour, label, hatch=None):
         drawn.append((label, means))
         draw_bars(ax, xs, means, low, high, width, colour, label, hatch)
 
-    monkeypatch.setattr(report_module, "draw_bars", recording_draw_bars)
+    monkeypatch.setattr(distill_report, "draw_bars", recording_draw_bars)
     cells, cards, trainings = distill_inputs(tmp_path)
     results = report(tmp_path, cells, DISTILL_TASKS, distill=DISTILL, cards=cards, trainings=trainings)
     assert (results / "figures/distill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
