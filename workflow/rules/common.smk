@@ -13,13 +13,8 @@ sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 from polyfuse import methods
-from polyfuse.config import (
-    analysed_samplers,
-    analysis_variants,
-    finetune_settings,
-    student_gguf,
-    student_models,
-)
+from polyfuse.config import finetune_settings, student_gguf
+from polyfuse.dag import StudyDag
 from polyfuse.pools import pool_members
 from polyfuse.settings import load_config
 from polyfuse.errors import PolyfuseError
@@ -31,92 +26,54 @@ try:
 except PolyfuseError as exc:
     raise WorkflowError(f"config: {exc}") from None
 
-TASKS = config["tasks"]
-# Test tasks are scored and reported; train tasks are the prompt pools of the synthetic-data sets, never scored.
-TEST_TASKS = {task: spec for task, spec in TASKS.items() if spec["role"] == "test"}
-TRAIN_TASKS = {task: spec for task, spec in TASKS.items() if spec["role"] == "train"}
-STUDY = config["study"]
+# The study's samplers, methods and files, read from the config (polyfuse/dag.py, unit-tested without Snakemake).
+STUDY_DAG = StudyDag(config)
+TASKS, TEST_TASKS, TRAIN_TASKS = STUDY_DAG.tasks, STUDY_DAG.test_tasks, STUDY_DAG.train_tasks
+STUDY, DISTILL, SETS, STUDENTS = STUDY_DAG.study, STUDY_DAG.distill, STUDY_DAG.sets, STUDY_DAG.students
 # A pool's members sample at the pool's temperature, or the study's, unless they set their own.
 POOLS = {
     name: pool_members(name, {"temperature": STUDY["temperature"], **spec}, config["models"])
     for name, spec in config["pools"].items()
 }
-DISTILL = config.get("distill")
-SETS = DISTILL["sets"] if DISTILL else {}
-# Each student is one more model: the base student and one per set, fine-tuned and exported to GGUF for llama.cpp.
-STUDENTS = student_models(config) if DISTILL else {}
 MODELS = {**config["models"], **STUDENTS}
-JUDGED_TASKS = [task for task, spec in TEST_TASKS.items() if task_kind(spec["kind"]).metrics[0] == "winrate"]
+JUDGED_TASKS, BON, COMET, TRANSLATION_TASKS = (
+    STUDY_DAG.judged_tasks,
+    STUDY_DAG.bon,
+    STUDY_DAG.comet,
+    STUDY_DAG.translation_tasks,
+)
 METRIC_TASKS = [task for task in TEST_TASKS if task not in JUDGED_TASKS]
-BON = [methods.bon(selector) for selector in STUDY["selectors"]]
-COMET = config["comet"]
-TRANSLATION_TASKS = [task for task, spec in TEST_TASKS.items() if spec["kind"] == "translation"]
-# The analyses' derived pools (subsets, injections, orders) of every analysed cell's samplers; no new sampling.
-ANALYSES = config.get("analyses")
-VARIANTS = analysis_variants(config)
+ANALYSES, VARIANTS = STUDY_DAG.analyses, STUDY_DAG.variants
+# The rules' input functions, by the names the rules use.
+samplers, students, fusion_methods, head_to_head = (
+    STUDY_DAG.samplers,
+    STUDY_DAG.students_of,
+    STUDY_DAG.fusion_methods,
+    STUDY_DAG.head_to_head,
+)
+methods_of, set_methods, target_scorings, student_file = (
+    STUDY_DAG.methods_of,
+    STUDY_DAG.set_methods,
+    STUDY_DAG.target_scorings,
+    STUDY_DAG.student_file,
+)
+score_files, fusion_files, distill_files, report_outputs = (
+    STUDY_DAG.score_files,
+    STUDY_DAG.fusion_files,
+    STUDY_DAG.distill_files,
+    STUDY_DAG.report_outputs,
+)
+analysis_pools, analysis_files, claim_fusions, fusor_choice_files, analysis_outputs = (
+    STUDY_DAG.analysis_pools,
+    STUDY_DAG.analysis_files,
+    STUDY_DAG.claim_fusions,
+    STUDY_DAG.fusor_choice_files,
+    STUDY_DAG.analysis_outputs,
+)
 # Rules of the torch group run under conda's env python, or on the pip route under config["torch_python"].
 ON_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 TORCH_PYTHON = "python" if ON_CONDA else os.path.join(workflow.basedir, config["torch_python"])
 TRAIN_PYTHON = "python" if ON_CONDA else os.path.join(workflow.basedir, config["train_python"])
-
-
-def samplers(task):
-    """The samplers (models or pools) of a test task's test-time comparison."""
-    return TASKS[task].get("samplers", STUDY["samplers"])
-
-
-def students(task):
-    return list(STUDENTS) if DISTILL and task in DISTILL["evaluate"] else []
-
-
-def fusion_methods(task):
-    return [methods.fusion(fusor) for fusor in TASKS[task].get("fusors", STUDY["fusors"])]
-
-
-def head_to_head(task):
-    """FusioN against each BoN variant, judged head-to-head on chat tasks."""
-    return [methods.pair(fusion, bon) for fusion in fusion_methods(task) for bon in BON]
-
-
-def derived_samplers(task, family=None):
-    """The derived pools of a task's samplers for one analysis family (every family by default)."""
-    if not ANALYSES or task not in ANALYSES["cells"]:
-        return []
-    return [
-        methods.derived(sampler, variant)
-        for sampler in analysed_samplers(config, task)
-        for variant in VARIANTS
-        if family is None or methods.parse_variant(variant)[0] == family
-    ]
-
-
-def methods_of(task, sampler=None):
-    """The methods applied to a sampler's pools of a task; a student answers once, so only `single`.
-
-    A derived pool gets BoN and FusioN; a position-bias pool only FusioN (selection does not see an order).
-    """
-    if sampler in STUDENTS:
-        return ["single"]
-    variant = methods.split_derived(sampler or "")[1]
-    if variant:
-        shown = methods.parse_variant(variant)[0] == "order"
-        return fusion_methods(task) if shown else [*BON, *fusion_methods(task)]
-    oracle = [methods.ORACLE] if task_kind(TASKS[task]["kind"]).has_oracle else []
-    if task in TRANSLATION_TASKS and COMET["model"] and COMET["oracle"]:
-        oracle.append(methods.COMET_ORACLE)
-    return ["single", *oracle, *BON, *fusion_methods(task)]
-
-
-def set_methods(pool):
-    """Every method some set applies to `pool`: the target of each, and the others shown beside it in the records."""
-    return sorted({spec["method"] for spec in SETS.values() if spec["pool"] == pool})
-
-
-def target_scorings(pool):
-    """(fusion, BoN) method pairs of `pool`'s sets: each fused answer is scored by each BoN method's scorer too."""
-    made = set_methods(pool)
-    by_family = {family: [m for m in made if methods.parse(m)[0] == family] for family in ("fusion", "bon")}
-    return [(fusion, selector) for fusion in by_family["fusion"] for selector in by_family["bon"]]
 
 
 def alternatives(names):
@@ -131,7 +88,7 @@ SCORED_BY = rf"(@({alternatives(config['models'])}))?"
 wildcard_constraints:
     task=alternatives(TASKS),
     lang=alternatives({lang for task in TASKS.values() for lang in task["languages"]}),
-    model=alternatives([*MODELS, *POOLS, *(d for task in TEST_TASKS for d in derived_samplers(task))]),
+    model=alternatives([*MODELS, *POOLS, *(d for task in TEST_TASKS for d in STUDY_DAG.derived_samplers(task))]),
     pool=alternatives(POOLS),
     member=r"\d+",
     set=alternatives(SETS),
@@ -141,71 +98,9 @@ wildcard_constraints:
     pair=rf"fusion-[A-Za-z0-9_.-]+__vs__bon-[a-z_]+{SCORED_BY}",
 
 
-def cells(task, pattern, with_students=False):
-    """`pattern` for every (language, sampler) cell of `task`; with its students when asked."""
-    return [
-        pattern.format(task=task, lang=lang, model=model)
-        for lang in TASKS[task]["languages"]
-        for model in [*samplers(task), *(students(task) if with_students else [])]
-    ]
-
-
-def score_files(suffix):
-    """Every method's scores (the students' included), and on judged tasks the head-to-head verdicts."""
-    per_method = [
-        path
-        for task in TEST_TASKS
-        for lang in TASKS[task]["languages"]
-        for sampler in [*samplers(task), *students(task)]
-        for method in methods_of(task, sampler)
-        for path in [f"results/{task}/{lang}/scores/{sampler}/{method}{suffix}"]
-    ]
-    pairs = [
-        path
-        for task in JUDGED_TASKS
-        for pair in head_to_head(task)
-        for path in cells(task, f"results/{{task}}/{{lang}}/scores/{{model}}/h2h/{pair}{suffix}")
-    ]
-    comet = [
-        path
-        for task in TRANSLATION_TASKS
-        for path in cells(task, f"results/{{task}}/{{lang}}/scores/{{model}}/comet{suffix}", with_students=True)
-        if COMET["model"]
-    ]
-    return per_method + pairs + comet
-
-
-def fusion_files():
-    return [
-        path
-        for task in TEST_TASKS
-        for method in fusion_methods(task)
-        for path in cells(task, f"results/{{task}}/{{lang}}/outputs/{{model}}/{method}.jsonl")
-    ]
-
-
-def distill_files(name):
-    """A file of every set on every training task and language: `sft.jsonl` or `card.json`."""
-    return [
-        f"results/distill/{set_name}/{task}/{lang}/{name}"
-        for set_name in SETS
-        for task in TRAIN_TASKS
-        for lang in TASKS[task]["languages"]
-    ]
-
-
 def set_files(wildcards):
     """The SFT files a set's student is trained on: every training task and language."""
-    return [
-        f"results/distill/{wildcards.set}/{task}/{lang}/sft.jsonl"
-        for task in TRAIN_TASKS
-        for lang in TASKS[task]["languages"]
-    ]
-
-
-def student_file(model):
-    """The GGUF a student model loads, so sampling a student waits for its fine-tune; other models have none."""
-    return [STUDENTS[model]["path"]] if model in STUDENTS else []
+    return STUDY_DAG.set_files(wildcards.set)
 
 
 def scorer_model(selector):
@@ -240,46 +135,6 @@ def judge_model(wildcards):
     return config["judge"].get("model")
 
 
-def report_outputs():
-    per_task = [f"results/tables/{task}.{ext}" for task in TEST_TASKS for ext in ("csv", "md")]
-    distill = [f"results/{name}" for name in ("tables/distill.csv", "tables/distill.md", "figures/distill.png")]
-    distill += ["results/figures/distill.pdf"]
-    return (
-        per_task
-        + [f"results/figures/{task}.png" for task in TEST_TASKS]
-        + ["results/tables/fusion_parse.csv", "results/report.md"]
-        + (distill if DISTILL else [])
-    )
-
-
-def analysed_pools(families):
-    """(task, language, sampler) of every analysed cell: its samplers and their derived pools of `families`."""
-    if not ANALYSES:
-        return []
-    return [
-        (task, lang, sampler)
-        for task, languages in ANALYSES["cells"].items()
-        for lang in languages
-        for sampler in [
-            *analysed_samplers(config, task),
-            *(d for family in families for d in derived_samplers(task, family)),
-        ]
-    ]
-
-
-def analysis_pools(families=()):
-    return [f"results/{task}/{lang}/pools/{sampler}.jsonl" for task, lang, sampler in analysed_pools(families)]
-
-
-def analysis_files(folder, families=()):
-    """The `folder` (outputs or scores) file of every method of every analysed sampler of `families`."""
-    return [
-        f"results/{task}/{lang}/{folder}/{sampler}/{method}.jsonl"
-        for task, lang, sampler in analysed_pools(families)
-        for method in methods_of(task, sampler)
-    ]
-
-
 def analysis_report_outputs(name, subcategory):
     """An analysis rule's outputs: its table and figure in the report, under the caption named after it, and the
     same table as Markdown and the figure as PDF."""
@@ -292,61 +147,7 @@ def analysis_report_outputs(name, subcategory):
     }
 
 
-def claim_fusions():
-    """The fusion outputs the claims test: the study's cells, and the N-scaling subsets' (whose parse share counts)."""
-    study = [
-        f"results/{task}/{lang}/outputs/{sampler}/{method}.jsonl"
-        for task in TEST_TASKS
-        for lang in TASKS[task]["languages"]
-        for sampler in samplers(task)
-        for method in fusion_methods(task)
-    ]
-    subsets = [
-        f"results/{task}/{lang}/outputs/{sampler}/{method}.jsonl"
-        for task, lang, sampler in (analysed_pools(["subset"]) if ANALYSES and ANALYSES["sizes"] else [])
-        for method in fusion_methods(task)
-    ]
-    return list(dict.fromkeys(study + subsets))
-
-
-def fusor_choice_files(folder, families=("fusion", "bon")):
-    """The `folder` file of each model of analyses.fusors as the fusor and as the BoN scorer, per analysed cell."""
-    choice = ANALYSES.get("fusors") if ANALYSES else None
-    if not choice:
-        return []
-    compared = [
-        method
-        for model in choice["models"]
-        for method in (methods.fusion(model), methods.bon(methods.scored_by(choice["scorer"], model)))
-    ]
-    return [
-        f"results/{task}/{lang}/{folder}/{sampler}/{method}.jsonl"
-        for task, lang, sampler in analysed_pools(())
-        for method in compared
-        if methods.parse(method)[0] in families
-    ]
-
-
-def analysis_outputs():
-    """The analyses' tables and figures: diagnostics always, each other analysis when its config asks for it."""
-    if not ANALYSES:
-        return []
-    asked = {
-        "diagnostics": True,
-        "nscaling": ANALYSES["sizes"],
-        "compute": ANALYSES["sizes"],
-        "robustness": ANALYSES["injections"]["kinds"] and ANALYSES["injections"]["k"],
-        "position": ANALYSES["orders"],
-        "fusors": ANALYSES.get("fusors"),
-    }
-    return [f"results/analyses/{name}.{ext}" for name, wanted in asked.items() if wanted for ext in ("csv", "png")]
-
-
-# Every method of the study in display order: each figure colours a method the same way.
-STUDY_METHODS = sorted(
-    {method for task in TEST_TASKS for sampler in samplers(task) for method in methods_of(task, sampler)},
-    key=methods.method_rank,
-)
+STUDY_METHODS = STUDY_DAG.study_methods()  # in display order: each figure colours a method the same way
 ANALYSIS_SETTINGS = {
     **config["report"],
     "tasks": TEST_TASKS,
