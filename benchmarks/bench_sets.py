@@ -128,7 +128,7 @@ def write_inputs(directory: Path, count: int) -> tuple[str, list[str], dict[str,
 
 
 def run_steps(directory: Path, items: str, member_paths: list[str], outputs: dict[str, str]) -> dict:
-    from polyfuse.distill import build_sft_set
+    from polyfuse.distill import SetTarget, build_sft_set
     from polyfuse.pools import merge_pools
     from polyfuse.tasks import task_kind
 
@@ -138,11 +138,9 @@ def run_steps(directory: Path, items: str, member_paths: list[str], outputs: dic
         items,
         pool,
         outputs,
-        "fusion-f",
-        "fusion",
-        task_kind("chat"),
         directory / "sft" / "sft.jsonl",
         directory / "sft" / "card.json",
+        target=SetTarget("fusion", "fusion-f", task_kind("chat")),
     )
 
 

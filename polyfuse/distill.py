@@ -138,13 +138,21 @@ class SetTally:
         }
 
 
+@dataclass(frozen=True)
+class SetTarget:
+    """What one SFT set makes of a pool: the set's name, the method whose answer is the target, the task kind."""
+
+    name: str
+    method: str
+    kind: TaskKind
+
+
 def sft_records(
     items_path: str | os.PathLike,
     pool_path: str | os.PathLike,
     outputs: dict[str, str],
-    target_method: str,
-    set_name: str,
-    kind: TaskKind,
+    *,
+    target: SetTarget,
     tally: SetTally,
     evaluated: set[str] = frozenset(),
     target_scores: dict[tuple[str, str], str] | None = None,
@@ -152,9 +160,9 @@ def sft_records(
     """The set's records, streamed; raises at the end when none was left, so the atomic writer keeps nothing.
     A prompt in `evaluated` (compared texts of the evaluated test items) is left out and counted.
     `target_scores`: per (fusion method, BoN method), the file of the BoN scorer's scores of the fused answers."""
-    if target_method not in outputs:
+    if target.method not in outputs:
         raise PolyfuseError(
-            f"distill set {set_name!r}: target method {target_method!r} has no output file "
+            f"distill set {target.name!r}: target method {target.method!r} has no output file "
             f"(given: {', '.join(outputs)})"
         )
     names, scorings = list(outputs), list(target_scores or {})
@@ -185,12 +193,12 @@ def sft_records(
                     f"{pool['sampler']!r}"
                 )
             selections[fusion].setdefault("bon_scores", {})[selector] = record["score"]
-        target = selections[target_method]
-        status = target.get("parse_status")  # None for a selection: its pick is a candidate
+        chosen = selections[target.method]
+        status = chosen.get("parse_status")  # None for a selection: its pick is a candidate
         if status not in (None, "ok"):
             tally.parse_failures[status] += 1
             continue
-        text = target["text"].strip()
+        text = chosen["text"].strip()
         if not text:
             tally.empty_targets += 1
             continue
@@ -203,10 +211,10 @@ def sft_records(
             "id": item["id"],
             "task": item["task"],
             "lang": item["lang"],
-            "set": set_name,
-            "prompt": [{"role": "user", "content": instruction_text(kind, item)}],
+            "set": target.name,
+            "prompt": [{"role": "user", "content": instruction_text(target.kind, item)}],
             "completion": [{"role": "assistant", "content": text}],
-            "target": {"method": target_method, "index": target.get("index"), "parse_status": status},
+            "target": {"method": target.method, "index": chosen.get("index"), "parse_status": status},
             "candidates": candidates,
             "selections": selections,
             "provenance": {
@@ -219,7 +227,7 @@ def sft_records(
     if tally.written == 0:
         where = f"{tally.task}/{tally.lang}" if tally.prompts else f"no items in {items_path}"
         raise PolyfuseError(
-            f"distill set {set_name!r} ({where}): no training record left ({sum(tally.parse_failures.values())} "
+            f"distill set {target.name!r} ({where}): no training record left ({sum(tally.parse_failures.values())} "
             f"parse failures {dict(tally.parse_failures)}, {tally.empty_targets} empty targets, of {tally.prompts} "
             f"prompts); nothing to fine-tune on"
         )
@@ -229,12 +237,10 @@ def build_sft_set(
     items_path: str | os.PathLike,
     pool_path: str | os.PathLike,
     outputs: dict[str, str],
-    target_method: str,
-    set_name: str,
-    kind: TaskKind,
     out_path: str | os.PathLike,
     card_path: str | os.PathLike,
     *,
+    target: SetTarget,
     evaluated_items: list[str | os.PathLike] = (),
     target_scores: dict[tuple[str, str], str] | None = None,
 ) -> dict:
@@ -244,9 +250,9 @@ def build_sft_set(
     evaluated = evaluated_prompts(evaluated_items)
     tally = SetTally(evaluated_items=len(evaluated))
     records = sft_records(
-        items_path, pool_path, outputs, target_method, set_name, kind, tally, evaluated, target_scores
+        items_path, pool_path, outputs, target=target, tally=tally, evaluated=evaluated, target_scores=target_scores
     )
     write_jsonl(out_path, records)
-    card = tally.card(set_name, target_method, list(outputs))
+    card = tally.card(target.name, target.method, list(outputs))
     write_json(card_path, card)
     return card

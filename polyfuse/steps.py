@@ -119,11 +119,9 @@ def sft_set(smk) -> None:
         smk.input.items_file,
         smk.input.pools,
         dict(zip(smk.params.methods, smk.input.outputs, strict=True)),
-        smk.params.target,
-        smk.wildcards.set,
-        task_kind(smk.params.kind),
         smk.output.sft,
         smk.output.card,
+        target=distill.SetTarget(smk.wildcards.set, smk.params.target, task_kind(smk.params.kind)),
         evaluated_items=list(smk.input.evaluated),
         target_scores=dict(zip(smk.params.target_scores, smk.input.target_scores, strict=True)),
     )

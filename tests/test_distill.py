@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 import sacrebleu
 
-from polyfuse.distill import build_sft_set, histogram_stats
+from polyfuse.distill import SetTarget, build_sft_set, histogram_stats
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import content_hash, read_jsonl, write_jsonl
 from polyfuse.pools import merge_pools, pool_members
@@ -177,7 +177,7 @@ def test_bon_over_the_teacher_pool_never_picks_the_garbage_teacher(teachers):
 def test_sft_records_keep_each_candidates_model_and_the_pool_members(teachers, tmp_path):
     items, pool_path, outputs = teachers
     sft, card_path = tmp_path / "bon" / "sft.jsonl", tmp_path / "bon" / "card.json"
-    card = build_sft_set(items, pool_path, outputs, "bon-mbr_chrf", "bon", CHAT, sft, card_path)
+    card = build_sft_set(items, pool_path, outputs, sft, card_path, target=SetTarget("bon", "bon-mbr_chrf", CHAT))
     records = list(read_jsonl(sft))
     pools = list(read_jsonl(pool_path))
     picks = list(read_jsonl(outputs["bon-mbr_chrf"]))
@@ -216,7 +216,9 @@ def test_a_fusion_parse_failure_is_counted_and_never_trained_on(teachers, tmp_pa
     fused = {"p1": "Keep basil in a sunny window; water it when the soil is dry.", "p2": None, "p3": ANSWERS["p3"][1]}
     outputs = {**outputs, "fusion-judge": fusion_output(tmp_path / "fusion.jsonl", pool_path, fused)}
     sft = tmp_path / "fusion" / "sft.jsonl"
-    card = build_sft_set(items, pool_path, outputs, "fusion-judge", "fusion", CHAT, sft, tmp_path / "fusion" / "c.json")
+    card = build_sft_set(
+        items, pool_path, outputs, sft, tmp_path / "fusion" / "c.json", target=SetTarget("fusion", "fusion-judge", CHAT)
+    )
     records = list(read_jsonl(sft))
     assert [record["id"] for record in records] == ["p1", "p3"]
     assert records[0]["target"] == {"method": "fusion-judge", "index": None, "parse_status": "ok"}
@@ -245,7 +247,9 @@ def test_a_fused_record_without_a_clean_parse_is_never_a_target(teachers, tmp_pa
     write_jsonl(path, records)
     outputs = {**outputs, "fusion-judge": path}
     sft = tmp_path / "sft.jsonl"
-    card = build_sft_set(items, pool_path, outputs, "fusion-judge", "fusion", CHAT, sft, tmp_path / "card.json")
+    card = build_sft_set(
+        items, pool_path, outputs, sft, tmp_path / "card.json", target=SetTarget("fusion", "fusion-judge", CHAT)
+    )
     assert [record["id"] for record in read_jsonl(sft)] == ["p1", "p3"]
     assert card["skipped"][reason] == 1
 
@@ -265,7 +269,9 @@ def test_copy_and_length_statistics_of_a_hand_made_set(tmp_path):
     # a: 'abcx' shares 'abc' with 'abcd' (2*3/8 = 0.75); b copies its first candidate; c: 'xx' vs 'x' is 2*1/3.
     fused = {"a": "abcx", "b": "one two three", "c": "xx"}
     outputs = {"fusion-judge": fusion_output(tmp_path / "f.jsonl", pool, fused)}
-    card = build_sft_set(items, pool, outputs, "fusion-judge", "f", CHAT, tmp_path / "sft.jsonl", tmp_path / "c.json")
+    card = build_sft_set(
+        items, pool, outputs, tmp_path / "sft.jsonl", tmp_path / "c.json", target=SetTarget("f", "fusion-judge", CHAT)
+    )
     assert (card["copied_whole"], card["copied_whole_share"]) == (1, round(1 / 3, 4))
     assert card["copy_rate"] == round((0.75 + 1.0 + 2 / 3) / 3, 4)
     assert card["target_length"] == {
@@ -289,7 +295,14 @@ def test_building_a_set_keeps_memory_flat_in_the_number_of_prompts(tmp_path):
         outputs = {"single": str(directory / "single.jsonl")}
         run_select(items, pool, outputs["single"], make_scorer("single", CHAT))
         tracemalloc.start()
-        build_sft_set(items, pool, outputs, "single", "s", CHAT, directory / "sft.jsonl", directory / "card.json")
+        build_sft_set(
+            items,
+            pool,
+            outputs,
+            directory / "sft.jsonl",
+            directory / "card.json",
+            target=SetTarget("s", "single", CHAT),
+        )
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         return peak
@@ -302,7 +315,9 @@ def test_an_empty_target_is_skipped_and_counted(tmp_path):
     items, pool = solo_pool(tmp_path, {"a": ["   ", "fine"], "b": ["good", "fine"]})
     outputs = {"single": str(tmp_path / "single.jsonl")}
     run_select(items, pool, outputs["single"], make_scorer("single", CHAT))
-    card = build_sft_set(items, pool, outputs, "single", "s", CHAT, tmp_path / "sft.jsonl", tmp_path / "card.json")
+    card = build_sft_set(
+        items, pool, outputs, tmp_path / "sft.jsonl", tmp_path / "card.json", target=SetTarget("s", "single", CHAT)
+    )
     assert [record["id"] for record in read_jsonl(tmp_path / "sft.jsonl")] == ["b"]
     assert card["skipped"] == {"empty_target": 1}
     assert (card["prompts"], card["written"]) == (2, 1)
@@ -319,11 +334,9 @@ def test_a_training_prompt_that_is_an_evaluated_test_item_is_never_trained_on(tm
         items,
         pool,
         outputs,
-        "single",
-        "s",
-        CHAT,
         tmp_path / "sft.jsonl",
         tmp_path / "c.json",
+        target=SetTarget("s", "single", CHAT),
         evaluated_items=[test_items],
     )
     assert [record["id"] for record in read_jsonl(tmp_path / "sft.jsonl")] == ["b", "c"]
@@ -336,7 +349,7 @@ def test_a_set_with_no_record_left_raises_and_writes_nothing(tmp_path):
     sft, card = tmp_path / "set" / "sft.jsonl", tmp_path / "set" / "card.json"
     message = r"distill set 'fusion' \(ufb/en\): no training record left \(2 parse failures .*nothing to fine-tune on"
     with pytest.raises(PolyfuseError, match=message):
-        build_sft_set(items, pool, outputs, "fusion-judge", "fusion", CHAT, sft, card)
+        build_sft_set(items, pool, outputs, sft, card, target=SetTarget("fusion", "fusion-judge", CHAT))
     assert not sft.exists() and not card.exists()
     assert not list(sft.parent.iterdir())  # no temporary file left behind either
 
@@ -349,7 +362,9 @@ def test_an_output_of_another_pool_or_method_is_refused(teachers, tmp_path):
     _, teacher_pool, outputs = teachers
 
     def build(given: dict[str, str], target: str) -> dict:
-        return build_sft_set(items, teacher_pool, given, target, "s", CHAT, tmp_path / "o.jsonl", tmp_path / "c.json")
+        return build_sft_set(
+            items, teacher_pool, given, tmp_path / "o.jsonl", tmp_path / "c.json", target=SetTarget("s", target, CHAT)
+        )
 
     with pytest.raises(PolyfuseError, match=r"single.jsonl: record 'p1' is 'single' of 'solo', expected 'single'"):
         build({**outputs, "single": single}, "single")
@@ -407,7 +422,13 @@ def test_sft_records_keep_the_bon_scorers_score_of_the_fused_answer(teachers, tm
     sft = tmp_path / "sft.jsonl"
     scorings = {("fusion-judge", "bon-mbr_chrf"): str(scored)}
     build_sft_set(
-        items, pool_path, outputs, "fusion-judge", "f", CHAT, sft, tmp_path / "c.json", target_scores=scorings
+        items,
+        pool_path,
+        outputs,
+        sft,
+        tmp_path / "c.json",
+        target=SetTarget("f", "fusion-judge", CHAT),
+        target_scores=scorings,
     )
     pools = {pool["id"]: pool for pool in read_jsonl(pool_path)}
     for record in read_jsonl(sft):
@@ -424,5 +445,11 @@ def test_sft_records_keep_the_bon_scorers_score_of_the_fused_answer(teachers, tm
         PolyfuseError, match=r"target_scores.jsonl: record 'p1' is 'fusion-judge' scored by 'bon-loglik'"
     ):
         build_sft_set(
-            items, pool_path, outputs, "fusion-judge", "f", CHAT, sft, tmp_path / "c.json", target_scores=scorings
+            items,
+            pool_path,
+            outputs,
+            sft,
+            tmp_path / "c.json",
+            target=SetTarget("f", "fusion-judge", CHAT),
+            target_scores=scorings,
         )
