@@ -35,6 +35,19 @@ LOADERS: Registry[Loader] = Registry("dataset format")
 loader = LOADERS.register
 
 
+def item_record(
+    item_id: str, text: str, reference, path: Path, line_no: int, record: dict | None = None, meta: tuple = ()
+) -> dict:
+    """One item as every loader gives it: id, input, reference, where it came from, and the record's `meta` keys."""
+    return {
+        "id": item_id,
+        "input": text,
+        "reference": reference,
+        "origin": {"file": str(path), "line": line_no},
+        "meta": {key: record[key] for key in meta if key in record},
+    }
+
+
 def _field(record: dict, names: tuple[str, ...], path: Path, line_no: int) -> str:
     """The first present, non-empty field among `names`; else a one-line error."""
     for name in names:
@@ -60,13 +73,7 @@ def load_wmt24pp(path: Path, lang: str) -> Iterator[dict]:
         if target_lang != lang:
             raise PolyfuseError(f"{path}:{line_no}: language pair {lp!r} does not translate into {lang!r}")
         item_id = record.get("segment_id", record.get("id", line_no))
-        yield {
-            "id": f"{lp}-{item_id}",
-            "input": source,
-            "reference": reference,
-            "origin": {"file": str(path), "line": line_no},
-            "meta": {k: record[k] for k in ("lp", "domain", "document_id") if k in record},
-        }
+        yield item_record(f"{lp}-{item_id}", source, reference, path, line_no, record, ("lp", "domain", "document_id"))
 
 
 @loader("mgsm")
@@ -84,13 +91,7 @@ def load_mgsm(path: Path, lang: str) -> Iterator[dict]:
             answer = row[1].strip().replace(",", "")
             if not NUMERIC_ANSWER.fullmatch(answer):
                 raise PolyfuseError(f"{path}:{line_no}: answer {row[1]!r} is not a number")
-            yield {
-                "id": f"mgsm-{lang}-{line_no}",
-                "input": row[0].strip(),
-                "reference": answer,
-                "origin": {"file": str(path), "line": line_no},
-                "meta": {},
-            }
+            yield item_record(f"mgsm-{lang}-{line_no}", row[0].strip(), answer, path, line_no)
 
 
 @loader("arena")
@@ -107,13 +108,7 @@ def load_arena(path: Path, lang: str) -> Iterator[dict]:
             prompt = first.get("content") if isinstance(first, dict) else None
         if not (isinstance(prompt, str) and prompt.strip()):
             raise PolyfuseError(f"{path}:{line_no}: missing field 'prompt' or 'turns[0].content'")
-        yield {
-            "id": str(item_id),
-            "input": prompt,
-            "reference": None,
-            "origin": {"file": str(path), "line": line_no},
-            "meta": {k: record[k] for k in ("category", "cluster") if k in record},
-        }
+        yield item_record(str(item_id), prompt, None, path, line_no, record, ("category", "cluster"))
 
 
 @loader("geofactx")
@@ -124,13 +119,15 @@ def load_geofactx(path: Path, lang: str) -> Iterator[dict]:
         answers = record.get("answer_list")
         if not (isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)):
             raise PolyfuseError(f"{path}:{line_no}: missing field 'answer_list' (a non-empty list of strings)")
-        yield {
-            "id": str(record.get("id", f"geofactx-{lang}-{line_no}")),
-            "input": question,
-            "reference": answers,
-            "origin": {"file": str(path), "line": line_no},
-            "meta": {k: record[k] for k in ("group_id", "topic", "region", "answer_type") if k in record},
-        }
+        yield item_record(
+            str(record.get("id", f"geofactx-{lang}-{line_no}")),
+            question,
+            answers,
+            path,
+            line_no,
+            record,
+            ("group_id", "topic", "region", "answer_type"),
+        )
 
 
 def _first_user_turn(turns: object) -> str | None:
@@ -170,13 +167,15 @@ def load_ultrafeedback(path: Path, lang: str) -> Iterator[dict]:
         if prompt is None:
             raise PolyfuseError(f"{path}:{line_no}: missing field 'prompt' or a user turn in 'messages' or 'chosen'")
         item_id = next((record[k] for k in ("id", "prompt_id") if record.get(k) is not None), None)
-        yield {
-            "id": str(item_id if item_id is not None else f"ultrafeedback-{lang}-{line_no}"),
-            "input": prompt,
-            "reference": _response(record),
-            "origin": {"file": str(path), "line": line_no},
-            "meta": {k: record[k] for k in ("source", "source_index") if k in record},
-        }
+        yield item_record(
+            str(item_id if item_id is not None else f"ultrafeedback-{lang}-{line_no}"),
+            prompt,
+            _response(record),
+            path,
+            line_no,
+            record,
+            ("source", "source_index"),
+        )
 
 
 @loader("gsm8k")
@@ -188,13 +187,9 @@ def load_gsm8k(path: Path, lang: str) -> Iterator[dict]:
         answer = solution.rpartition("####")[2].strip().replace(",", "")
         if not NUMERIC_ANSWER.fullmatch(answer):
             raise PolyfuseError(f"{path}:{line_no}: answer {solution[-40:]!r} does not end in a number")
-        yield {
-            "id": str(record.get("id", f"gsm8k-{lang}-{line_no}")),
-            "input": question,
-            "reference": answer,
-            "origin": {"file": str(path), "line": line_no},
-            "meta": {k: record[k] for k in ("question_en",) if k in record},
-        }
+        yield item_record(
+            str(record.get("id", f"gsm8k-{lang}-{line_no}")), question, answer, path, line_no, record, ("question_en",)
+        )
 
 
 def load_answers(path: str | os.PathLike) -> dict[str, str]:

@@ -25,7 +25,7 @@ from polyfuse.finetune import FinetuneSettings, LoraSettings
 from polyfuse.fuse import FALLBACKS
 from polyfuse.languages import LANGUAGE_NAMES
 from polyfuse.tasks import TASK_KINDS
-from polyfuse.typed import NULL_KEY, Number, Positive, Section, one_of
+from polyfuse.typed import NULL_KEY, Distinct, Number, Positive, Section, one_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
@@ -68,7 +68,7 @@ class Reference(Section):
 
 class Task(Section):
     kind: one_of(TASK_KINDS)
-    languages: list[one_of(LANGUAGE_NAMES)] = Field(min_length=1)
+    languages: Distinct[list[one_of(LANGUAGE_NAMES)]] = Field(min_length=1)
     dataset: Dataset
     role: Literal["test", "train"] = Field(
         "test",
@@ -77,14 +77,8 @@ class Task(Section):
     max_items: Positive | None = None
     max_tokens: Positive | None = None
     samplers: list[str] | None = Field(None, min_length=1)
-    fusors: list[str] | None = Field(None)
+    fusors: list[str] | None = None
     reference: Reference | None = None
-
-    @model_validator(mode="after")
-    def _distinct_languages(self):
-        if len(set(self.languages)) != len(self.languages):
-            raise ValueError(f"languages: {self.languages} lists a language twice")
-        return self
 
 
 class Study(Section):
@@ -174,14 +168,8 @@ class Injections(Section):
 class FusorChoice(Section):
     """Fusor choice and size: the analysed pools fused by each model, and BoN-selected with it as the scorer."""
 
-    models: list[str] = Field(min_length=2)
-    scorer: Literal["loglik", "llm_judge_pointwise"] = Field("loglik")
-
-    @model_validator(mode="after")
-    def _distinct_models(self):
-        if len(set(self.models)) != len(self.models):
-            raise ValueError(f"models: {self.models} lists a model twice")
-        return self
+    models: Distinct[list[str]] = Field(min_length=2)
+    scorer: Literal["loglik", "llm_judge_pointwise"] = "loglik"
 
 
 class Analyses(Section):

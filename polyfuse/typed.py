@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 def one_of(names) -> Any:
@@ -13,6 +13,22 @@ def one_of(names) -> Any:
 
 
 Positive = Annotated[int, Field(ge=1)]
+
+
+def distinct(values: list) -> list:
+    repeated = next((value for i, value in enumerate(values) if value in values[:i]), None)
+    if repeated is not None:
+        raise ValueError(f"{values} lists {repeated!r} twice")
+    return values
+
+
+class Distinct:
+    """A list whose entries differ: `Distinct[list[str]]`."""
+
+    def __class_getitem__(cls, item):
+        return Annotated[item, AfterValidator(distinct)]
+
+
 Number = int | float  # an int stays an int (a fine-tune's epochs: 2 hashes as it did), a float a float
 
 

@@ -226,7 +226,7 @@ def test_settings_an_openai_model_cannot_serve_are_rejected(setting, message):
         ),
         (
             {"tasks": {**DEFAULT_TASKS, "mgsm": {**DEFAULT_TASKS["mgsm"], "languages": ["de", "de"]}}},
-            "config: tasks.mgsm: languages: ['de', 'de'] lists a language twice",
+            "config: tasks.mgsm.languages: ['de', 'de'] lists 'de' twice",
         ),
         (
             {"tasks": {**DEFAULT_TASKS, "mgsm": {**DEFAULT_TASKS["mgsm"], "dataset": {"format": "mgsm"}}}},
