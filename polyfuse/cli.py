@@ -82,7 +82,7 @@ def _reward_scorer(args, settings):
 def _select_rm(args, settings) -> None:
     from polyfuse.select import run_select
 
-    run_select(args.items, args.inputs[0], args.out, _reward_scorer(args, settings))
+    run_select(args.items, args.inputs[0], args.out, scorer=_reward_scorer(args, settings))
 
 
 @STEPS.register("target-scores-rm")
@@ -92,7 +92,7 @@ def _target_scores_rm(args, settings) -> None:
 
     pools, targets = args.inputs
     scorer = _reward_scorer(args, settings)
-    run_target_scores(args.items, pools, targets, args.out, scorer, methods.bon("reward_model"))
+    run_target_scores(args.items, pools, targets, args.out, scorer=scorer, method=methods.bon("reward_model"))
 
 
 @STEPS.register("finetune")

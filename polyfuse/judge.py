@@ -394,7 +394,9 @@ def judge_records(
         }
 
 
-def run_judge(items_path, outputs_path, opponent_path, scores_path, summary_path, kind, judge, label=None) -> None:
+def run_judge(
+    items_path, outputs_path, opponent_path, scores_path, summary_path, *, kind: TaskKind, judge: Judge, label=None
+) -> None:
     """Win rate of each output against the opponent's answer to the same item (`label` names a head-to-head)."""
     stats: dict = {}
     records = judge_records(items_path, outputs_path, opponent_texts(opponent_path), kind, judge, stats, label)

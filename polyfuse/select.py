@@ -223,7 +223,7 @@ def select_pools(items_path: str, pools_path: str, scorer: Scorer, method: str |
         }
 
 
-def run_select(items_path: str, pools_path: str, out_path: str, scorer: Scorer, method: str | None = None) -> None:
+def run_select(items_path: str, pools_path: str, out_path: str, *, scorer: Scorer, method: str | None = None) -> None:
     method = method or methods.selection(scorer.name)
     repetitive_chosen = 0
 
@@ -284,7 +284,7 @@ def target_scores(items_path: str, pools_path: str, targets_path: str, scorer: S
 
 
 def run_target_scores(
-    items_path: str, pools_path: str, targets_path: str, out_path: str, scorer: Scorer, method: str
+    items_path: str, pools_path: str, targets_path: str, out_path: str, *, scorer: Scorer, method: str
 ) -> None:
     count = write_jsonl(
         out_path,

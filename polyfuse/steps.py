@@ -188,7 +188,9 @@ def _scorer(smk, cache: OutputCache) -> bon.Scorer:
 def select(smk) -> None:
     with _cache(smk) as cache:
         scorer = _scorer(smk, cache)
-        bon.run_select(smk.input.items_file, smk.input.pools, smk.output.outputs, scorer, smk.wildcards.selector)
+        bon.run_select(
+            smk.input.items_file, smk.input.pools, smk.output.outputs, scorer=scorer, method=smk.wildcards.selector
+        )
 
 
 @step
@@ -200,8 +202,8 @@ def target_scores(smk) -> None:
             smk.input.pools,
             smk.input.targets,
             smk.output.scores,
-            _scorer(smk, cache),
-            smk.wildcards.selector,
+            scorer=_scorer(smk, cache),
+            method=smk.wildcards.selector,
         )
 
 
@@ -241,8 +243,8 @@ def judge(smk) -> None:
             smk.input.opponent,
             smk.output.scores,
             smk.output.summary,
-            task_kind(smk.params.kind),
-            _judge(smk, smk.params.judge["model"], cache, "template"),
+            kind=task_kind(smk.params.kind),
+            judge=_judge(smk, smk.params.judge["model"], cache, "template"),
             label=smk.params.label,
         )
 

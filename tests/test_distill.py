@@ -119,7 +119,7 @@ def teachers(tmp_path):
     for scorer in ("mbr_chrf", "single"):
         method = "bon-mbr_chrf" if scorer == "mbr_chrf" else scorer
         outputs[method] = str(tmp_path / f"{method}.jsonl")
-        run_select(items, pool, outputs[method], make_scorer(scorer, CHAT))
+        run_select(items, pool, outputs[method], scorer=make_scorer(scorer, CHAT))
     return items, pool, outputs
 
 
@@ -293,7 +293,7 @@ def test_building_a_set_keeps_memory_flat_in_the_number_of_prompts(tmp_path):
         answers = {f"q{i}": [f"Answer {i % 7} to the question.", "Another answer."] for i in range(count)}
         items, pool = solo_pool(directory, answers)
         outputs = {"single": str(directory / "single.jsonl")}
-        run_select(items, pool, outputs["single"], make_scorer("single", CHAT))
+        run_select(items, pool, outputs["single"], scorer=make_scorer("single", CHAT))
         tracemalloc.start()
         build_sft_set(
             items,
@@ -314,7 +314,7 @@ def test_building_a_set_keeps_memory_flat_in_the_number_of_prompts(tmp_path):
 def test_an_empty_target_is_skipped_and_counted(tmp_path):
     items, pool = solo_pool(tmp_path, {"a": ["   ", "fine"], "b": ["good", "fine"]})
     outputs = {"single": str(tmp_path / "single.jsonl")}
-    run_select(items, pool, outputs["single"], make_scorer("single", CHAT))
+    run_select(items, pool, outputs["single"], scorer=make_scorer("single", CHAT))
     card = build_sft_set(
         items, pool, outputs, tmp_path / "sft.jsonl", tmp_path / "card.json", target=SetTarget("s", "single", CHAT)
     )
@@ -329,7 +329,7 @@ def test_a_training_prompt_that_is_an_evaluated_test_item_is_never_trained_on(tm
     test_items = tmp_path / "test_items.jsonl"
     write_jsonl(test_items, [{"id": "t1", "input": "  QUESTION   ａ "}, {"id": "t2", "input": "Something else"}])
     outputs = {"single": str(tmp_path / "single.jsonl")}
-    run_select(items, pool, outputs["single"], make_scorer("single", CHAT))
+    run_select(items, pool, outputs["single"], scorer=make_scorer("single", CHAT))
     card = build_sft_set(
         items,
         pool,
@@ -358,7 +358,7 @@ def test_an_output_of_another_pool_or_method_is_refused(teachers, tmp_path):
     items, _, _ = teachers
     other_items, other_pool = solo_pool(tmp_path / "other", {i: ["x", "y"] for i in PROMPTS})
     single = str(tmp_path / "single.jsonl")
-    run_select(other_items, other_pool, single, make_scorer("single", CHAT))
+    run_select(other_items, other_pool, single, scorer=make_scorer("single", CHAT))
     _, teacher_pool, outputs = teachers
 
     def build(given: dict[str, str], target: str) -> dict:
@@ -417,7 +417,12 @@ def test_sft_records_keep_the_bon_scorers_score_of_the_fused_answer(teachers, tm
     outputs = {**outputs, "fusion-judge": fusion_output(tmp_path / "fusion.jsonl", pool_path, fused)}
     scored = tmp_path / "target_scores.jsonl"
     run_target_scores(
-        items, pool_path, outputs["fusion-judge"], str(scored), make_scorer("mbr_chrf", CHAT), "bon-mbr_chrf"
+        items,
+        pool_path,
+        outputs["fusion-judge"],
+        str(scored),
+        scorer=make_scorer("mbr_chrf", CHAT),
+        method="bon-mbr_chrf",
     )
     sft = tmp_path / "sft.jsonl"
     scorings = {("fusion-judge", "bon-mbr_chrf"): str(scored)}

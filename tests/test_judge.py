@@ -129,8 +129,8 @@ def test_unparseable_verdicts_are_counted_never_guessed(tmp_path):
         str(tmp_path / "reference.jsonl"),
         str(tmp_path / "scores.jsonl"),
         str(tmp_path / "summary.json"),
-        CHAT,
-        judge,
+        kind=CHAT,
+        judge=judge,
     )
     scores = list(read_jsonl(tmp_path / "scores.jsonl"))
     assert [s["values"]["winrate"] for s in scores] == [None, None]
@@ -162,8 +162,8 @@ def test_a_judge_that_follows_position_is_counted(tmp_path):
         str(tmp_path / "reference.jsonl"),
         str(tmp_path / "scores.jsonl"),
         str(tmp_path / "summary.json"),
-        CHAT,
-        judge,
+        kind=CHAT,
+        judge=judge,
     )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["position_bound"] == 1 and summary["items"] == 3 and summary["unparsed_verdicts"] == 1
@@ -357,8 +357,8 @@ def head_to_head(tmp_path, judge, first, second) -> tuple[list, dict]:
         str(tmp_path / f"{second}.jsonl"),
         str(scores),
         str(summary),
-        CHAT,
-        judge,
+        kind=CHAT,
+        judge=judge,
         label=f"{first} vs {second}",
     )
     return list(read_jsonl(scores)), json.loads(summary.read_text())
@@ -410,8 +410,8 @@ def test_generate_mode_with_a_real_small_judge_records_parsed_or_counted_verdict
         str(tmp_path / "reference.jsonl"),
         str(tmp_path / "scores.jsonl"),
         str(tmp_path / "summary.json"),
-        CHAT,
-        judge,
+        kind=CHAT,
+        judge=judge,
     )
     (record,) = read_jsonl(tmp_path / "scores.jsonl")
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -78,13 +78,13 @@ def test_run_select_writes_one_record_per_item_with_all_scores(tmp_path):
         pools,
         [{"id": "1", "sampler": "m", "prompt_hash": "h", "candidates": [{"text": f" {text} "} for text in CANDIDATES]}],
     )
-    run_select(str(items), str(pools), str(tmp_path / "out.jsonl"), make_scorer("oracle", TRANSLATION))
+    run_select(str(items), str(pools), str(tmp_path / "out.jsonl"), scorer=make_scorer("oracle", TRANSLATION))
     (record,) = read_jsonl(tmp_path / "out.jsonl")
     assert record["method"] == "oracle" and record["chosen"] == 1
     assert record["output"] == CANDIDATES[1] and len(record["scores"]) == 4
     write_jsonl(items, [{**ITEM, "id": "other"}])
     with pytest.raises(PolyfuseError, match="expected a record for item 'other', found '1'"):
-        run_select(str(items), str(pools), str(tmp_path / "out2.jsonl"), make_scorer("oracle", TRANSLATION))
+        run_select(str(items), str(pools), str(tmp_path / "out2.jsonl"), scorer=make_scorer("oracle", TRANSLATION))
     assert not (tmp_path / "out2.jsonl").exists()
 
 
@@ -113,7 +113,7 @@ def select_with(tmp_path, scorer, texts):
         tmp_path / "pools.jsonl",
         [{"id": "1", "sampler": "m", "prompt_hash": "h", "candidates": [{"text": text} for text in texts]}],
     )
-    run_select(str(tmp_path / "items.jsonl"), str(tmp_path / "pools.jsonl"), str(tmp_path / "out.jsonl"), scorer)
+    run_select(str(tmp_path / "items.jsonl"), str(tmp_path / "pools.jsonl"), str(tmp_path / "out.jsonl"), scorer=scorer)
     (record,) = read_jsonl(tmp_path / "out.jsonl")
     return record
 
@@ -207,7 +207,13 @@ def test_a_selector_may_name_its_scorers_model_and_the_record_carries_that_metho
     )
     scorer = loglik_scorer(tmp_path, CountingScorerModel())
     out = tmp_path / "out.jsonl"
-    run_select(str(tmp_path / "items.jsonl"), str(tmp_path / "pools.jsonl"), str(out), scorer, "bon-loglik@counting")
+    run_select(
+        str(tmp_path / "items.jsonl"),
+        str(tmp_path / "pools.jsonl"),
+        str(out),
+        scorer=scorer,
+        method="bon-loglik@counting",
+    )
     (record,) = read_jsonl(out)
     assert record["method"] == "bon-loglik@counting" and record["scorer"] == "loglik"
 
@@ -289,8 +295,8 @@ def test_a_fused_answer_is_scored_by_loglik_as_its_pools_candidates_were(tmp_pat
             str(tmp_path / "pools.jsonl"),
             str(tmp_path / "fused.jsonl"),
             str(tmp_path / "scores.jsonl"),
-            scorer,
-            "bon-loglik",
+            scorer=scorer,
+            method="bon-loglik",
         )
     (record,) = read_jsonl(tmp_path / "scores.jsonl")
     prompt, _ = task_prompt(TRANSLATION, ITEM, "fewshot", shots)
