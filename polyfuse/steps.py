@@ -79,19 +79,19 @@ def items(smk) -> None:
     log.info("items=%d", count)
 
 
+def _model_run(smk, model: str, cache: OutputCache) -> dict:
+    """What a job that runs `model` on its task needs of it: the engine, its prompt style and cache, the task kind."""
+    style = smk.params.models[model]["prompt_style"]
+    return {"engine": _engine(smk, model), "style": style, "cache": cache, "kind": task_kind(smk.params.kind)}
+
+
 @step
 def sample(smk) -> None:
     (model,) = smk.params.models  # a sampling job runs exactly one model
-    engine = _engine(smk, model)
     with _cache(smk) as cache:
+        study = smk.params.study
         job = sampling.SamplingJob(
-            engine,
-            smk.params.models[model]["prompt_style"],
-            cache,
-            task_kind(smk.params.kind),
-            n=int(smk.params.study["n"]),
-            sampling=smk.params.sampling,
-            seed=int(smk.params.study["seed"]),
+            **_model_run(smk, model, cache), n=int(study["n"]), sampling=smk.params.sampling, seed=int(study["seed"])
         )
         sampling.run_sample(smk.input.items_file, smk.input.shots, smk.output.pools, job=job)
 
@@ -196,28 +196,17 @@ def select(smk) -> None:
 @step
 def target_scores(smk) -> None:
     """A BoN scorer's score of each answer another method wrote from the pool (the SFT records keep it)."""
+    paths = (smk.input.items_file, smk.input.pools, smk.input.targets, smk.output.scores)
     with _cache(smk) as cache:
-        bon.run_target_scores(
-            smk.input.items_file,
-            smk.input.pools,
-            smk.input.targets,
-            smk.output.scores,
-            scorer=_scorer(smk, cache),
-            method=smk.wildcards.selector,
-        )
+        bon.run_target_scores(*paths, scorer=_scorer(smk, cache), method=smk.wildcards.selector)
 
 
 @step
 def fusion(smk) -> None:
-    fusor = smk.wildcards.fusor
-    engine = _engine(smk, fusor)
     settings = smk.params.fusion
     with _cache(smk) as cache:
         job = fuse.FusionJob(
-            engine,
-            smk.params.models[fusor]["prompt_style"],
-            cache,
-            task_kind(smk.params.kind),
+            **_model_run(smk, smk.wildcards.fusor, cache),
             template=settings["template"],
             sampling=settings,
             seed=int(smk.params.seed),
@@ -236,17 +225,10 @@ def score_outputs(smk) -> None:
 @step
 def judge(smk) -> None:
     """Win rates: a method against the reference system, or head-to-head against another method."""
+    paths = (smk.input.items_file, smk.input.outputs, smk.input.opponent, smk.output.scores, smk.output.summary)
     with _cache(smk) as cache:
-        judging.run_judge(
-            smk.input.items_file,
-            smk.input.outputs,
-            smk.input.opponent,
-            smk.output.scores,
-            smk.output.summary,
-            kind=task_kind(smk.params.kind),
-            judge=_judge(smk, smk.params.judge["model"], cache, "template"),
-            label=smk.params.label,
-        )
+        judge = _judge(smk, smk.params.judge["model"], cache, "template")
+        judging.run_judge(*paths, kind=task_kind(smk.params.kind), judge=judge, label=smk.params.label)
 
 
 @step
