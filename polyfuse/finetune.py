@@ -191,17 +191,20 @@ def load_base(base: dict, cache_dir: str | os.PathLike | None = None):
         transformers_version = importlib.metadata.version("transformers")  # it does the dequantizing
         cached = Path(cache_dir) / f"base-{file_hash(path)}-transformers-{transformers_version}" if cache_dir else None
         if cached is not None and cached.is_dir():
-            return AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32), AutoTokenizer.from_pretrained(
-                cached
-            )
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-        # The weights are dequantized on load; the GGUF quantizer left behind would block training and saving.
-        model.hf_quantizer.remove_quantization_config(model)
-        if cached is not None:  # every finetune job may dequantize the same base at once: the first copy is kept
-            with published_directory(cached) as stage:
-                model.save_pretrained(stage)
-                tokenizer.save_pretrained(stage)
+            model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(cached)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            # The weights are dequantized on load; the GGUF quantizer left behind would block training and saving.
+            model.hf_quantizer.remove_quantization_config(model)
+            if cached is not None:  # every finetune job may dequantize the same base at once: the first copy is kept
+                with published_directory(cached) as stage:
+                    model.save_pretrained(stage)
+                    tokenizer.save_pretrained(stage)
+        # Named by its GGUF either way, so what a student records of its base (the adapter's config and card) does
+        # not depend on whether another job had dequantized it first.
+        model.name_or_path = model.config._name_or_path = str(path)
         return model, tokenizer
     revision = base.get("revision")
     try:

@@ -284,3 +284,17 @@ def test_a_failed_run_leaves_nothing_under_the_output_name(tmp_path):
     with staged_directory(out) as stage:
         (stage / "train.json").write_text("{}")
     assert [p.name for p in tmp_path.iterdir()] == ["student"] and (out / "train.json").is_file()
+
+
+def test_the_base_is_named_by_its_gguf_whether_dequantized_now_or_read_from_the_cache(tmp_path):
+    # what a student records of its base (the adapter's config and card) was the GGUF's folder or the dequantized
+    # copy, by which job dequantized first: a resumed study's adapter card differed
+    probe = (
+        "import json, sys\n"
+        "from polyfuse.finetune import load_base\n"
+        "names = [load_base({'gguf': sys.argv[1]}, sys.argv[2])[0] for _ in range(2)]\n"
+        "print(json.dumps([[m.name_or_path, m.config._name_or_path] for m in names]))\n"
+    )
+    named = json.loads(run_train("-c", probe, str(smollm2_gguf()), str(tmp_path / "cache")).stdout)
+    assert list((tmp_path / "cache").glob("base-*")), "the second load read the dequantized copy"
+    assert named == [[str(smollm2_gguf())] * 2] * 2
