@@ -149,20 +149,12 @@ def reference(smk) -> None:
         records = judging.reference_from_file(smk.input.items_file, spec["file"].format(lang=smk.wildcards.lang))
         write_jsonl(smk.output.reference, records)
         return
-    model = spec["model"]
     sampling_params = {"temperature": spec["temperature"], "top_p": 1.0, "max_tokens": smk.params.max_tokens}
     with _cache(smk) as cache:
-        pools = sampling.sample_pools(
-            smk.input.items_file,
-            smk.input.shots,
-            task_kind(smk.params.kind),
-            _engine(smk, model),
-            smk.params.models[model]["prompt_style"],
-            cache,
-            n=1,
-            sampling=sampling_params,
-            seed=int(smk.params.seed),
+        job = sampling.SamplingJob(
+            **_model_run(smk, spec["model"], cache), n=1, sampling=sampling_params, seed=int(smk.params.seed)
         )
+        pools = sampling.sample_pools(smk.input.items_file, smk.input.shots, job=job)
         log.info("references=%d", write_jsonl(smk.output.reference, judging.reference_from_pools(pools)))
 
 
