@@ -385,13 +385,19 @@ def json_schema() -> dict:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
-def documented_keys() -> list[tuple[type[Section], str, str]]:
-    """(declaring section, key, meaning) of every key config_keys.yaml documents."""
+def key_docs() -> dict[str, list[dict]]:
+    """config_keys.yaml: each README table's rows (keys, meaning, a default no model holds), every table there."""
     import yaml
 
     docs = yaml.safe_load(DOCS_PATH.read_text(encoding="utf-8"))
     if set(docs) != set(TABLES):
         raise PolyfuseError(f"{DOCS_PATH.name}: tables {sorted(docs)}, expected {sorted(TABLES)}")
+    return docs
+
+
+def documented_keys() -> list[tuple[type[Section], str, str]]:
+    """(declaring section, key, meaning) of every key config_keys.yaml documents."""
+    docs = key_docs()
     return [
         (section, name, row["meaning"])
         for table, rows in docs.items()
@@ -487,10 +493,7 @@ def kind_max_tokens() -> str:
 
 def key_tables() -> dict[str, str]:
     """Each README key table in Markdown, by name."""
-    import yaml
-
-    documented_keys()  # every table there, every key a field
-    docs = yaml.safe_load(DOCS_PATH.read_text(encoding="utf-8"))
+    docs = key_docs()
     tables = {}
     for table, section in TABLES.items():
         rows = ["| key | default | meaning |", "|---|---|---|"]

@@ -426,15 +426,19 @@ def test_sft_records_keep_the_bon_scorers_score_of_the_fused_answer(teachers, tm
     )
     sft = tmp_path / "sft.jsonl"
     scorings = {("fusion-judge", "bon-mbr_chrf"): str(scored)}
-    build_sft_set(
-        items,
-        pool_path,
-        outputs,
-        sft,
-        tmp_path / "c.json",
-        target=SetTarget("f", "fusion-judge", CHAT),
-        target_scores=scorings,
-    )
+
+    def build():
+        return build_sft_set(
+            items,
+            pool_path,
+            outputs,
+            sft,
+            tmp_path / "c.json",
+            target=SetTarget("f", "fusion-judge", CHAT),
+            target_scores=scorings,
+        )
+
+    build()
     pools = {pool["id"]: pool for pool in read_jsonl(pool_path)}
     for record in read_jsonl(sft):
         texts = [candidate["text"].strip() for candidate in pools[record["id"]]["candidates"]]
@@ -449,12 +453,4 @@ def test_sft_records_keep_the_bon_scorers_score_of_the_fused_answer(teachers, tm
     with pytest.raises(
         PolyfuseError, match=r"target_scores.jsonl: record 'p1' is 'fusion-judge' scored by 'bon-loglik'"
     ):
-        build_sft_set(
-            items,
-            pool_path,
-            outputs,
-            sft,
-            tmp_path / "c.json",
-            target=SetTarget("f", "fusion-judge", CHAT),
-            target_scores=scorings,
-        )
+        build()
