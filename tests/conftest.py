@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.built import built_once
 from tests.helpers.models import GEMMA, SMOL
+from tests.helpers.torch_env import build_comet_checkpoint
+from tests.helpers.vllm_env import smol_to_hf
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,3 +49,29 @@ def gemma():
     engine = create_engine("gemma270m", GEMMA, threads=2)
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def smol_hf(tmp_path_factory) -> Path:
+    """SmolLM2 as an HF model directory (dequantized by transformers), for vLLM: converted once per session."""
+    return built_once(tmp_path_factory, "smol-hf", smol_to_hf)
+
+
+@pytest.fixture(scope="session")
+def comet_checkpoint(tmp_path_factory) -> Path:
+    """A tiny local COMET checkpoint (the hub is out of reach), built once per session."""
+    return built_once(tmp_path_factory, "comet", build_comet_checkpoint)
+
+
+# A test that uses one of these runs a real model, a real engine's set-up or the whole workflow: marked `slow`, so
+# `pytest -m "not slow"` is the minute-long inner loop; `make test` runs everything.
+SLOW_FIXTURES = frozenset(
+    {"study", "vllm_study", "vllm_scores", "smol_hf", "comet_checkpoint", "checkpoint", "student", "base_student"}
+    | {"smol", "gemma", "server", "server_engine"}
+)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -11,17 +11,14 @@ log-probabilities must agree within TOLERANCE nats, and rank the continuations a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from polyfuse.engines import create_engine
 from tests.helpers.llama_server import LlamaServer
+from tests.helpers.vllm_env import VLLM_ENV, vllm_python
 
-REPO = Path(__file__).resolve().parents[1]
-VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 TOLERANCE = 0.1  # nats, on a continuation's mean token log-probability (Q4_1 arithmetic vs float32)
 
 FEWSHOT = "English: Good morning.\nGerman: Guten Morgen.\n\nEnglish: The museum is closed on Mondays.\nGerman:"
@@ -65,23 +62,12 @@ print("RESULT " + json.dumps(result))
 
 
 @pytest.fixture(scope="module")
-def vllm_scores(tmp_path_factory):
-    if not VLLM_PYTHON.exists():
-        pytest.skip("the vLLM environment is missing: run `make .venv-vllm/.polyfuse-installed`")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "PYTHONPATH": str(REPO)}
-    model_dir = tmp_path_factory.mktemp("smol-hf")
-    subprocess.run(
-        [str(VLLM_PYTHON), str(REPO / "tests/helpers/gguf_to_hf.py"), str(model_dir)],
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=600,
-    )
+def vllm_scores(smol_hf):
     run = subprocess.run(
-        [str(VLLM_PYTHON), "-c", VLLM_SCRIPT, str(model_dir), json.dumps(CASES)],
+        [str(vllm_python()), "-c", VLLM_SCRIPT, str(smol_hf), json.dumps(CASES)],
         capture_output=True,
         text=True,
-        env=env,
+        env=VLLM_ENV,
         timeout=900,
     )
     assert run.returncode == 0, run.stderr[-4000:]

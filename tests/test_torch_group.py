@@ -5,7 +5,7 @@ import json
 import pytest
 
 from polyfuse.io import read_jsonl, write_jsonl
-from tests.helpers.torch_env import REPO, build_comet_checkpoint, run_torch
+from tests.helpers.torch_env import REPO, run_torch
 
 ITEMS = [
     {
@@ -24,8 +24,8 @@ CANDIDATES = {
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return build_comet_checkpoint(tmp_path_factory.mktemp("comet"))
+def checkpoint(comet_checkpoint):
+    return comet_checkpoint
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,24 +13,12 @@ import yaml
 from polyfuse.engines import create_engine
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl
-
-REPO = Path(__file__).resolve().parents[1]
-VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+from tests.helpers.vllm_env import REPO, VLLM_ENV, vllm_python
 
 
 @pytest.fixture(scope="module")
-def vllm_study(shared, tmp_path_factory):
-    if not VLLM_PYTHON.exists():
-        pytest.skip("the vLLM environment is missing: run `make .venv-vllm/.polyfuse-installed`")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
-    model_dir = tmp_path_factory.mktemp("smol-hf")
-    subprocess.run(
-        [str(VLLM_PYTHON), str(REPO / "tests/helpers/gguf_to_hf.py"), str(model_dir)],
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=600,
-    )
+def vllm_study(shared, smol_hf, tmp_path_factory):
+    env, model_dir = VLLM_ENV, smol_hf
     workdir = tmp_path_factory.mktemp("vllm-study")
     config = {
         "models": {
@@ -71,7 +58,7 @@ def vllm_study(shared, tmp_path_factory):
         "results/wmt/de/outputs/smolv/fusion-smolv.jsonl",
     ]
     command = [
-        str(VLLM_PYTHON),
+        str(vllm_python()),
         "-m",
         "snakemake",
         "-s",
