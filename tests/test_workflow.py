@@ -20,6 +20,7 @@ import pytest
 import yaml
 from sacrebleu.metrics import CHRF
 
+from polyfuse.analysis_report import ANALYSES
 from polyfuse.config import analysis_variants
 from polyfuse.io import read_jsonl
 from polyfuse.score import accuracy
@@ -366,6 +367,8 @@ def test_setting_two_builds_sets_trains_students_and_reports_them(study):
 
 # The rules that call a model (their logs count the calls) or train one: a forced re-run of them must call none.
 MODEL_RULES = ("sample", "sample_member", "select", "fuse", "judge", "head_to_head", "finetune")
+# What only reads their outputs is not re-run (`--until` with `--forcerun` stalls Snakemake 9.27's scheduler).
+READER_RULES = tuple(dict.fromkeys(["score", "comet", "comet_oracle", "report", *ANALYSES, "claims"]))
 
 
 def test_second_run_makes_zero_model_calls(study):
@@ -373,7 +376,7 @@ def test_second_run_makes_zero_model_calls(study):
     before = digests(workdir)
     assert snakemake(workdir, "-n", *study.args).stdout.count("Nothing to be done") == 1
     since = time.time() - 1
-    snakemake(workdir, "--cores", "2", "--forcerun", *MODEL_RULES, "--until", *MODEL_RULES, *study.args)
+    snakemake(workdir, "--cores", "2", "--forcerun", *MODEL_RULES, "--omit-from", *READER_RULES, *study.args)
     calls = {log: count for log, count in model_calls(workdir).items() if (workdir / log).stat().st_mtime >= since}
     sample_jobs = len(pools(study.config)) + len(student_pools(study.config))
     assert len([log for log in calls if "/sample/" in log]) == sample_jobs
@@ -446,7 +449,16 @@ def timing_free_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def test_killed_at_every_stage_the_study_resumes_to_the_same_tables_and_generates_nothing_twice(study, tmp_path):
+# What the trimmed study aggregates over fewer cells than the full one (wmt24pp's ja, mgsm): differs by design.
+ACROSS_TRIMMED_CELLS = {
+    "results/README.md",
+    "results/tables/wmt24pp.csv",
+    "results/tables/wmt24pp.md",
+    "results/tables/fusion_parse.csv",
+}
+
+
+def test_killed_at_every_stage_the_study_resumes_to_the_same_records_and_generates_nothing_twice(study, tmp_path):
     """SIGKILL the whole study (Snakemake and its jobs) inside each kill point in turn, re-run after each kill, and
     compare with the uninterrupted study: the same records, every output stored once, no half-written file read.
 
@@ -458,7 +470,7 @@ def test_killed_at_every_stage_the_study_resumes_to_the_same_tables_and_generate
     trimmed = yaml.safe_load(TEST_CONFIG.read_text())
     del trimmed["tasks"]["mgsm"], trimmed["analyses"]
     trimmed["tasks"]["wmt24pp"]["languages"] = ["de"]
-    (workdir / "trimmed.yaml").write_text(yaml.safe_dump(trimmed))
+    (workdir / "trimmed.yaml").write_text(yaml.safe_dump(trimmed, sort_keys=False))  # keeps the sets' order
     config_args = ("--configfile", str(workdir / "trimmed.yaml"), str(workdir / "comet.yaml"))
     args = ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), *config_args]
     killed_at, killed_rows, accounted = [], 0, {}
@@ -512,6 +524,7 @@ def test_killed_at_every_stage_the_study_resumes_to_the_same_tables_and_generate
         and path.name != "compute.csv"
         # a Markdown table of seconds is compared through its CSV
         and not (path.suffix == ".md" and "seconds" in path.read_text())
+        and str(path.relative_to(workdir)) not in ACROSS_TRIMMED_CELLS
     ]
     assert len(compared) > 30
     differing = [str(p) for p in compared if timing_free_bytes(workdir / p) != timing_free_bytes(study.workdir / p)]
