@@ -33,7 +33,7 @@ from polyfuse.figures import save_figure as save_figure_files
 from polyfuse.io import read_jsonl, read_paired, write_text
 from polyfuse.methods import method_rank
 from polyfuse.registry import Registry
-from polyfuse.statistics import bootstrap_ci, paired_test
+from polyfuse.statistics import bootstrap_ci, detectable_effect, paired_test
 from polyfuse.tables import read_item_scores
 from polyfuse.tasks import task_kind
 
@@ -477,6 +477,7 @@ def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], out
                     "fallbacks": fallbacks,
                     "mean_delta": difference,
                     "p": p,
+                    "detectable": detectable_effect(both[fusion] - both[versus], 1 - float(settings["confidence"])),
                     **{f"loss_{q}": outcome["loss_quantiles"][q] for q in ("p50", "p90", "max")},
                     "copy_ratio": copied["ratio"].mean() if len(copied) else float("nan"),
                     "copy_ratio_low": ratio_low,
@@ -496,7 +497,8 @@ def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], out
         "the share of fused characters found in some candidate), the share copied whole and parsed, and FusioN "
         "against each other method item by item, on the items whose fusion parsed (`items`; the `fallbacks` are "
         "another method's answer under FusioN's name, so they are left out and counted): wins, ties, losses, the "
-        "mean paired difference with its sign-flip p, and the size of the losses (median, 90th percentile, largest).",
+        "mean paired difference with its sign-flip p and the smallest difference that test detects with 80% power "
+        "(`detectable`), and the size of the losses (median, 90th percentile, largest).",
     )
     diagnostics_figure(fused, by_item, settings, Path(outputs["figure"]))
 
@@ -568,8 +570,13 @@ def run_fusors(scores: list[str], fusions: list[str], outputs: dict, settings: d
         for key, frame in by_item.groupby(level=[0, 1, 2, 3]):
             both = frame[[0, largest]].dropna()
             gain, p = paired_test(both[largest], both[0], int(settings["bootstrap"]), int(settings["seed"]))
-            trend.append({**dict(zip([*CELL, "role"], key, strict=True)), "position": largest, "gain": gain, "p": p})
-    table = table.merge(pd.DataFrame(trend, columns=[*CELL, "role", "position", "gain", "p"]), how="left")
+            least = detectable_effect(both[largest] - both[0], 1 - float(settings["confidence"]))
+            trend.append(
+                {**dict(zip([*CELL, "role"], key, strict=True)), "position": largest, "gain": gain, "p": p}
+                | {"gain_detectable": least}
+            )
+    trend_columns = [*CELL, "role", "position", "gain", "p", "gain_detectable"]
+    table = table.merge(pd.DataFrame(trend, columns=trend_columns), how="left")
     table = table.merge(size_interaction(by_item, largest, settings), how="left")
     table = table.sort_values([*CELL, "role", "position"])
     write_table(
@@ -578,9 +585,11 @@ def run_fusors(scores: list[str], fusions: list[str], outputs: dict, settings: d
         "Fusor choice and size",
         "The same pools fused by each listed model (smallest first) and BoN-selected with the same model as the "
         f"scorer ({settings['fusors']['scorer']}); mean and BCa interval over items. `gain` is the largest model "
-        "minus the smallest, paired over items, with its sign-flip `p`; `interaction` (on the largest fusor's row) is "
+        "minus the smallest, paired over items, with its sign-flip `p` and the smallest gain that test detects "
+        "with 80% power (`gain_detectable`); `interaction` (on the largest fusor's row) is "
         "the fusor's gain minus the BoN scorer's gain item by item, (fusion_large − fusion_small) − (bon_large − "
-        "bon_small), over the `interaction_n` items all four scored, with its sign-flip `interaction_p`; `parsed` is "
+        "bon_small), over the `interaction_n` items all four scored, with its sign-flip `interaction_p` "
+        "and `interaction_detectable`; `parsed` is "
         "the share of fused answers that were the fusor's own.",
     )
     fusors_figure(table, settings, Path(outputs["figure"]))
@@ -603,8 +612,10 @@ def size_interaction(by_item: pd.DataFrame, largest: int, settings: dict) -> pd.
             rows.append(
                 {**dict(zip(CELL, key, strict=True)), "role": FUSOR_ROLES[0], "position": largest}
                 | {"interaction": interaction, "interaction_p": p, "interaction_n": len(both)}
+                | {"interaction_detectable": detectable_effect(difference, 1 - float(settings["confidence"]))}
             )
-    return pd.DataFrame(rows, columns=[*CELL, "role", "position", "interaction", "interaction_p", "interaction_n"])
+    columns = ["interaction", "interaction_p", "interaction_n", "interaction_detectable"]
+    return pd.DataFrame(rows, columns=[*CELL, "role", "position", *columns])
 
 
 def fusors_figure(table: pd.DataFrame, settings: dict, path: Path) -> None:

@@ -25,7 +25,7 @@ from polyfuse.analysis_report import (
 )
 from polyfuse.distill_report import compared_samplers
 from polyfuse.io import write_text
-from polyfuse.statistics import holm_adjust, paired_test
+from polyfuse.statistics import POWER, detectable_effect, holm_adjust, paired_test
 from polyfuse.tables import read_item_scores
 from polyfuse.tasks import task_kind
 
@@ -53,14 +53,24 @@ def verdict(difference: float, p: float, alpha: float) -> str:
     return "reproduced" if difference > 0 else "not reproduced"
 
 
-def paired(frame: pd.DataFrame, first: str, second: str, settings: dict) -> tuple[float, float, int]:
-    """Mean paired difference first − second over the items both scored, its p-value and the item count."""
+def paired(frame: pd.DataFrame, first: str, second: str, settings: dict) -> tuple[float, float, int, float]:
+    """Mean paired difference first − second over the items both scored, its p-value, the item count and the
+    smallest difference the test detects at the report's level with 80% power."""
     by_item = frame.pivot_table(index=["task", "lang", "id"], columns="method", values="value", aggfunc="first")
     if first not in by_item or second not in by_item:
-        return float("nan"), float("nan"), 0
+        return float("nan"), float("nan"), 0, float("nan")
     both = by_item[[first, second]].dropna()
     difference, p = paired_test(both[first], both[second], int(settings["bootstrap"]), int(settings["seed"]))
-    return difference, p, len(both)
+    return difference, p, len(both), detectable(both[first] - both[second], settings)
+
+
+def detectable(differences, settings: dict) -> float:
+    return detectable_effect(differences, 1 - float(settings["confidence"]))
+
+
+def power_text(detectable: float) -> str:
+    """What an inconclusive row could have seen: the smallest difference its test detects with POWER."""
+    return f"detectable ±{detectable:.1f}" if np.isfinite(detectable) else "detectable: too few items"
 
 
 def tasks_of(settings: dict, kind: str) -> set[str]:
@@ -133,7 +143,7 @@ def fusor_own(own: pd.DataFrame, fused: pd.DataFrame, sampler: str, fusion: str,
     if not len(tested) or parsed.isna().any():
         return None, float("nan"), float("nan"), 0
     kept = own.set_index(["task", "lang", "id"]).index.isin(tested[(parsed == 1).to_numpy()])
-    difference, p, n = paired(own[kept], first, second, settings)
+    difference, p, n, _ = paired(own[kept], first, second, settings)
     return float(parsed.mean()), difference, p, n
 
 
@@ -148,7 +158,7 @@ def language_tally(own: pd.DataFrame, first: str, second: str, settings: dict) -
     languages = sorted(own["lang"].unique())
     tests = [paired(own[own["lang"] == lang], first, second, settings) for lang in languages]
     tested = [
-        (lang, difference, p) for lang, (difference, p, _) in zip(languages, tests, strict=True) if np.isfinite(p)
+        (lang, difference, p) for lang, (difference, p, _, _) in zip(languages, tests, strict=True) if np.isfinite(p)
     ]
     adjusted = holm_adjust([p for _, _, p in tested]) if tested else []
     ahead = [lang for (lang, d, _), q in zip(tested, adjusted, strict=True) if q < alpha and d > 0]
@@ -169,8 +179,8 @@ def paired_claim(
     rows = []
     for sampler, own in items.groupby("sampler"):
         for first, second in method_pairs(own, *families):
-            difference, p, n = paired(own, first, second, settings)
-            found = f"{sampler}: {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items)"
+            difference, p, n, least = paired(own, first, second, settings)
+            found = f"{sampler}: {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items, {power_text(least)})"
             found = f"{metric}; {found}" if metric else found
             majority = True
             if per_language:  # the claim is "in most languages": significant wins per language, not directions
@@ -266,7 +276,8 @@ def level_off_claim(points: pd.DataFrame, settings: dict, fused: pd.DataFrame, m
         share = float(at["parsed"].mean()) if len(at) else None
         found = (
             f"{metric}; {cell}: gain per candidate from N = 1 to {LEVEL_OFF_N} {early.mean():+.2f}, from "
-            f"{LEVEL_OFF_N} to {top} {late.mean():+.2f}; difference {difference:+.2f} (p={p:.3f}, n={len(by_n)} items)"
+            f"{LEVEL_OFF_N} to {top} {late.mean():+.2f}; difference {difference:+.2f} (p={p:.3f}, n={len(by_n)} items, "
+            f"{power_text(detectable(early - late, settings))})"
             + ("; no record says which fusions parsed" if share is None else f"; {share:.0%} of those fusions parsed")
         )
 
@@ -318,8 +329,8 @@ STUDENT_CLAIMS = {
 def student_pair_row(own, first, second, settings, claim, paper, metric, per_language) -> dict:
     """One paired row between two students (first − second in the paper's direction), Holm-family member."""
     alpha = 1 - float(settings["confidence"])
-    difference, p, n = paired(own, first, second, settings)
-    found = f"{metric}; {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items)"
+    difference, p, n, least = paired(own, first, second, settings)
+    found = f"{metric}; {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items, {power_text(least)})"
     majority = True
     if per_language:
         ahead, behind, count = language_tally(own, first, second, settings)
@@ -568,7 +579,11 @@ def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, out
         "answers against the same method on the same items; a verdict needs both, in the same direction (the row's "
         "p is the larger). 'Most languages' counts the languages where the deployed difference is significant "
         "(Holm over that row's languages), not its direction. A copy rate needs at least "
-        f"{MIN_PARSED_ITEMS} of the fusor's own parsed answers per cell. Intervals are {confidence:.0%} BCa "
+        f"{MIN_PARSED_ITEMS} of the fusor's own parsed answers per cell. 'detectable ±d' is the smallest difference "
+        f"the row's test detects at {alpha:g} with {POWER:.0%} power, from its items' spread (paired t quantiles; "
+        "Holm's adjustment raises it): an inconclusive row with a large d had too few items to see a smaller "
+        "effect; `python -m polyfuse.plan` says how many items a given effect needs. "
+        f"Intervals are {confidence:.0%} BCa "
         "bootstrap intervals over items. Each row names the metric it reads: for translation COMET where the study "
         "computed it (the paper used XCOMET-XL), its oracle then the COMET oracle, and chrF otherwise; a judge "
         "model's win rate for chat; accuracy for reasoning. The N-scaling rows read the N-scaling's metric. Setting "

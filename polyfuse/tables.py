@@ -14,7 +14,7 @@ from polyfuse import methods
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl
 from polyfuse.methods import method_rank
-from polyfuse.statistics import bootstrap_ci, mean_of_means, paired_test
+from polyfuse.statistics import POWER, bootstrap_ci, detectable_effect, mean_of_means, paired_test
 
 CELL_KEYS = ["task", "lang", "sampler", "method", "metric"]
 
@@ -262,7 +262,9 @@ def paired_lines(items: pd.DataFrame, pairs: list[tuple[str, str]], settings: di
             both = group[[first, second]].dropna()
             difference, p = paired_test(both[first], both[second], int(settings["bootstrap"]), int(settings["seed"]))
             mark = "*" if p < alpha else ""
-            cells.append("n=0" if not len(both) else f"{difference:+.1f} (p={p:.3f}{mark}, n={len(both)})")
+            least = detectable_effect(both[first] - both[second], alpha)
+            power = f", ±{least:.1f}" if np.isfinite(least) else ""
+            cells.append("n=0" if not len(both) else f"{difference:+.1f} (p={p:.3f}{mark}, n={len(both)}{power})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -271,7 +273,9 @@ def paired_note(what: str, settings: dict) -> str:
     alpha = 1 - float(settings["confidence"])
     return (
         f"\nPaired {what} difference per item; p from a two-sided sign-flip permutation test over items "
-        f"(the resampling unit), `*` below {alpha:g}; `all` pools every language's items.\n\n"
+        f"(the resampling unit), `*` below {alpha:g}; `all` pools every language's items. ±: the smallest "
+        f"difference that test detects at {alpha:g} with {POWER:.0%} power, from the items' spread (paired t "
+        "quantiles), so a difference inside it is no evidence of no effect.\n\n"
     )
 
 
