@@ -91,6 +91,64 @@ def test_four_processes_assembling_one_packaged_model_into_an_empty_cache_all_su
     assert sorted(path.name for path in cache.iterdir()) == [package.MODEL_NAME]  # no staged file left
 
 
+def evidence_model(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config/evidence.yaml").read_text())["models"][name]
+
+
+# The GGUF the issue names: Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, as published (not read from the code under test).
+QWEN_SIZE, QWEN_SHA256 = 1_117_320_768, "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+
+
+@pytest.mark.slow
+def test_two_processes_join_the_22_qwen_part_packages_into_an_empty_cache_and_it_loads_and_chats(tmp_path):
+    spec = evidence_model("qwen")
+    assert (spec["parts"]["size"], spec["parts"]["sha256"]) == (QWEN_SIZE, QWEN_SHA256)
+    cache = tmp_path / "models"
+    code = f"""
+        from polyfuse.engines.llamacpp import resolve_gguf
+        print(resolve_gguf("qwen", {spec!r}))
+    """
+    paths = finished(start_together(code, 2, tmp_path / "go", {**os.environ, "POLYFUSE_MODEL_CACHE": str(cache)}))
+    target = cache / spec["parts"]["file"]
+    assert paths == [str(target)] * 2 and sorted(path.name for path in cache.iterdir()) == [target.name]
+    assert target.stat().st_size == QWEN_SIZE and sha256_of(target) == QWEN_SHA256
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(target), n_ctx=512, n_threads=2, verbose=False)
+    reply = llm.create_chat_completion(
+        messages=[{"role": "user", "content": "Translate into German: Good morning. Reply with the translation only."}],
+        max_tokens=12,
+        temperature=0.0,
+    )
+    assert "morgen" in reply["choices"][0]["message"]["content"].lower()
+
+
+def test_a_part_package_that_is_missing_or_joins_to_the_wrong_hash_is_one_line_and_publishes_nothing(
+    tmp_path, monkeypatch
+):
+    from polyfuse.engines import llamacpp
+
+    for k, chunk in enumerate((b"GGUF" + b"\1" * 28, b"\2" * 32), start=1):
+        (tmp_path / "site" / f"fake_part{k}" / "data").mkdir(parents=True)
+        (tmp_path / "site" / f"fake_part{k}" / "__init__.py").write_text("")
+        (tmp_path / "site" / f"fake_part{k}" / "data" / f"part0{k}.bin").write_bytes(chunk)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(llamacpp, "MODEL_CACHE", tmp_path / "models")
+    joined = b"GGUF" + b"\1" * 28 + b"\2" * 32
+    parts = {"package": "fake_part{k}", "count": 2, "file": "fake.gguf", "size": 64}
+    path = llamacpp.resolve_gguf("fake", {"parts": {**parts, "sha256": hashlib.sha256(joined).hexdigest()}})
+    assert path.read_bytes() == joined  # in order, part 1 first
+    path.unlink()
+    with pytest.raises(PolyfuseError) as raised:
+        llamacpp.resolve_gguf("fake", {"parts": {**parts, "sha256": "ab" * 32}})
+    assert "\n" not in str(raised.value) and "joined from 2 parts: SHA-256" in str(raised.value)
+    with pytest.raises(PolyfuseError, match=r"^model 'fake': part package 'fake_part3' is not installed"):
+        llamacpp.resolve_gguf("fake", {"parts": {**parts, "count": 3, "sha256": "ab" * 32}})
+    assert list((tmp_path / "models").iterdir()) == []
+
+
 def test_processes_publishing_one_cache_directory_at_once_all_succeed_and_it_is_whole(tmp_path):
     target = tmp_path / "students" / "base-0123"
     code = f"""

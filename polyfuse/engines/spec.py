@@ -21,6 +21,16 @@ class HubFile(Section):
     filename: str
 
 
+class PartPackages(Section):
+    """A GGUF shipped as slices in numbered packages (`package` with {k} = 1 … `count`), joined in order."""
+
+    package: str = Field(pattern=r"\{k\}")
+    count: Positive
+    file: str = Field(pattern=r"^[^/\\]+\.gguf$")
+    size: Positive
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+
+
 class Resources(Section):
     """What a job asks a cluster for (profiles/slurm): gpu, mem_mb, runtime in minutes."""
 
@@ -49,6 +59,7 @@ class LlamaCppModel(ModelBase):
     engine: Literal["llamacpp"]
     path: str | None = None
     package: str | None = None
+    parts: PartPackages | None = None
     hub: HubFile | None = None
     n_ctx: int = Field(4096, ge=256)
     loglik_n_ctx: int = Field(1024, ge=256)
