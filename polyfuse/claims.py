@@ -25,8 +25,8 @@ from polyfuse.analysis_report import (
 )
 from polyfuse.distill_report import compared_samplers
 from polyfuse.io import write_text
-from polyfuse.statistics import POWER, detectable_effect, holm_adjust, paired_test
-from polyfuse.tables import read_item_scores
+from polyfuse.statistics import detectable_effect, holm_adjust, paired_test
+from polyfuse.tables import mde, mde_note, read_item_scores
 from polyfuse.tasks import task_kind
 
 NOT_MEASURABLE = "not measurable"
@@ -66,11 +66,6 @@ def paired(frame: pd.DataFrame, first: str, second: str, settings: dict) -> tupl
 
 def detectable(differences, settings: dict) -> float:
     return detectable_effect(differences, 1 - float(settings["confidence"]))
-
-
-def power_text(detectable: float) -> str:
-    """What an inconclusive row could have seen: the smallest difference its test detects with POWER."""
-    return f"detectable ±{detectable:.1f}" if np.isfinite(detectable) else "detectable: too few items"
 
 
 def tasks_of(settings: dict, kind: str) -> set[str]:
@@ -180,7 +175,7 @@ def paired_claim(
     for sampler, own in items.groupby("sampler"):
         for first, second in method_pairs(own, *families):
             difference, p, n, least = paired(own, first, second, settings)
-            found = f"{sampler}: {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items, {power_text(least)})"
+            found = f"{sampler}: {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items, {mde(least)})"
             found = f"{metric}; {found}" if metric else found
             majority = True
             if per_language:  # the claim is "in most languages": significant wins per language, not directions
@@ -277,7 +272,7 @@ def level_off_claim(points: pd.DataFrame, settings: dict, fused: pd.DataFrame, m
         found = (
             f"{metric}; {cell}: gain per candidate from N = 1 to {LEVEL_OFF_N} {early.mean():+.2f}, from "
             f"{LEVEL_OFF_N} to {top} {late.mean():+.2f}; difference {difference:+.2f} (p={p:.3f}, n={len(by_n)} items, "
-            f"{power_text(detectable(early - late, settings))})"
+            f"{mde(detectable(early - late, settings), digits=2)})"
             + ("; no record says which fusions parsed" if share is None else f"; {share:.0%} of those fusions parsed")
         )
 
@@ -330,7 +325,7 @@ def student_pair_row(own, first, second, settings, claim, paper, metric, per_lan
     """One paired row between two students (first − second in the paper's direction), Holm-family member."""
     alpha = 1 - float(settings["confidence"])
     difference, p, n, least = paired(own, first, second, settings)
-    found = f"{metric}; {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items, {power_text(least)})"
+    found = f"{metric}; {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items, {mde(least)})"
     majority = True
     if per_language:
         ahead, behind, count = language_tally(own, first, second, settings)
@@ -579,10 +574,10 @@ def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, out
         "answers against the same method on the same items; a verdict needs both, in the same direction (the row's "
         "p is the larger). 'Most languages' counts the languages where the deployed difference is significant "
         "(Holm over that row's languages), not its direction. A copy rate needs at least "
-        f"{MIN_PARSED_ITEMS} of the fusor's own parsed answers per cell. 'detectable ±d' is the smallest difference "
-        f"the row's test detects at {alpha:g} with {POWER:.0%} power, from its items' spread (paired t quantiles; "
-        "Holm's adjustment raises it): an inconclusive row with a large d had too few items to see a smaller "
-        "effect; `python -m polyfuse.plan` says how many items a given effect needs. "
+        f"{MIN_PARSED_ITEMS} of the fusor's own parsed answers per cell. {mde_note(alpha)} It is the row's deployed "
+        "test alone: a verdict asks more (Holm's adjustment over the table, the same direction on the fusor's own "
+        "answers, often fewer items; for 'most languages', significance per language), so a row can be "
+        "inconclusive with a small MDE too. `python -m polyfuse.plan` says how many items a given effect needs. "
         f"Intervals are {confidence:.0%} BCa "
         "bootstrap intervals over items. Each row names the metric it reads: for translation COMET where the study "
         "computed it (the paper used XCOMET-XL), its oracle then the COMET oracle, and chrF otherwise; a judge "

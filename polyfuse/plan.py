@@ -1,16 +1,20 @@
 """How many items a study needs: read a finished pilot run's item scores and, for each FusioN − BoN comparison,
 print what the pilot could detect and how many items a run needs to detect a given effect.
 
-    python -m polyfuse.plan [--results results] [--effect comet=0.8] [--alpha 0.05] [--power 0.8]
+    python -m polyfuse.plan [--results results] [--effect comet=0.8] [--alpha 0.05] [--power 0.8] [--tests 1]
 
-A comparison is paired over a task's items in every language, as the claims table tests it. The per-item spread
-of the differences comes from the pilot; the effect to detect is `--effect` per metric, else the gain the paper
-reports on that metric (`PAPER_GAINS`). Plan from a pilot run of the models you will run: the spread is theirs.
+A comparison is paired over a task's items in every language, as the tables' `all` row tests it. The per-item
+spread of the differences comes from the pilot. The effect to detect is `--effect` per metric, else the gain the
+paper reports on that metric (`PAPER_GAINS`), else the pilot's own difference (the items to confirm what it saw).
+Plan from a pilot of the models you will run: the spread is theirs. A claims-table verdict is held to more than one
+test at alpha (Holm over the table's tests, the same direction on the fusor's own parsed answers): `--tests m`
+plans each comparison at alpha / m, which Holm's first step asks of the smallest p.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -22,10 +26,14 @@ from polyfuse.settings import Report
 from polyfuse.statistics import POWER, detectable_effect, items_needed
 from polyfuse.tables import read_item_scores
 
-# The paper's reported FusioN − BoN gains, per metric, in the metric's points (../shared/paper.md, results 1-3):
-# XCOMET-XL on WMT24++ 83.8 against 83.0; win rate, FusioN's students against BoN's, 46.3 against 43.8.
-PAPER_GAINS = {"comet": 0.8, "winrate": 2.5}
-PLAN_COLUMNS = ["task", "sampler", "metric", "comparison", "n", "difference", "sd", "detectable", "effect", "needed"]
+# The paper's reported test-time FusioN − BoN gains, per metric, in the metric's points: XCOMET-XL on WMT24++, 83.8
+# against 83.0 (another COMET model's points are not XCOMET-XL's: pass --effect). Its chat gains are per language
+# ("up to +10.8") or the students' (+2.5), not a test-time average, so win rates need --effect.
+PAPER_GAINS = {"comet": 0.8}
+PLAN_COLUMNS = [
+    *("task", "sampler", "metric", "comparison", "languages", "n", "difference", "sd", "mde", "effect"),
+    *("needed", "per_language"),
+]
 
 
 def score_files(results: Path) -> list[str]:
@@ -46,20 +54,19 @@ def plan_table(items: pd.DataFrame, effects: dict[str, float], alpha: float, pow
             for bon in (m for m in present if methods.parse(m)[0] == "bon"):
                 differences = (by_item[fusion] - by_item[bon]).dropna()
                 sd = float(differences.std(ddof=1)) if len(differences) > 1 else float("nan")
-                effect = effects.get(metric)
-                needed = items_needed(sd, effect, alpha, power) if effect and pd.notna(sd) else None
+                mean = float(differences.mean()) if len(differences) else float("nan")
+                # Without a given or published effect, the pilot's own difference: the items to confirm what it saw.
+                effect, source = (effects[metric], "given") if metric in effects else (abs(mean), "observed")
+                plannable = bool(effect) and math.isfinite(effect) and math.isfinite(sd)
+                needed = items_needed(sd, effect, alpha, power) if plannable else None
+                languages = differences.index.get_level_values("lang").nunique()
                 rows.append(
                     [
-                        task,
-                        sampler,
-                        metric,
-                        f"{fusion} − {bon}",
-                        len(differences),
-                        float(differences.mean()) if len(differences) else float("nan"),
-                        sd,
+                        *(task, sampler, metric, f"{fusion} − {bon}", languages, len(differences), mean, sd),
                         detectable_effect(differences, alpha, power),
-                        effect,
+                        f"{effect:.2f} ({source})" if plannable else "—",
                         needed,
+                        -(-needed // languages) if needed else None,
                     ]
                 )
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
@@ -72,10 +79,20 @@ def parse_effects(pairs: list[str]) -> dict[str, float]:
         try:
             effects[metric] = float(value)
         except ValueError:
-            raise PolyfuseError(f"--effect {pair!r}: expected <metric>=<points>, such as comet=0.8") from None
-        if not effects[metric]:
-            raise PolyfuseError(f"--effect {pair!r}: an effect of 0 needs infinitely many items")
+            effects[metric] = float("nan")
+        if not metric or not math.isfinite(effects[metric]) or effects[metric] <= 0:
+            raise PolyfuseError(f"--effect {pair!r}: expected <metric>=<points> with points > 0, such as comet=0.8")
     return effects
+
+
+def unit_interval(name: str):
+    def parse(text: str) -> float:
+        value = float(text)
+        if not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be between 0 and 1, got {text}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,26 +102,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--effect", action="append", default=[], help="metric=points to detect (repeatable); default: the paper's"
     )
-    parser.add_argument("--alpha", type=float, default=default_alpha, help=f"two-sided (default {default_alpha:g})")
-    parser.add_argument("--power", type=float, default=POWER, help=f"power to detect the effect (default {POWER:g})")
+    parser.add_argument(
+        "--alpha", type=unit_interval("--alpha"), default=default_alpha, help=f"two-sided (default {default_alpha:g})"
+    )
+    parser.add_argument("--power", type=unit_interval("--power"), default=POWER, help=f"default {POWER:g}")
+    parser.add_argument("--tests", type=int, default=1, help="plan each comparison at alpha / tests (default 1)")
     args = parser.parse_args(argv)
+    if args.tests < 1:
+        parser.error(f"--tests must be at least 1, got {args.tests}")
+    alpha = args.alpha / args.tests
     try:
         paths = score_files(args.results)
         if not paths:
             raise PolyfuseError(f"{args.results}: no score files (results/<task>/<lang>/scores/...): run a pilot first")
-        table = plan_table(read_item_scores(paths), parse_effects(args.effect), args.alpha, args.power)
+        table = plan_table(read_item_scores(paths), parse_effects(args.effect), alpha, args.power)
     except PolyfuseError as exc:
         sys.exit(f"polyfuse.plan: {exc}")
     if table.empty:
         sys.exit(f"polyfuse.plan: {args.results}: no sampler has both a FusioN and a BoN method to compare")
     print(
-        f"Paired FusioN − BoN over each task's items (all languages); detectable: the smallest difference this pilot "
-        f"detects at alpha {args.alpha:g} with {args.power:.0%} power; needed: items for `effect` (--effect, else the "
-        "paper's gain on that metric; none where neither gives one).\n"
+        f"Paired FusioN − BoN over each task's items (all its languages), at alpha {alpha:g} with {args.power:.0%} "
+        "power. mde: the smallest difference this pilot's n detects (inf: too few items for the sign-flip test to "
+        "reach alpha); needed: the items, over the task's languages, to detect `effect` (given: --effect, else the "
+        "paper's gain on that metric; observed: else the pilot's own |difference|); per_language: needed / "
+        "languages, for tasks.<task>.max_items.\n"
     )
     shown = table.assign(
-        effect=table["effect"].map(lambda v: "—" if pd.isna(v) else f"{v:.2f}"),
         needed=table["needed"].map(lambda v: "—" if pd.isna(v) else str(int(v))),
+        per_language=table["per_language"].map(lambda v: "—" if pd.isna(v) else str(int(v))),
     )
     print(shown.to_markdown(index=False, floatfmt=".2f"))
 

@@ -79,17 +79,25 @@ def paired_test(first, second, resamples: int, seed: int) -> tuple[float, float]
 POWER = 0.8  # the conventional power a "could have detected" statement is made at
 
 
+def fewest_testable(alpha: float) -> int:
+    """The fewest items at which the sign-flip test can reach p < alpha at all: its smallest p is 2 / 2^n."""
+    return int(np.floor(np.log2(2 / alpha))) + 1
+
+
 def detectable_effect(differences, alpha: float, power: float = POWER) -> float:
     """The smallest mean paired difference a two-sided test at `alpha` detects with probability `power`, given
     the observed per-item differences: (t_{1-alpha/2} + t_{power}) * sd / sqrt(n), with n - 1 degrees of freedom.
 
     The sign-flip test's power is close to the paired t-test's; the t quantiles keep small n honest (the normal
-    approximation, z in place of t, promises too much below about 30 items). NaN below two items.
+    approximation, z in place of t, promises too much below about 30 items). Infinite where the sign-flip test
+    cannot reach `alpha` with n items at all (n = 5 or fewer at 0.05); NaN without items.
     """
     differences = np.asarray(differences, dtype=float)
     n = len(differences)
-    if n < 2:
+    if not n:
         return float("nan")
+    if n < fewest_testable(alpha):
+        return float("inf")
     quantiles = stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)
     return float(quantiles * differences.std(ddof=1) / np.sqrt(n))
 
@@ -97,13 +105,14 @@ def detectable_effect(differences, alpha: float, power: float = POWER) -> float:
 def items_needed(sd: float, effect: float, alpha: float, power: float = POWER) -> int:
     """The fewest items at which a paired comparison with per-item difference sd `sd` detects a mean difference of
     `effect` (two-sided, at `alpha`) with probability `power`: the smallest n whose `detectable_effect` is at most
-    `effect`. Starts from the normal approximation's n and steps up for the t quantiles."""
+    `effect`. Starts from the normal approximation's n (at least the sign-flip test's `fewest_testable`) and steps
+    up for the t quantiles."""
     if not effect or not np.isfinite(sd) or not np.isfinite(effect):
         raise ValueError(f"items_needed: effect {effect!r} and sd {sd!r} must be finite and the effect non-zero")
     if sd == 0:
-        return 2  # every item differs by the same amount: two items show it
+        return fewest_testable(alpha)  # every item differs by the same amount: the fewest a test can decide on
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    n = max(2, int(np.ceil((z * sd / abs(effect)) ** 2)))
+    n = max(fewest_testable(alpha), int(np.ceil((z * sd / abs(effect)) ** 2)))
     while (stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / np.sqrt(n) > abs(effect):
         n += 1
     return n

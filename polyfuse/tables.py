@@ -14,7 +14,7 @@ from polyfuse import methods
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import read_jsonl
 from polyfuse.methods import method_rank
-from polyfuse.statistics import POWER, bootstrap_ci, detectable_effect, mean_of_means, paired_test
+from polyfuse.statistics import POWER, bootstrap_ci, detectable_effect, fewest_testable, mean_of_means, paired_test
 
 CELL_KEYS = ["task", "lang", "sampler", "method", "metric"]
 
@@ -263,19 +263,34 @@ def paired_lines(items: pd.DataFrame, pairs: list[tuple[str, str]], settings: di
             difference, p = paired_test(both[first], both[second], int(settings["bootstrap"]), int(settings["seed"]))
             mark = "*" if p < alpha else ""
             least = detectable_effect(both[first] - both[second], alpha)
-            power = f", ±{least:.1f}" if np.isfinite(least) else ""
-            cells.append("n=0" if not len(both) else f"{difference:+.1f} (p={p:.3f}{mark}, n={len(both)}{power})")
+            cells.append(
+                "n=0" if not len(both) else f"{difference:+.1f} (p={p:.3f}{mark}, n={len(both)}, {mde(least)})"
+            )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def mde(detectable: float, digits: int = 1) -> str:
+    """A comparison's minimum detectable effect as a table shows it."""
+    if detectable == 0:
+        return "MDE 0: no spread observed"  # every item differed by the same amount, often 0 on a 0/100 metric
+    return f"MDE {detectable:.{digits}f}" if np.isfinite(detectable) else "MDE: too few items to test"
+
+
+def mde_note(alpha: float) -> str:
+    return (
+        f"MDE: the smallest difference the test detects at {alpha:g} (unadjusted) with {POWER:.0%} power, from the "
+        "items' spread (paired t quantiles); the sign-flip test cannot reach that level with fewer than "
+        f"{fewest_testable(alpha)} items. A difference that is not significant cannot rule out effects smaller than "
+        "its MDE."
+    )
 
 
 def paired_note(what: str, settings: dict) -> str:
     alpha = 1 - float(settings["confidence"])
     return (
         f"\nPaired {what} difference per item; p from a two-sided sign-flip permutation test over items "
-        f"(the resampling unit), `*` below {alpha:g}; `all` pools every language's items. ±: the smallest "
-        f"difference that test detects at {alpha:g} with {POWER:.0%} power, from the items' spread (paired t "
-        "quantiles), so a difference inside it is no evidence of no effect.\n\n"
+        f"(the resampling unit), `*` below {alpha:g}; `all` pools every language's items. {mde_note(alpha)}\n\n"
     )
 
 

@@ -470,7 +470,7 @@ def test_two_claims_each_significant_alone_are_not_both_verdicts_after_holm(tmp_
     table = claims.claims_table(scores, None, None, None, all_parsed(scores), settings)
     tested = table[table["claim"].str.startswith(("WMT24++: FusioN above the oracle", "MGSM"))]
     assert tested["verdict"].tolist() == ["inconclusive", "inconclusive"]
-    assert all("(p=0.031, n=6 items, detectable ±0.0)" in found for found in tested["found"])  # no spread
+    assert all("(p=0.031, n=6 items, MDE 0: no spread observed)" in found for found in tested["found"])  # no spread
     assert all("Holm p=0.062 (of 2 tests)" in found for found in tested["found"])
 
 
@@ -487,7 +487,7 @@ def test_each_claim_row_states_the_smallest_difference_its_test_could_detect(tmp
     table = claims.claims_table(scores, None, None, None, all_parsed(scores), settings)
     row = table[table["claim"] == "WMT24++: FusioN above BoN"].iloc[0]
     expected = (stats.t.ppf(0.975, 7) + stats.t.ppf(0.8, 7)) * np.std(fused, ddof=1) / np.sqrt(8)
-    assert f"n=8 items, detectable ±{expected:.1f})" in row["found"]
+    assert f"n=8 items, MDE {expected:.1f})" in row["found"]
 
 
 def test_most_languages_counts_significant_wins_not_directions(tmp_path):

@@ -111,8 +111,8 @@ def test_two_processes_join_the_22_qwen_part_packages_into_an_empty_cache_and_it
         print(resolve_gguf("qwen", {spec!r}))
     """
     paths = finished(start_together(code, 2, tmp_path / "go", {**os.environ, "POLYFUSE_MODEL_CACHE": str(cache)}))
-    target = cache / spec["parts"]["file"]
-    assert paths == [str(target)] * 2 and sorted(path.name for path in cache.iterdir()) == [target.name]
+    target = cache / QWEN_SHA256[:16] / spec["parts"]["file"]  # under its hash: another release is another file
+    assert paths == [str(target)] * 2 and sorted(path.name for path in target.parent.iterdir()) == [target.name]
     assert target.stat().st_size == QWEN_SIZE and sha256_of(target) == QWEN_SHA256
     from llama_cpp import Llama
 
@@ -141,12 +141,13 @@ def test_a_part_package_that_is_missing_or_joins_to_the_wrong_hash_is_one_line_a
     path = llamacpp.resolve_gguf("fake", {"parts": {**parts, "sha256": hashlib.sha256(joined).hexdigest()}})
     assert path.read_bytes() == joined  # in order, part 1 first
     path.unlink()
+    path.parent.rmdir()
     with pytest.raises(PolyfuseError) as raised:
         llamacpp.resolve_gguf("fake", {"parts": {**parts, "sha256": "ab" * 32}})
     assert "\n" not in str(raised.value) and "joined from 2 parts: SHA-256" in str(raised.value)
     with pytest.raises(PolyfuseError, match=r"^model 'fake': part package 'fake_part3' is not installed"):
         llamacpp.resolve_gguf("fake", {"parts": {**parts, "count": 3, "sha256": "ab" * 32}})
-    assert list((tmp_path / "models").iterdir()) == []
+    assert [path for path in (tmp_path / "models").rglob("*") if not path.is_dir()] == []  # no file, no stage
 
 
 def test_processes_publishing_one_cache_directory_at_once_all_succeed_and_it_is_whole(tmp_path):

@@ -30,8 +30,20 @@ def test_the_detectable_effect_of_many_items_is_the_normal_approximations_closed
 def test_a_few_items_detect_less_than_the_normal_approximation_promises():
     """At n = 10 the t quantiles (2.262 + 0.883 at 9 degrees of freedom) exceed the normal ones (1.960 + 0.842)."""
     assert detectable_effect(exact_sd(10, 1.0), 0.05) == pytest.approx((2.2622 + 0.8834) / math.sqrt(10), rel=1e-3)
-    assert math.isnan(detectable_effect([1.0], 0.05)) and math.isnan(detectable_effect([], 0.05))
-    assert detectable_effect([2.0, 2.0, 2.0], 0.05) == 0.0
+    assert math.isnan(detectable_effect([], 0.05))
+    assert detectable_effect([2.0] * 6, 0.05) == 0.0  # no spread: six items decide any constant difference
+
+
+def test_below_six_items_the_sign_flip_test_cannot_reach_five_percent_so_nothing_is_detectable():
+    """The test's smallest p is 2 / 2^n: 0.0625 at n = 5, 0.03125 at n = 6 (at 0.01: 0.0156 at 7, 0.0078 at 8)."""
+    for n in range(1, 6):
+        assert paired_test(np.full(n, 5.0), np.zeros(n), 999, 0)[1] >= 0.05
+        assert detectable_effect(exact_sd(n, 1.0) if n > 1 else [1.0], 0.05) == math.inf
+    assert paired_test(np.full(6, 5.0), np.zeros(6), 999, 0)[1] < 0.05
+    assert (
+        math.isfinite(detectable_effect(exact_sd(6, 1.0), 0.05)) and detectable_effect(exact_sd(7, 1), 0.01) == math.inf
+    )
+    assert items_needed(0.0, 1.0, 0.05) == 6 and items_needed(0.0, 1.0, 0.01) == 8 and items_needed(0.1, 5, 0.05) == 6
 
 
 def test_items_needed_is_the_smallest_n_whose_detectable_effect_reaches_the_effect():
@@ -40,7 +52,6 @@ def test_items_needed_is_the_smallest_n_whose_detectable_effect_reaches_the_effe
         normal = ((Z_975 if alpha == 0.05 else 2.5758293035489) + Z_80) ** 2 * (sd / effect) ** 2
         assert normal <= n <= normal * 1.1 + 3  # the normal n, a little more for the t quantiles
         assert detectable_effect(exact_sd(n, sd), alpha) <= abs(effect) < detectable_effect(exact_sd(n - 1, sd), alpha)
-    assert items_needed(0.0, 1.0, 0.05) == 2
     with pytest.raises(ValueError):
         items_needed(1.0, 0.0, 0.05)
 
@@ -92,23 +103,33 @@ def test_plan_reads_a_pilots_scores_and_prints_the_items_each_comparison_needs(t
     cell = tmp_path / "results" / "mgsm" / "de" / "scores" / "smol"
     score_file(cell / "bon-loglik.jsonl", "mgsm", "de", "smol", "bon-loglik", [{"accuracy": v} for v in (0, 100, 0)])
     score_file(cell / "fusion-smol.jsonl", "mgsm", "de", "smol", "fusion-smol", [{"accuracy": 100.0}] * 3)
-    done = subprocess.run(
-        [sys.executable, "-m", "polyfuse.plan", "--results", str(tmp_path / "results"), "--effect", "chrf=2"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = {line.split("|")[3].strip(): line for line in done.stdout.splitlines() if line.startswith("| ")}
-    accuracy = [cell.strip() for cell in rows["accuracy"].split("|")[1:-1]]
-    assert accuracy[4:6] == ["3", "66.67"] and accuracy[8:] == ["—", "—"]  # no paper gain, no --effect: no plan
+
+    def plan(*args):
+        command = [sys.executable, "-m", "polyfuse.plan", "--results", str(tmp_path / "results"), *args]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+        return {row[2].strip(): [cell.strip() for cell in row] for row in rows}
+
+    rows = plan("--effect", "chrf=2")
+    # task, sampler, metric, comparison, languages, n, difference, sd, mde, effect, needed, per_language
+    assert rows["accuracy"][4:9] == ["1", "3", "66.67", "57.74", "inf"]  # 3 items: no test reaches 0.05
+    # no --effect and no paper gain: the items to confirm the pilot's own difference, 100, 0, 100
+    needed = items_needed(np.std([100, 0, 100], ddof=1), 200 / 3, 0.05)
+    assert rows["accuracy"][9:] == ["66.67 (observed)", str(needed), str(needed)]
     sd = differences.std(ddof=1)
-    chrf = [cell.strip() for cell in rows["chrf"].split("|")[1:-1]]
-    assert chrf[3:8] == ["fusion-smol − bon-loglik", "24", f"{differences.mean():.2f}", f"{sd:.2f}",
-                         f"{detectable_effect(differences, 0.05):.2f}"]  # fmt: skip
-    assert chrf[8:] == ["2.00", str(items_needed(sd, 2.0, 0.05))]
-    comet = [cell.strip() for cell in rows["comet"].split("|")[1:-1]]
-    assert comet[8] == "0.80"  # the paper's XCOMET-XL gain where --effect names none
-    bad = subprocess.run(
-        [sys.executable, "-m", "polyfuse.plan", "--results", str(tmp_path / "none")], capture_output=True, text=True
-    )
-    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "no score files" in bad.stderr
+    needed = items_needed(sd, 2.0, 0.05)
+    assert rows["chrf"][3:9] == ["fusion-smol − bon-loglik", "2", "24", f"{differences.mean():.2f}", f"{sd:.2f}",
+                                 f"{detectable_effect(differences, 0.05):.2f}"]  # fmt: skip
+    assert rows["chrf"][9:] == ["2.00 (given)", str(needed), str(math.ceil(needed / 2))]
+    assert rows["comet"][9] == "0.80 (given)"  # the paper's XCOMET-XL gain where --effect names none
+    # Four tests in the claims' family: each planned at 0.05 / 4.
+    assert plan("--effect", "chrf=2", "--tests", "4")["chrf"][10] == str(items_needed(sd, 2.0, 0.0125))
+    for args, message in [
+        (["--results", str(tmp_path / "none")], "no score files"),
+        (["--results", str(tmp_path / "results"), "--effect", "chrf=nan"], "expected <metric>=<points> with points"),
+        (["--results", str(tmp_path / "results"), "--effect", "chrf=-1"], "expected <metric>=<points> with points"),
+    ]:
+        bad = subprocess.run([sys.executable, "-m", "polyfuse.plan", *args], capture_output=True, text=True)
+        assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "polyfuse.plan", "--alpha", "1.5"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--alpha must be between 0 and 1" in bad.stderr

@@ -91,15 +91,20 @@ def _gguf_from_package(model_name: str, package: str) -> Path:
 
 def _gguf_from_parts(model_name: str, parts: dict) -> Path:
     """The GGUF joined from `parts` (package with {k} = 1 … count, each holding one slice under data/), in the model
-    cache; joined once, by whichever jobs find it missing (each stages its own copy and checks size and SHA-256)."""
-    target = MODEL_CACHE / parts["file"]
+    cache under its hash (another release of the same file name is another file); joined once, by whichever jobs
+    find it missing (each stages its own copy and checks size and SHA-256 before publishing)."""
+    target = MODEL_CACHE / parts["sha256"].lower()[:16] / parts["file"]
     if not target.is_file():
-        slices = [part_slice(model_name, parts["package"].format(k=k)) for k in range(1, parts["count"] + 1)]
+        packages = [parts["package"].replace("{k}", str(k)) for k in range(1, parts["count"] + 1)]
+        slices = [part_slice(model_name, package) for package in packages]
         with published_path(target) as stage:
             with open(stage, "wb") as joined:
-                for path in slices:
-                    with open(path, "rb") as part:
-                        shutil.copyfileobj(part, joined, 1 << 24)
+                for package, path in zip(packages, slices, strict=True):
+                    try:
+                        with open(path, "rb") as part:
+                            shutil.copyfileobj(part, joined, 1 << 24)
+                    except OSError as exc:  # a full disk, an unreadable slice: one line naming both
+                        raise PolyfuseError(f"model {model_name!r}: joining {package!r} into {stage}: {exc}") from None
             what = f"model {model_name!r}: {parts['package']!r} joined from {len(slices)} parts"
             check_assembled(stage, parts["size"], parts["sha256"], what=what)
     what = f"model {model_name!r}: the cached {target} (remove it to re-join)"
