@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from polyfuse import methods
+from polyfuse.claims import method_pairs
 from polyfuse.errors import PolyfuseError
 from polyfuse.settings import Report
 from polyfuse.statistics import POWER, detectable_effect, items_needed
@@ -49,26 +50,24 @@ def plan_table(items: pd.DataFrame, effects: dict[str, float], alpha: float, pow
     rows = []
     for (task, sampler, metric), cell in own.groupby(["task", "sampler", "metric"], sort=True):
         by_item = cell.pivot_table(index=["lang", "id"], columns="method", values="value", aggfunc="first")
-        present = sorted(by_item.columns, key=methods.method_rank)
-        for fusion in (m for m in present if methods.parse(m)[0] == "fusion"):
-            for bon in (m for m in present if methods.parse(m)[0] == "bon"):
-                differences = (by_item[fusion] - by_item[bon]).dropna()
-                sd = float(differences.std(ddof=1)) if len(differences) > 1 else float("nan")
-                mean = float(differences.mean()) if len(differences) else float("nan")
-                # Without a given or published effect, the pilot's own difference: the items to confirm what it saw.
-                effect, source = (effects[metric], "given") if metric in effects else (abs(mean), "observed")
-                plannable = bool(effect) and math.isfinite(effect) and math.isfinite(sd)
-                needed = items_needed(sd, effect, alpha, power) if plannable else None
-                languages = differences.index.get_level_values("lang").nunique()
-                rows.append(
-                    [
-                        *(task, sampler, metric, f"{fusion} − {bon}", languages, len(differences), mean, sd),
-                        detectable_effect(differences, alpha, power),
-                        f"{effect:.2f} ({source})" if plannable else "—",
-                        needed,
-                        -(-needed // languages) if needed else None,
-                    ]
-                )
+        for fusion, bon in method_pairs(cell, "fusion", "bon"):
+            differences = (by_item[fusion] - by_item[bon]).dropna()
+            sd = float(differences.std(ddof=1)) if len(differences) > 1 else float("nan")
+            mean = float(differences.mean()) if len(differences) else float("nan")
+            # Without a given or published effect, the pilot's own difference: the items to confirm what it saw.
+            effect, source = (effects[metric], "given") if metric in effects else (abs(mean), "observed")
+            plannable = bool(effect) and math.isfinite(effect) and math.isfinite(sd)
+            needed = items_needed(sd, effect, alpha, power) if plannable else None
+            languages = differences.index.get_level_values("lang").nunique()
+            rows.append(
+                [
+                    *(task, sampler, metric, f"{fusion} − {bon}", languages, len(differences), mean, sd),
+                    detectable_effect(differences, alpha, power),
+                    f"{effect:.2f} ({source})" if plannable else "—",
+                    needed,
+                    -(-needed // languages) if needed else None,
+                ]
+            )
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
