@@ -266,10 +266,8 @@ def cost_points(pool_paths: list[str], fusion_paths: list[str], compared: list[s
                 cost = spent[key]
                 if cost is None:
                     extra = (np.nan, np.nan, np.nan)
-                elif methods.parse(method)[0] == "fusion":
-                    extra = (cost["tokens_in"] + cost["tokens_out"], 1, cost["seconds"])
-                else:
-                    extra = (cost["tokens_in"] + cost["tokens_out"], cost["calls"], cost["seconds"])
+                else:  # a fused answer recorded before its cost kept its one call has none
+                    extra = (cost["tokens_in"] + cost["tokens_out"], cost.get("calls", 1), cost["seconds"])
                 rows.append(
                     {
                         **cell,

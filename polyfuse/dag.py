@@ -6,8 +6,11 @@ loaded config and wires its methods into the rules. Paths are those of the rules
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from polyfuse import methods
 from polyfuse.config import analysed_samplers, analysis_variants, student_models
+from polyfuse.pools import pool_members
 from polyfuse.tasks import task_kind
 
 
@@ -25,6 +28,12 @@ class StudyDag:
         self.sets = self.distill["sets"] if self.distill else {}
         # Each student is one more model: the base student and one per set, fine-tuned and exported to GGUF.
         self.students = student_models(config) if self.distill else {}
+        self.models = {**config["models"], **self.students}
+        # A pool's members sample at the pool's temperature, or the study's, unless they set their own.
+        self.pools = {
+            name: pool_members(name, {"temperature": self.study["temperature"], **spec}, config["models"])
+            for name, spec in config["pools"].items()
+        }
         self.judged_tasks = [
             task for task, spec in self.test_tasks.items() if task_kind(spec["kind"]).metrics[0] == "winrate"
         ]
@@ -34,6 +43,53 @@ class StudyDag:
         # The analyses' derived pools (subsets, injections, orders) of every analysed cell's samplers.
         self.analyses = config.get("analyses")
         self.variants = analysis_variants(config)
+
+    def max_tokens(self, task: str) -> int:
+        return self.tasks[task].get("max_tokens", task_kind(self.tasks[task]["kind"]).max_tokens)
+
+    def sampling_job(self, wildcards: Mapping[str, str]) -> tuple[str, dict, dict]:
+        """What a sampling job draws: its model, how many candidates per item (and the seed), and the sampling
+        params. A pool member draws its own count at its own temperature; a student answers once; any other
+        sampler draws study.n candidates."""
+        if "member" in wildcards:
+            member = self.pools[wildcards["pool"]][int(wildcards["member"])]
+            model, n, temperature = member["model"], member["n"], member["temperature"]
+        elif wildcards["model"] in self.students:
+            model, n, temperature = wildcards["model"], 1, self.distill["student"]["temperature"]
+        else:
+            model, n, temperature = wildcards["model"], self.study["n"], self.study["temperature"]
+        sampling = {
+            "temperature": temperature,
+            "top_p": self.study["top_p"],
+            "max_tokens": self.max_tokens(wildcards["task"]),
+        }
+        return model, {"n": n, "seed": self.study["seed"]}, sampling
+
+    def scorer_model(self, selector: str) -> str | None:
+        """The model a BoN selector scores with: the one it names (<scorer>@<model>), else study.scorer_models'."""
+        scorer, model = methods.scorer_of(selector)
+        return model or self.study["scorer_models"].get(scorer)
+
+    def job_model(self, rule: str, wildcards: Mapping[str, str]) -> str | None:
+        """The model a job of `rule` runs, from its wildcards (None: none): what its cluster resources, its
+        environment and the cost forecast follow. The torch group's models are named as their sections name them."""
+        if rule in ("sample", "sample_member"):
+            return self.sampling_job(wildcards)[0]
+        if rule == "fuse":
+            return wildcards["fusor"]
+        if rule in ("select", "target_scores"):
+            return self.scorer_model(wildcards["selector"])
+        if rule in ("judge", "head_to_head"):
+            return self.config["judge"].get("model")
+        if rule == "reference":
+            return self.tasks[wildcards["task"]]["reference"].get("model")
+        if rule in ("select_reward_model", "target_scores_reward_model"):
+            return self.config["reward_model"]["model"]
+        if rule in ("comet", "comet_oracle"):
+            return self.comet["model"]
+        if rule == "finetune":
+            return methods.student(wildcards["set"])
+        return None
 
     def samplers(self, task: str) -> list[str]:
         """The samplers (models or pools) of a test task's test-time comparison."""

@@ -283,17 +283,10 @@ def stratified_subset(records: list[dict], size: int, seed: int) -> list[dict]:
     return sorted(chosen, key=lambda record: record["origin"]["line"])
 
 
-def write_items(
-    items_out: str | os.PathLike,
-    shots_out: str | os.PathLike,
-    task: str,
-    lang: str,
-    dataset: dict,
-    shots: int,
-    max_items: int | None,
-    seed: int,
-) -> int:
-    """Write the first `shots` records as few-shot exemplars, and as items the records of other documents.
+def choose_items(
+    task: str, lang: str, dataset: dict, *, shots: int, max_items: int | None, seed: int
+) -> tuple[list[dict], list[dict]]:
+    """The first `shots` records as few-shot exemplars, and as items the records of other documents.
 
     With `max_items` set (and fewer than the records left), the items are a domain-stratified subset seeded by
     `seed` and the task, not the language: parallel datasets (WMT24++, MGSM) evaluate the same segments everywhere.
@@ -309,5 +302,20 @@ def write_items(
             f"dataset for task {task!r}, language {lang!r} has no items outside the documents "
             f"of its {shots} few-shot exemplars"
         )
+    return shot_records, items
+
+
+def write_items(
+    items_out: str | os.PathLike,
+    shots_out: str | os.PathLike,
+    task: str,
+    lang: str,
+    dataset: dict,
+    shots: int,
+    max_items: int | None,
+    seed: int,
+) -> int:
+    """Write a cell's few-shot exemplars and items (`choose_items`); the number of items."""
+    shot_records, items = choose_items(task, lang, dataset, shots=shots, max_items=max_items, seed=seed)
     write_jsonl(shots_out, shot_records)
     return write_jsonl(items_out, items)

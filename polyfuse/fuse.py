@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from polyfuse import methods
-from polyfuse.cache import OutputCache, generate_many
+from polyfuse.cache import OutputCache, generate_many, generation_cost
 from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import in_batches, read_jsonl, read_paired, with_progress, write_jsonl
@@ -241,7 +241,7 @@ def fuse_pools(items_path: str, shots_path: str, pools_path: str, *, job: Fusion
                 "fusor": engine.model_name,
                 "template_hash": template_hash,
                 "prompt_hash": prompt_hash(prompt),
-                "cost": {k: generation[k] for k in ("tokens_in", "tokens_out", "seconds")},
+                "cost": generation_cost(generation),
             }
 
 

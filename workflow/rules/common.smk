@@ -15,7 +15,6 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.
 from polyfuse import methods
 from polyfuse.config import finetune_settings, student_gguf
 from polyfuse.dag import StudyDag
-from polyfuse.pools import pool_members
 from polyfuse.settings import load_config
 from polyfuse.errors import PolyfuseError
 from polyfuse.tasks import task_kind
@@ -30,12 +29,8 @@ except PolyfuseError as exc:
 STUDY_DAG = StudyDag(config)
 TASKS, TEST_TASKS, TRAIN_TASKS = STUDY_DAG.tasks, STUDY_DAG.test_tasks, STUDY_DAG.train_tasks
 STUDY, DISTILL, SETS, STUDENTS = STUDY_DAG.study, STUDY_DAG.distill, STUDY_DAG.sets, STUDY_DAG.students
-# A pool's members sample at the pool's temperature, or the study's, unless they set their own.
-POOLS = {
-    name: pool_members(name, {"temperature": STUDY["temperature"], **spec}, config["models"])
-    for name, spec in config["pools"].items()
-}
-MODELS = {**config["models"], **STUDENTS}
+POOLS = STUDY_DAG.pools
+MODELS = STUDY_DAG.models
 JUDGED_TASKS, BON, COMET, TRANSLATION_TASKS = (
     STUDY_DAG.judged_tasks,
     STUDY_DAG.bon,
@@ -103,16 +98,15 @@ def set_files(wildcards):
     return STUDY_DAG.set_files(wildcards.set)
 
 
-def scorer_model(selector):
-    """The model a BoN selector scores with: the one it names (<scorer>@<model>), else study.scorer_models'."""
-    scorer, model = methods.scorer_of(selector)
-    return model or STUDY["scorer_models"].get(scorer)
+# The model a job runs, by rule, from its wildcards (polyfuse/dag.py, which reads them as a dict); None for jobs
+# that run none.
+def job_model(rule, wildcards):
+    return STUDY_DAG.job_model(rule, dict(wildcards.items()))
 
 
-# The model a job runs, by rule, from its wildcards; None for jobs that run none.
 def selector_model(wildcards):
     """The model a BoN selector runs; None for model-free ones (single, oracle, mbr_chrf)."""
-    return scorer_model(wildcards.selector)
+    return job_model("select", wildcards)
 
 
 def judge_label(wildcards):
@@ -122,7 +116,7 @@ def judge_label(wildcards):
 
 def reference_model(wildcards):
     """The model answering as a chat task's reference system; None when its answers come from a file."""
-    return TASKS[wildcards.task]["reference"].get("model")
+    return job_model("reference", wildcards)
 
 
 def reference_answers(wildcards):
@@ -132,7 +126,7 @@ def reference_answers(wildcards):
 
 
 def judge_model(wildcards):
-    return config["judge"].get("model")
+    return job_model("judge", wildcards)
 
 
 def analysis_report_outputs(name, subcategory):
@@ -223,27 +217,12 @@ def cache_file(model):
     return os.path.join(config["cache_dir"], model)
 
 
-def max_tokens(task):
-    from polyfuse.tasks import task_kind
-
-    return TASKS[task].get("max_tokens", task_kind(TASKS[task]["kind"]).max_tokens)
+max_tokens = STUDY_DAG.max_tokens
 
 
 def sampling_job(wildcards):
-    """What a sampling job draws: its model, how many candidates per item (and the seed), and the sampling params.
-
-    A pool member draws its own count at its own temperature; a student answers once; any other sampler
-    draws study.n candidates.
-    """
-    if hasattr(wildcards, "member"):
-        member = POOLS[wildcards.pool][int(wildcards.member)]
-        model, n, temperature = member["model"], member["n"], member["temperature"]
-    elif wildcards.model in STUDENTS:
-        model, n, temperature = wildcards.model, 1, DISTILL["student"]["temperature"]
-    else:
-        model, n, temperature = wildcards.model, STUDY["n"], STUDY["temperature"]
-    sampling = {"temperature": temperature, "top_p": STUDY["top_p"], "max_tokens": max_tokens(wildcards.task)}
-    return model, {"n": n, "seed": STUDY["seed"]}, sampling
+    """What a sampling job draws: its model, its count and seed, and its sampling params (polyfuse/dag.py)."""
+    return STUDY_DAG.sampling_job(dict(wildcards.items()))
 
 
 def sampling_model(wildcards):
