@@ -69,6 +69,9 @@ def check_config(config: dict) -> None:
             )
         if "model" in reference:
             _known(reference["model"], models, f"tasks.{name}.reference.model")
+    for key in ("throughput", "prices"):
+        for model in config["forecast"][key]:
+            _known(model, models, f"forecast.{key}")
     if "distill" in config:
         check_distill(config)
     if "analyses" in config:

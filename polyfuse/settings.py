@@ -242,6 +242,29 @@ class Report(Section):
     seed: int = 0
 
 
+class Throughput(Section):
+    """A model's tokens per second on the hardware a run will use: prompt tokens read, completion tokens written."""
+
+    prompt: Number = Field(gt=0)
+    completion: Number = Field(gt=0)
+
+
+class Price(Section):
+    """An API model's price per million tokens, in `forecast.currency`."""
+
+    input: Number = Field(ge=0)
+    output: Number = Field(ge=0)
+
+
+class Forecast(Section):
+    """What `python -m polyfuse.forecast` cannot measure on the machine at hand: each model's throughput where the
+    run will go (its seconds then come from these, not from a probe), and the prices of the API models."""
+
+    throughput: dict[str, Throughput] = Field({})
+    prices: dict[str, Price] = Field({})
+    currency: str = "USD"
+
+
 class StudyConfig(Section):
     """polyfuse study configuration (documented key by key in config/README.md)."""
 
@@ -267,6 +290,7 @@ class StudyConfig(Section):
     reward_model: RewardModel = RewardModel()
     judge: Judge = Judge()
     report: Report = Report()
+    forecast: Forecast = Forecast()
 
 
 # pydantic's error types, worded as the schema checks always worded them
@@ -439,6 +463,7 @@ TABLES = {
     "comet": Comet,
     "reward_model": RewardModel,
     "report": Report,
+    "forecast": Forecast,
 }
 
 
