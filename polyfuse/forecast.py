@@ -337,13 +337,19 @@ def forecast_table(jobs: list[Job], costs: list[dict], dag: StudyDag, forecast: 
     return table
 
 
-def missing_settings(table: pd.DataFrame, dag: StudyDag, forecast: dict) -> list[str]:
+def missing_settings(table: pd.DataFrame) -> list[str]:
     """What the forecast could not say, and the key that would let it."""
     called = table[table["calls"] > 0]
     lines = []
     unknown = sorted(set(called.loc[called["seconds"].isna(), "model"]))
     if unknown:
         lines.append(f"seconds unknown for {', '.join(unknown)}: set forecast.throughput.<model> or run a probe")
+    unmeasured = table.loc[table["unmeasured"] > 0, "rule"]
+    if len(unmeasured):
+        lines.append(
+            f"{len(unmeasured)} jobs ({', '.join(sorted(set(unmeasured)))}) read probe records without a cost (cached "
+            "before costs were kept): those items count nothing; delete the probe's results to measure them"
+        )
     unpriced = sorted(set(called.loc[called["api_cost"].isna(), "model"]))
     if unpriced:
         lines.append(f"API cost unknown for {', '.join(unpriced)}: set forecast.prices.<model>")
@@ -470,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
         "seconds: the models' own (records or forecast.throughput); wall_seconds: whole jobs, one after another; "
         f"gpu_hours: wall_seconds times each job's GPUs; api_cost in {currency} (forecast.prices). —: unknown.\n"
     )
-    for line in missing_settings(table, dag, config["forecast"]):
+    for line in missing_settings(table):
         print(f"Note: {line}.")
     print("\nPer rule (rules that call no model and whose time is not forecast left out)\n")
     per_rule = summarise(table, "rule")

@@ -43,7 +43,9 @@ def score_files(results: Path) -> list[str]:
     return sorted(str(path) for path in results.glob("*/*/scores/*/*.jsonl"))
 
 
-def plan_table(items: pd.DataFrame, effects: dict[str, float], alpha: float, power: float = POWER) -> pd.DataFrame:
+def plan_table(
+    items: pd.DataFrame, effects: dict[str, tuple[float, str]], alpha: float, power: float = POWER
+) -> pd.DataFrame:
     """One row per task, sampler, metric and FusioN − BoN pair: the pilot's paired n, mean difference and its
     spread, the smallest difference the pilot could detect, the effect to plan for and the items it needs."""
     own = items[items["sampler"].map(lambda s: not methods.is_student(s) and not methods.split_derived(s)[1])]
@@ -55,7 +57,7 @@ def plan_table(items: pd.DataFrame, effects: dict[str, float], alpha: float, pow
             sd = float(differences.std(ddof=1)) if len(differences) > 1 else float("nan")
             mean = float(differences.mean()) if len(differences) else float("nan")
             # Without a given or published effect, the pilot's own difference: the items to confirm what it saw.
-            effect, source = (effects[metric], "given") if metric in effects else (abs(mean), "observed")
+            effect, source = effects.get(metric, (abs(mean), "observed"))
             plannable = bool(effect) and math.isfinite(effect) and math.isfinite(sd)
             needed = items_needed(sd, effect, alpha, power) if plannable else None
             languages = differences.index.get_level_values("lang").nunique()
@@ -71,16 +73,18 @@ def plan_table(items: pd.DataFrame, effects: dict[str, float], alpha: float, pow
     return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
 
-def parse_effects(pairs: list[str]) -> dict[str, float]:
-    effects = dict(PAPER_GAINS)
+def parse_effects(pairs: list[str]) -> dict[str, tuple[float, str]]:
+    """Each metric's effect to plan for and where it comes from: `--effect` (given), else the paper's gain."""
+    effects = {metric: (gain, "paper") for metric, gain in PAPER_GAINS.items()}
     for pair in pairs:
         metric, _, value = pair.partition("=")
         try:
-            effects[metric] = float(value)
+            effect = float(value)
         except ValueError:
-            effects[metric] = float("nan")
-        if not metric or not math.isfinite(effects[metric]) or effects[metric] <= 0:
+            effect = float("nan")
+        if not metric or not math.isfinite(effect) or effect <= 0:
             raise PolyfuseError(f"--effect {pair!r}: expected <metric>=<points> with points > 0, such as comet=0.8")
+        effects[metric] = (effect, "given")
     return effects
 
 
@@ -122,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"Paired FusioN − BoN over each task's items (all its languages), at alpha {alpha:g} with {args.power:.0%} "
         "power. mde: the smallest difference this pilot's n detects (inf: too few items for the sign-flip test to "
-        "reach alpha); needed: the items, over the task's languages, to detect `effect` (given: --effect, else the "
-        "paper's gain on that metric; observed: else the pilot's own |difference|); per_language: needed / "
+        "reach alpha); needed: the items, over the task's languages, to detect `effect` (given: --effect; paper: "
+        "else the paper's gain on that metric; observed: else the pilot's own |difference|); per_language: needed / "
         "languages, for tasks.<task>.max_items.\n"
     )
     shown = table.assign(

@@ -139,7 +139,7 @@ def test_prices_and_throughput_from_config_make_api_cost_seconds_and_gpu_hours()
     assert table.loc["gemma270m", "seconds"] == pytest.approx(3_000 + 4_000)  # 3M at 1000/s, 200K at 50/s
     assert table.loc["gemma270m", "gpu_hours"] == pytest.approx(2 * 7_000 / 3600)
     assert table.loc["gemma270m", "api_cost"] == 0 and math.isnan(table.loc["unpriced", "api_cost"])
-    assert forecast.missing_settings(table.reset_index(), dag, config["forecast"]) == [
+    assert forecast.missing_settings(table.reset_index()) == [
         "API cost unknown for unpriced: set forecast.prices.<model>"
     ]
     total = forecast.summarise(table.reset_index(), "model").loc["total"]

@@ -121,7 +121,7 @@ def test_plan_reads_a_pilots_scores_and_prints_the_items_each_comparison_needs(t
     assert rows["chrf"][3:9] == ["fusion-smol − bon-loglik", "2", "24", f"{differences.mean():.2f}", f"{sd:.2f}",
                                  f"{detectable_effect(differences, 0.05):.2f}"]  # fmt: skip
     assert rows["chrf"][9:] == ["2.00 (given)", str(needed), str(math.ceil(needed / 2))]
-    assert rows["comet"][9] == "0.80 (given)"  # the paper's XCOMET-XL gain where --effect names none
+    assert rows["comet"][9] == "0.80 (paper)"  # the paper's XCOMET-XL gain where --effect names none
     # Four tests in the claims' family: each planned at 0.05 / 4.
     assert plan("--effect", "chrf=2", "--tests", "4")["chrf"][10] == str(items_needed(sd, 2.0, 0.0125))
     for args, message in [
