@@ -33,7 +33,7 @@ from polyfuse.figures import save_figure as save_figure_files
 from polyfuse.io import read_jsonl, read_paired, write_text
 from polyfuse.methods import method_rank
 from polyfuse.registry import Registry
-from polyfuse.statistics import bootstrap_ci, detectable_effect, paired_test
+from polyfuse.statistics import alpha_of, bootstrap_ci, detectable_effect, paired_test
 from polyfuse.tables import read_item_scores
 from polyfuse.tasks import task_kind
 
@@ -475,7 +475,7 @@ def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], out
                     "fallbacks": fallbacks,
                     "mean_delta": difference,
                     "p": p,
-                    "detectable": detectable_effect(both[fusion] - both[versus], 1 - float(settings["confidence"])),
+                    "detectable": detectable_effect(both[fusion] - both[versus], alpha_of(settings)),
                     **{f"loss_{q}": outcome["loss_quantiles"][q] for q in ("p50", "p90", "max")},
                     "copy_ratio": copied["ratio"].mean() if len(copied) else float("nan"),
                     "copy_ratio_low": ratio_low,
@@ -568,7 +568,7 @@ def run_fusors(scores: list[str], fusions: list[str], outputs: dict, settings: d
         for key, frame in by_item.groupby(level=[0, 1, 2, 3]):
             both = frame[[0, largest]].dropna()
             gain, p = paired_test(both[largest], both[0], int(settings["bootstrap"]), int(settings["seed"]))
-            least = detectable_effect(both[largest] - both[0], 1 - float(settings["confidence"]))
+            least = detectable_effect(both[largest] - both[0], alpha_of(settings))
             trend.append(
                 {**dict(zip([*CELL, "role"], key, strict=True)), "position": largest, "gain": gain, "p": p}
                 | {"gain_detectable": least}
@@ -610,7 +610,7 @@ def size_interaction(by_item: pd.DataFrame, largest: int, settings: dict) -> pd.
             rows.append(
                 {**dict(zip(CELL, key, strict=True)), "role": FUSOR_ROLES[0], "position": largest}
                 | {"interaction": interaction, "interaction_p": p, "interaction_n": len(both)}
-                | {"interaction_detectable": detectable_effect(difference, 1 - float(settings["confidence"]))}
+                | {"interaction_detectable": detectable_effect(difference, alpha_of(settings))}
             )
     columns = ["interaction", "interaction_p", "interaction_n", "interaction_detectable"]
     return pd.DataFrame(rows, columns=[*CELL, "role", "position", *columns])

@@ -25,7 +25,7 @@ from polyfuse.analysis_report import (
 )
 from polyfuse.distill_report import compared_samplers
 from polyfuse.io import write_text
-from polyfuse.statistics import detectable_effect, holm_adjust, paired_test
+from polyfuse.statistics import alpha_of, detectable_effect, holm_adjust, paired_test
 from polyfuse.tables import mde, mde_note, read_item_scores
 from polyfuse.tasks import task_kind
 
@@ -65,7 +65,7 @@ def paired(frame: pd.DataFrame, first: str, second: str, settings: dict) -> tupl
 
 
 def detectable(differences, settings: dict) -> float:
-    return detectable_effect(differences, 1 - float(settings["confidence"]))
+    return detectable_effect(differences, alpha_of(settings))
 
 
 def tasks_of(settings: dict, kind: str) -> set[str]:
@@ -149,7 +149,7 @@ def tested_row(claim: str, paper: str, found: str, p: float, decide) -> dict:
 
 def language_tally(own: pd.DataFrame, first: str, second: str, settings: dict) -> tuple[list[str], list[str], int]:
     """The languages where first − second is significantly positive and negative (Holm over the languages)."""
-    alpha = 1 - float(settings["confidence"])
+    alpha = alpha_of(settings)
     languages = sorted(own["lang"].unique())
     tests = [paired(own[own["lang"] == lang], first, second, settings) for lang in languages]
     tested = [
@@ -170,7 +170,7 @@ def paired_claim(
     against the same method on the same items. A verdict needs both, in the same direction: the row's p is the
     larger of the two (an intersection-union test), and a disagreement is inconclusive.
     """
-    alpha = 1 - float(settings["confidence"])
+    alpha = alpha_of(settings)
     rows = []
     for sampler, own in items.groupby("sampler"):
         for first, second in method_pairs(own, *families):
@@ -248,7 +248,7 @@ def level_off_claim(points: pd.DataFrame, settings: dict, fused: pd.DataFrame, m
     the cell's largest N), paired per item. `fused`: the N-scaling's fused items with their N."""
     claim = f"N-scaling: FusioN's gains level off past N ≈ {LEVEL_OFF_N}"
     paper = f"win rate rises with N and levels off past N ≈ {LEVEL_OFF_N}"
-    alpha, rows, unmeasured = 1 - float(settings["confidence"]), [], []
+    alpha, rows, unmeasured = alpha_of(settings), [], []
     fusions = points[points["method"].map(lambda method: methods.parse(method)[0] == "fusion")]
     for (task, lang, sampler, method), curve in fusions.groupby(["task", "lang", "sampler", "method"]):
         ran, top = sorted(set(curve["n"])), int(curve["n"].max())
@@ -323,7 +323,7 @@ STUDENT_CLAIMS = {
 
 def student_pair_row(own, first, second, settings, claim, paper, metric, per_language) -> dict:
     """One paired row between two students (first − second in the paper's direction), Holm-family member."""
-    alpha = 1 - float(settings["confidence"])
+    alpha = alpha_of(settings)
     difference, p, n, least = paired(own, first, second, settings)
     found = f"{metric}; {first} − {second}: {difference:+.1f} (p={p:.3f}, n={n} items, {mde(least)})"
     majority = True
@@ -426,7 +426,7 @@ def fusor_claim(fusors: pd.DataFrame | None, settings: dict) -> list[dict]:
     if fusors is None or fusors.empty:
         found = "the fusor-choice analysis did not run (analyses.fusors)"
         return [{"claim": claim, "paper": paper, "found": found, "verdict": NOT_MEASURABLE}]
-    alpha, rows = 1 - float(settings["confidence"]), []
+    alpha, rows = alpha_of(settings), []
     for (task, lang, sampler), cell in fusors.groupby(["task", "lang", "sampler"], sort=False):
         ends = cell.sort_values("position").groupby("role")  # nth, not first/last, which skip missing values
         smallest, largest = ends.nth(0).set_index("role"), ends.nth(-1).set_index("role")
@@ -560,7 +560,7 @@ def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, out
     diagnosed = pd.read_csv(diagnostics[0]) if diagnostics else None
     fusor_table = pd.read_csv(fusors[0]) if fusors else None
     table = claims_table(scores, points, diagnosed, fusor_table, fused_items(fusions), settings, sizes)
-    alpha, confidence = 1 - float(settings["confidence"]), float(settings["confidence"])
+    alpha, confidence = alpha_of(settings), float(settings["confidence"])
     write_text(
         outputs["claims"],
         "# What this run found, claim by claim\n\n"

@@ -79,6 +79,11 @@ def paired_test(first, second, resamples: int, seed: int) -> tuple[float, float]
 POWER = 0.8  # the conventional power a "could have detected" statement is made at
 
 
+def alpha_of(settings) -> float:
+    """The significance level of a report's `confidence` (report settings, or any mapping holding it)."""
+    return 1 - float(settings["confidence"])
+
+
 def fewest_testable(alpha: float) -> int:
     """The fewest items at which the sign-flip test can reach p < alpha at all: its smallest p is 2 / 2^n."""
     return int(np.floor(np.log2(2 / alpha))) + 1
