@@ -34,7 +34,7 @@ import pandas as pd
 import yaml
 
 from polyfuse import methods
-from polyfuse.cache import generation_cost
+from polyfuse.cache import generation_cost, no_cost
 from polyfuse.config import pool_size
 from polyfuse.dag import StudyDag
 from polyfuse.data import choose_items
@@ -181,8 +181,8 @@ def record_cost(rule: str, record: dict) -> dict | None:
     if family(rule) == "sample":
         candidates = [generation_cost(candidate) for candidate in record["candidates"]]
         return {key: sum(cost[key] for cost in candidates) for key in COUNTS}
-    if rule == "reference":
-        return generation_cost(record["candidate"]) if "candidate" in record else None
+    if rule == "reference":  # answers read from a file cost no call
+        return generation_cost(record["candidate"]) if "candidate" in record else no_cost()
     cost = record.get("cost")
     return None if cost is None else {"calls": cost.get("calls", 1), **{k: cost[k] for k in COUNTS[1:]}}
 
@@ -214,7 +214,7 @@ def job_record_costs(job: Job, root: Path) -> dict:
                 continue
             for key in COUNTS:
                 cost[key] += spent[key]
-    cost["wall_seconds"] = benchmark_seconds(root / job.benchmark) if job.benchmark else float("nan")
+    cost["wall_seconds"] = benchmark_seconds(root / job.benchmark) if job.benchmark else 0.0  # `all` runs nothing
     return cost
 
 
@@ -432,7 +432,10 @@ def run_probe(configfiles: list[Path], config: dict, root: Path, k: int, cores: 
 def format_table(table: pd.DataFrame) -> str:
     shown = table.copy()
     for column in shown.columns:
-        if column in ("calls", "tokens_in", "tokens_out", "api_tokens", "jobs", "items"):
+        if (
+            column.startswith(("calls", "tokens_in", "tokens_out", "api_tokens", "jobs", "items"))
+            and "ratio" not in column
+        ):
             shown[column] = shown[column].map(lambda v: "—" if pd.isna(v) else f"{v:,.0f}")
         elif pd.api.types.is_numeric_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: "—" if pd.isna(v) else f"{v:,.2f}")
