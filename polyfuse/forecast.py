@@ -379,7 +379,7 @@ def compare_table(forecast: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
     left = forecast.assign(family=forecast["rule"].map(family)).groupby("family")[columns].sum()
     right = actual.assign(family=actual["rule"].map(family)).groupby("family")[columns].sum()
     right = right[(right["calls"] > 0) | (right["seconds"] > 0)]
-    table = left.loc[right.index].join(right, lsuffix="_forecast", rsuffix="_actual")
+    table = left.loc[right.index].add_suffix("_forecast").join(right.add_suffix("_actual"))
     for column in ("tokens_in", "tokens_out", "seconds"):
         table[f"{column}_ratio"] = table[f"{column}_forecast"] / table[f"{column}_actual"].replace(0, math.nan)
     return table

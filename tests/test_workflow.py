@@ -8,9 +8,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +22,7 @@ import pytest
 import yaml
 from sacrebleu.metrics import CHRF
 
+from polyfuse import forecast
 from polyfuse.analysis_report import ANALYSES
 from polyfuse.config import analysis_variants
 from polyfuse.io import read_jsonl
@@ -392,6 +395,68 @@ def test_second_run_makes_zero_model_calls(study):
         log = (workdir / f"results/logs/finetune/{name}.log").read_text()
         assert "training_steps=0" in log and "student cache hit" in log, log[-2000:]
     assert digests(workdir) == before
+
+
+def test_a_forecast_from_a_finished_run_of_the_same_size_is_what_its_records_hold(study):
+    """Scaled from a pilot of the study's own size, every job's forecast is its records' cost, and the CLI prints the
+    per-rule, per-model and per-family tables."""
+    configs = [TEST_CONFIG, study.workdir / "comet.yaml"]
+    command = [sys.executable, "-m", "polyfuse.forecast", "--configfile", *map(str, configs)]
+    command += ["--pilot", str(study.workdir), "--actual", str(study.workdir)]
+    result = subprocess.run(command, cwd=study.workdir, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert all(
+        f"\n{title}\n" in result.stdout
+        for title in ("Per model", "Forecast against the records of " + str(study.workdir) + ", per rule family")
+    )
+    config = forecast.read_config(configs)
+    jobs = forecast.dag_jobs(configs, study.workdir)
+    costs = forecast.probe_costs(jobs, study.workdir, forecast.full_items(config, study.workdir), config)
+    actual = forecast.actual_costs(jobs, study.workdir)
+    spent = [
+        json.loads(line)["cost"]
+        for line in (study.workdir / "results/wmt24pp/de/outputs/gemma270m/fusion-smol.jsonl").read_text().splitlines()
+    ]
+    by_key = dict(zip((job.key for job in jobs), costs, strict=True))
+    fuse = by_key["fuse", (("fusor", "smol"), ("lang", "de"), ("model", "gemma270m"), ("task", "wmt24pp"))]
+    assert (fuse["calls"], fuse["tokens_out"]) == (len(spent), sum(cost["tokens_out"] for cost in spent))
+    for measure in ("calls", "tokens_in", "tokens_out", "seconds"):
+        assert [cost[measure] for cost in costs] == pytest.approx(actual[measure].tolist())
+
+
+def test_a_two_item_probe_forecasts_a_four_item_study_within_the_issues_bounds_per_rule_family(study, tmp_path):
+    """Forecast the .test study at four items per cell from a probe of two (`--probe 2`), run it, and compare with
+    the costs its records hold: per rule family, tokens within 20% and the models' seconds within 50%.
+
+    The probe's two items are the .test study's own, and the run's first two are too: a copy of that study's cache
+    lets both skip those calls, and a cached call's record keeps the cost it had when it ran."""
+    workdir = demo_workdir(tmp_path)
+    four = yaml.safe_load(TEST_CONFIG.read_text())
+    for spec in four["tasks"].values():
+        spec["max_items"] = 4
+    (workdir / "four.yaml").write_text(yaml.safe_dump(four, sort_keys=False))
+    configs = [workdir / "four.yaml", study.workdir / "comet.yaml"]
+    probe = workdir / "results/forecast/probe-2"
+    for results in (workdir / "results", probe / "results"):
+        shutil.copytree(study.workdir / "results/cache", results / "cache")
+    snakemake(workdir, "--cores", "2", "--configfile", *map(str, configs))
+    command = [sys.executable, "-m", "polyfuse.forecast", "--configfile", *map(str, configs), "--probe", "2"]
+    command += ["--actual", str(workdir), "--cores", "2"]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    print(result.stdout)  # the forecast against the run, for the record
+    every_cell = [(task, lang) for task, spec in four["tasks"].items() for lang in spec["languages"]]
+    assert all(len((probe / f"results/{t}/{lang}/items.jsonl").read_text().splitlines()) == 2 for t, lang in every_cell)
+    config = forecast.read_config(configs)
+    jobs = forecast.dag_jobs(configs, workdir)
+    costs = forecast.probe_costs(jobs, probe, forecast.full_items(config, workdir), config)
+    predicted = pd.DataFrame([{"rule": job.rule, **cost} for job, cost in zip(jobs, costs, strict=True)])
+    comparison = forecast.compare_table(predicted, forecast.actual_costs(jobs, workdir))
+    assert {"sample", "fuse", "select", "judge"} <= set(comparison.index)
+    for family, row in comparison.iterrows():
+        for measure, tolerance in (("tokens_in", 0.2), ("tokens_out", 0.2), ("seconds", 0.5)):
+            if row[f"{measure}_actual"] or row[f"{measure}_forecast"]:
+                assert abs(row[f"{measure}_ratio"] - 1) <= tolerance, (family, measure, comparison.to_string())
 
 
 # Each kill point: the rule, and whether a running job of it has its own work under way (not only started).
