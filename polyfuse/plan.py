@@ -51,7 +51,11 @@ def plan_table(
     own = items[items["sampler"].map(lambda s: not methods.is_student(s) and not methods.split_derived(s)[1])]
     rows = []
     for (task, sampler, metric), cell in own.groupby(["task", "sampler", "metric"], sort=True):
+        if cell["value"].isna().all():
+            continue  # a metric this run did not compute (COMET without its checkpoint)
+        # a method none of whose items scored keeps its column: its comparisons show n = 0
         by_item = cell.pivot_table(index=["lang", "id"], columns="method", values="value", aggfunc="first")
+        by_item = by_item.reindex(columns=cell["method"].unique())
         for fusion, bon in method_pairs(cell, "fusion", "bon"):
             differences = (by_item[fusion] - by_item[bon]).dropna()
             sd = float(differences.std(ddof=1)) if len(differences) > 1 else float("nan")

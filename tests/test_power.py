@@ -101,8 +101,11 @@ def test_plan_reads_a_pilots_scores_and_prints_the_items_each_comparison_needs(t
         )
         score_file(cell / "h2h" / "x.jsonl", "wmt24pp", lang, "smol", "h2h", [{"winrate": 50.0}])  # not a method
     cell = tmp_path / "results" / "mgsm" / "de" / "scores" / "smol"
-    score_file(cell / "bon-loglik.jsonl", "mgsm", "de", "smol", "bon-loglik", [{"accuracy": v} for v in (0, 100, 0)])
-    score_file(cell / "fusion-smol.jsonl", "mgsm", "de", "smol", "fusion-smol", [{"accuracy": 100.0}] * 3)
+    # lang_correct scored none of the fused answers; comet scored nothing (no checkpoint)
+    bon_values = [{"accuracy": v, "lang_correct": 100.0, "comet": None} for v in (0, 100, 0)]
+    score_file(cell / "bon-loglik.jsonl", "mgsm", "de", "smol", "bon-loglik", bon_values)
+    fused_values = [{"accuracy": 100.0, "lang_correct": None, "comet": None}] * 3
+    score_file(cell / "fusion-smol.jsonl", "mgsm", "de", "smol", "fusion-smol", fused_values)
 
     def plan(*args):
         command = [sys.executable, "-m", "polyfuse.plan", "--results", str(tmp_path / "results"), *args]
@@ -111,6 +114,8 @@ def test_plan_reads_a_pilots_scores_and_prints_the_items_each_comparison_needs(t
         return {row[2].strip(): [cell.strip() for cell in row] for row in rows}
 
     rows = plan("--effect", "chrf=2")
+    assert rows["lang_correct"][4:9] == ["0", "0", "nan", "nan", "nan"] and rows["lang_correct"][9:] == ["—"] * 3
+    assert rows["comet"][0] == "wmt24pp"  # mgsm's comet scored nothing: no row of its own (it would replace this)
     # task, sampler, metric, comparison, languages, n, difference, sd, mde, effect, needed, per_language
     assert rows["accuracy"][4:9] == ["1", "3", "66.67", "57.74", "inf"]  # 3 items: no test reaches 0.05
     # no --effect and no paper gain: the items to confirm the pilot's own difference, 100, 0, 100
