@@ -7,9 +7,11 @@ The jobs are Snakemake's own: a dry run of the whole study (`--forceall`) names 
 A job's cost comes from one of two places:
 
 - A probe: the same study on K items per cell (`--probe K`, run in results/forecast/probe-K, resumable), or a pilot of
-  the same config already run (`--pilot DIR`, its results/ folder). The probe job with the same rule and wildcards
-  says what its items cost (its records' calls, tokens and seconds); the forecast scales that by the cell's items.
-  Its wall seconds (the job's benchmark) keep their fixed part (start-up, model load) and scale their model part.
+  the same config already run (`--pilot DIR`, the working directory holding its results/). The probe job with the
+  same rule and wildcards says what its items cost (its records' calls, tokens and seconds); the forecast scales that
+  by the cell's items. Its wall seconds (the job's benchmark) keep their fixed part (start-up, model load) and scale
+  their model part; COMET's and fine-tuning's records keep no model seconds, so their whole wall time is scaled (an
+  upper bound: their model load is counted once per probe item ratio).
 - Without a probe, the items' real lengths and the configured budgets (`budget_cost`): every completion writes its
   whole budget and a prompt is its item's and shots' text at BYTES_PER_TOKEN, its template not counted. An upper
   bound on what is written, a rough floor on what is read.
@@ -39,7 +41,7 @@ from polyfuse.config import pool_size
 from polyfuse.dag import StudyDag
 from polyfuse.data import choose_items
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_jsonl
+from polyfuse.io import read_jsonl_numbered, write_text
 from polyfuse.settings import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +99,7 @@ def parse_dry_run(text: str) -> list[Job]:
         if block is not None:
             wildcards = tuple(sorted(_pairs(block.get("wildcards", ""))))
             gpus = int(dict(_pairs(block.get("resources", ""))).get("gpu", 0) or 0)
-            outputs = tuple(path.strip() for path in block.get("output", "").split(",") if path.strip())
+            outputs = tuple(path.strip() for path in block.get("output", "").split(", ") if path.strip())
             jobs.append(Job(block["rule"], wildcards, outputs, block.get("benchmark"), gpus))
 
     for line in text.splitlines():
@@ -145,9 +147,14 @@ def read_config(configfiles: list[Path]) -> dict:
     merged: dict = {}
     for path in configfiles:
         try:
-            update_config(merged, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except OSError as exc:
             raise PolyfuseError(f"{path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise PolyfuseError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise PolyfuseError(f"{path}: a config is a mapping of keys, not a {type(loaded).__name__}")
+        update_config(merged, loaded)
     return load_config(merged)
 
 
@@ -193,6 +200,10 @@ def benchmark_seconds(path: Path) -> float:
         table = pd.read_csv(path, sep="\t")
     except (OSError, pd.errors.EmptyDataError):
         return float("nan")
+    except pd.errors.ParserError as exc:
+        raise PolyfuseError(f"{path}: not a Snakemake benchmark ({str(exc).splitlines()[0]})") from None
+    if "s" not in table.columns:
+        raise PolyfuseError(f"{path}: not a Snakemake benchmark (no `s` column)")
     return float(table["s"].iloc[0]) if len(table) else float("nan")
 
 
@@ -206,9 +217,12 @@ def job_record_costs(job: Job, root: Path) -> dict:
         path = root / output
         if not path.is_file():
             raise PolyfuseError(f"{path}: missing: the run did not finish job {job.rule} {dict(job.wildcards)}")
-        for record in read_jsonl(path):
+        for line, record in read_jsonl_numbered(path):
             cost["items"] += 1
-            spent = record_cost(job.rule, record)
+            try:
+                spent = record_cost(job.rule, record)
+            except (KeyError, TypeError) as exc:
+                raise PolyfuseError(f"{path}:{line}: a {job.rule} record without its cost field {exc}") from None
             if spent is None:
                 cost["unmeasured"] += 1
                 continue
@@ -231,13 +245,13 @@ def probe_costs(jobs: list[Job], probe_root: Path, cells: dict, config: dict) ->
     probe's items to the run's."""
     probe_items = {cell: _count_lines(probe_root / f"results/{cell[0]}/{cell[1]}/items.jsonl") for cell in cells}
     train_cells = [cell for cell in cells if config["tasks"][cell[0]]["role"] == "train"]
-    finetune = config.get("distill", {}).get("finetune", {})
+    fixed_steps = config.get("distill", {}).get("finetune", {}).get("max_steps") is not None
     rows = []
     for job in jobs:
         measured = job_record_costs(job, probe_root)
         if job.cell is not None:
             scale = len(cells[job.cell][0]) / max(probe_items[job.cell], 1)
-        elif job.rule == "finetune" and "max_steps" not in finetune:
+        elif job.rule == "finetune" and not fixed_steps:
             scale = sum(len(cells[c][0]) for c in train_cells) / max(sum(probe_items[c] for c in train_cells), 1)
         else:
             scale = 1.0
@@ -247,8 +261,9 @@ def probe_costs(jobs: list[Job], probe_root: Path, cells: dict, config: dict) ->
         wall = measured["wall_seconds"]
         if job.rule in ITEM_BOUND_RULES:
             row["wall_seconds"] = wall * scale
-        else:  # the fixed part (start-up, model load) stays; the model's seconds grow with the items
-            row["wall_seconds"] = wall + measured["seconds"] * (scale - 1)
+        else:  # the fixed part (start-up, model load) stays; the model's part grows with the items
+            # (an API engine's requests overlap, so its seconds may exceed the wall time they took)
+            row["wall_seconds"] = wall + min(measured["seconds"], wall) * (scale - 1)
         rows.append(row)
     return rows
 
@@ -306,9 +321,11 @@ def budget_cost(job: Job, dag: StudyDag, cells: dict) -> dict:
         if dag.job_model(job.rule, wildcards) is None:
             return row
         pointwise = methods.scorer_of(wildcards.get("selector", "bon-reward_model"))[0] == "llm_judge_pointwise"
-        calls = pool
-        read = pool * (prompt + budget) if pointwise else prompt + pool * budget
-        written = pool * judge["max_tokens"] if pointwise and judge["mode"] == "generate" else 0
+        # a target score rates one text an item: the set's fused answer
+        texts, length = (1, dag.config["fusion"]["max_tokens"]) if job.rule.startswith("target_") else (pool, budget)
+        calls = texts
+        read = texts * (prompt + length) if pointwise else prompt + texts * length
+        written = texts * judge["max_tokens"] if pointwise and judge["mode"] == "generate" else 0
     row.update(items=count, calls=calls * count, tokens_in=read * count, tokens_out=written * count, seconds=math.nan)
     return row
 
@@ -321,9 +338,10 @@ def forecast_table(jobs: list[Job], costs: list[dict], dag: StudyDag, forecast: 
         model = dag.job_model(job.rule, dict(job.wildcards))
         row = {"rule": job.rule, "model": model or "—", "gpus": job.gpus, **cost}
         speed = forecast["throughput"].get(model)
-        if speed:
+        if speed:  # the probe's fixed part (start-up, model load) stays, where a probe measured one
+            measured = max(row["wall_seconds"] - row["seconds"], 0.0) if math.isfinite(row["wall_seconds"]) else 0.0
             row["seconds"] = row["tokens_in"] / speed["prompt"] + row["tokens_out"] / speed["completion"]
-            row["wall_seconds"] = row["seconds"]
+            row["wall_seconds"] = measured + row["seconds"]
         api = dag.models.get(model, {}).get("engine") == "openai"
         price = forecast["prices"].get(model)
         row["api_tokens"] = row["tokens_in"] + row["tokens_out"] if api else 0.0
@@ -376,7 +394,9 @@ def summarise(table: pd.DataFrame, by: str) -> pd.DataFrame:
 def compare_table(forecast: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
     """Forecast against a finished run's records per rule family: tokens and seconds, and their ratios."""
     columns = ["calls", "tokens_in", "tokens_out", "seconds"]
-    left = forecast.assign(family=forecast["rule"].map(family)).groupby("family")[columns].sum()
+    grouped = forecast.assign(family=forecast["rule"].map(family)).groupby("family")[columns]
+    # a family with an unknown part is unknown, not a smaller sum
+    left = grouped.sum(min_count=1).mask(grouped.agg(lambda part: part.isna().any()).astype(bool))
     right = actual.assign(family=actual["rule"].map(family)).groupby("family")[columns].sum()
     right = right[(right["calls"] > 0) | (right["seconds"] > 0)]
     table = left.loc[right.index].add_suffix("_forecast").join(right.add_suffix("_actual"))
@@ -395,7 +415,7 @@ def probe_configfile(config: dict, directory: Path, k: int) -> Path:
         for task, spec in config["tasks"].items()
     }
     path = directory / f"probe-{k}.yaml"
-    path.write_text(yaml.safe_dump({"tasks": tasks}, sort_keys=False), encoding="utf-8")
+    write_text(path, yaml.safe_dump({"tasks": tasks}, sort_keys=False))  # atomic: a reader never sees half of it
     return path
 
 
@@ -408,8 +428,8 @@ def probe_directory(root: Path, k: int) -> Path:
         if entry.name in ("results", ".snakemake"):
             continue
         link = directory / entry.name
-        try:
-            link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+        try:  # relative, so a moved checkout keeps its probe
+            link.symlink_to(os.path.relpath(entry, directory), target_is_directory=entry.is_dir())
         except FileExistsError:  # an earlier probe's link, or another forecast's made at the same moment
             pass
     return directory
@@ -421,11 +441,14 @@ def run_probe(configfiles: list[Path], config: dict, root: Path, k: int, cores: 
     files = [*configfiles, probe_configfile(config, directory, k)]
     command = [snakemake_executable(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(directory)]
     command += ["--cores", cores, "--rerun-incomplete", "--configfile", *map(str, files)]
-    log = directory / "probe.log"
+    log = directory / f"probe.{os.getpid()}.log"  # its own: two forecasts of one probe never write one log
     print(f"polyfuse.forecast: running the probe ({k} items per cell) in {directory}; its log: {log}", file=sys.stderr)
     with log.open("w", encoding="utf-8") as out:
-        if subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode != 0:
-            raise PolyfuseError(f"the probe run failed; see {log}")
+        failed = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode != 0
+    if failed and "LockException" in log.read_text(encoding="utf-8", errors="replace"):
+        raise PolyfuseError(f"another Snakemake is running in {directory}: wait for it, then run the forecast again")
+    if failed:
+        raise PolyfuseError(f"the probe run failed; see {log}")
     return directory
 
 

@@ -107,6 +107,13 @@ def test_without_a_probe_each_call_writes_its_whole_budget_and_reads_its_items_t
     loglik = costs["select", tuple(sorted({**wmt, "selector": "bon-loglik"}.items()))]
     assert (loglik["calls"], loglik["tokens_out"]) == (n * count, 0)
     assert loglik["tokens_in"] == pytest.approx((prompt + n * budget) * count)
+    # a target score reads the prompt and the set's one fused answer an item, at the fusion budget
+    (target,) = [cost for (rule, _), cost in costs.items() if rule == "target_scores"]
+    train_shots, train_items = cell("ufb", "de")
+    train_prompt = sum(approx_tokens(item["input"]) for item in train_items) / len(train_items)
+    train_prompt += sum(approx_tokens(shot["input"]) + approx_tokens(shot["reference"]) for shot in train_shots)
+    assert (target["calls"], target["tokens_out"]) == (len(train_items), 0)
+    assert target["tokens_in"] == pytest.approx((train_prompt + fusion_budget) * len(train_items))
     mbr = costs["select", tuple(sorted({**wmt, "selector": "bon-mbr_chrf"}.items()))]
     assert (mbr["calls"], mbr["tokens_in"], mbr["seconds"]) == (0, 0, 0)  # no model: no calls, no model seconds
     # a judged chat cell: both orders of each verdict (loglik mode reads label log-probabilities, writes nothing)
@@ -137,7 +144,8 @@ def test_prices_and_throughput_from_config_make_api_cost_seconds_and_gpu_hours()
     assert table.loc["api", "api_cost"] == pytest.approx(3 * 2.5 + 0.2 * 10)  # per million tokens
     assert table.loc["api", "api_tokens"] == 3_200_000 and table.loc["api", "gpu_hours"] == 0
     assert table.loc["gemma270m", "seconds"] == pytest.approx(3_000 + 4_000)  # 3M at 1000/s, 200K at 50/s
-    assert table.loc["gemma270m", "gpu_hours"] == pytest.approx(2 * 7_000 / 3600)
+    # the probe's fixed part of the wall time (12 s, 9 of them the model's) stays: 3 s plus the model's 7,000 s
+    assert table.loc["gemma270m", "gpu_hours"] == pytest.approx(2 * (3 + 7_000) / 3600)
     assert table.loc["gemma270m", "api_cost"] == 0 and math.isnan(table.loc["unpriced", "api_cost"])
     assert forecast.missing_settings(table.reset_index()) == [
         "API cost unknown for unpriced: set forecast.prices.<model>"

@@ -420,6 +420,10 @@ def test_a_forecast_from_a_finished_run_of_the_same_size_is_what_its_records_hol
     by_key = dict(zip((job.key for job in jobs), costs, strict=True))
     fuse = by_key["fuse", (("fusor", "smol"), ("lang", "de"), ("model", "gemma270m"), ("task", "wmt24pp"))]
     assert (fuse["calls"], fuse["tokens_out"]) == (len(spent), sum(cost["tokens_out"] for cost in spent))
+    pools = [json.loads(line) for line in (study.workdir / "results/wmt24pp/de/pools/gemma270m.jsonl").open()]
+    sample = by_key["sample", (("lang", "de"), ("model", "gemma270m"), ("task", "wmt24pp"))]
+    candidates = [candidate for pool in pools for candidate in pool["candidates"]]
+    assert (sample["calls"], sample["tokens_in"]) == (len(candidates), sum(c["tokens_in"] for c in candidates))
     for measure in ("calls", "tokens_in", "tokens_out", "seconds"):
         assert [cost[measure] for cost in costs] == pytest.approx(actual[measure].tolist())
 
