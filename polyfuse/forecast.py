@@ -41,7 +41,7 @@ from polyfuse.config import pool_size
 from polyfuse.dag import StudyDag
 from polyfuse.data import choose_items
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import read_jsonl_numbered, write_text
+from polyfuse.io import count_records, read_jsonl_numbered, write_text
 from polyfuse.settings import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -270,7 +270,7 @@ def probe_costs(jobs: list[Job], probe_root: Path, cells: dict, config: dict) ->
 
 def _count_lines(path: Path) -> int:
     try:
-        return sum(1 for line in path.open(encoding="utf-8") if line.strip())
+        return count_records(path)
     except OSError:
         raise PolyfuseError(f"{path}: missing; the probe did not finish its items (run it again)") from None
 
@@ -377,16 +377,19 @@ def missing_settings(table: pd.DataFrame) -> list[str]:
 SUMMED = ["calls", "tokens_in", "tokens_out", "seconds", "wall_seconds", "gpu_hours", "api_tokens", "api_cost"]
 
 
+def known_sums(grouped) -> pd.DataFrame:
+    """Each group's sums; a sum with an unknown part is unknown, not a smaller sum."""
+    return grouped.sum(min_count=1).mask(grouped.agg(lambda part: part.isna().any()).astype(bool))
+
+
 def summarise(table: pd.DataFrame, by: str) -> pd.DataFrame:
     """Jobs and summed costs per `by` (rule or model), and a total row; a sum with an unknown part is unknown."""
     grouped = table.groupby(by, sort=False)
-    summary = grouped[SUMMED].sum(min_count=1)
-    unknown = grouped[SUMMED].apply(lambda part: part.isna().any())
-    summary = summary.mask(unknown)
+    summary = known_sums(grouped[SUMMED])
     summary.insert(0, "jobs", grouped.size())
     summary.insert(1, "items", grouped["items"].sum())
     total = summary.sum(min_count=1).to_frame().T
-    total.loc[:, SUMMED] = [table[column].sum() if not table[column].isna().any() else math.nan for column in SUMMED]
+    total.loc[:, SUMMED] = table[SUMMED].sum(skipna=False).tolist()
     total.index = ["total"]
     return pd.concat([summary, total])
 
@@ -394,9 +397,7 @@ def summarise(table: pd.DataFrame, by: str) -> pd.DataFrame:
 def compare_table(forecast: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame:
     """Forecast against a finished run's records per rule family: tokens and seconds, and their ratios."""
     columns = ["calls", "tokens_in", "tokens_out", "seconds"]
-    grouped = forecast.assign(family=forecast["rule"].map(family)).groupby("family")[columns]
-    # a family with an unknown part is unknown, not a smaller sum
-    left = grouped.sum(min_count=1).mask(grouped.agg(lambda part: part.isna().any()).astype(bool))
+    left = known_sums(forecast.assign(family=forecast["rule"].map(family)).groupby("family")[columns])
     right = actual.assign(family=actual["rule"].map(family)).groupby("family")[columns].sum()
     right = right[(right["calls"] > 0) | (right["seconds"] > 0)]
     table = left.loc[right.index].add_suffix("_forecast").join(right.add_suffix("_actual"))

@@ -119,13 +119,17 @@ def paired_exactly(requests: Iterable, results: Iterable, what: str) -> Iterator
         yield request, result
 
 
+def count_records(path: str | os.PathLike) -> int:
+    """The records of a JSONL file: its non-blank lines."""
+    with open(path, encoding="utf-8") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
 def with_progress(records: Iterable[dict], items_path: str | os.PathLike, desc: str) -> Iterator[dict]:
     """Pass `records` through a progress bar that ticks per finished record, one per line of `items_path`."""
     from tqdm import tqdm
 
-    with open(items_path, encoding="utf-8") as handle:
-        total = sum(1 for line in handle if line.strip())
-    return iter(tqdm(records, total=total, desc=desc, unit="item", mininterval=1.0))
+    return iter(tqdm(records, total=count_records(items_path), desc=desc, unit="item", mininterval=1.0))
 
 
 # A stage no process has touched for this long is stale even when its writer's liveness cannot be checked (another
