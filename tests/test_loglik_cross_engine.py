@@ -42,7 +42,7 @@ from polyfuse.engines import GenerationRequest, SamplingParams, create_engine
 from polyfuse.errors import PolyfuseError
 cases = json.loads(sys.argv[2])
 engine = create_engine("smolv", {"engine": "vllm", "path": sys.argv[1], "dtype": "float32",
-                                 "gpu_memory_utilization": 0.3, "max_model_len": 256})
+                                 "gpu_memory_utilization": 0.3, "max_model_len": 256, "enforce_eager": True})
 result = {}
 for name, (prompt, continuations) in cases.items():
     result[name] = engine.loglik(prompt, continuations)

@@ -29,6 +29,7 @@ def vllm_study(shared, smol_hf, tmp_path_factory):
                 "dtype": "float32",
                 "gpu_memory_utilization": 0.3,
                 "max_model_len": 2048,
+                "enforce_eager": True,  # a CPU start in seconds, not a minute of torch.compile
             }
         },
         "tasks": {

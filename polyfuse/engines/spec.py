@@ -88,6 +88,7 @@ class VllmModel(ModelBase):
     gpu_memory_utilization: Number = Field(0.9, gt=0, le=1)
     max_model_len: Positive | None = Field(None)
     dtype: str = "auto"
+    enforce_eager: bool = False
     batch_items: Positive = 256
 
 

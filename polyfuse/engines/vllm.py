@@ -74,6 +74,7 @@ class VLLMEngine(Engine):
                 gpu_memory_utilization=float(self.option("gpu_memory_utilization")),
                 max_model_len=self.option("max_model_len"),
                 dtype=self.option("dtype"),
+                enforce_eager=bool(self.option("enforce_eager")),
                 generation_config="vllm",
                 enable_prefix_caching=True,
                 seed=0,
