@@ -432,14 +432,17 @@ def test_a_two_item_probe_forecasts_a_four_item_study_within_the_issues_bounds_p
     """Forecast the .test study at four items per cell from a probe of two (`--probe 2`), run it, and compare with
     the costs its records hold: per rule family, tokens within 20% and the models' seconds within 50%.
 
-    The probe's two items are the .test study's own, and the run's first two are too: a copy of that study's cache
-    lets both skip those calls, and a cached call's record keeps the cost it had when it ran."""
+    The study is the .test study's test cells, one language each: every family whose records carry a cost (sample,
+    fuse, select, judge) and no more, as setting 2 and the analyses add jobs of the same families. The probe's two
+    items are the .test study's own, and the run's first two are too: a copy of that study's cache lets both skip
+    those calls, and a cached call's record keeps the cost it had when it ran."""
     workdir = demo_workdir(tmp_path)
     four = yaml.safe_load(TEST_CONFIG.read_text())
+    del four["tasks"]["ufb"], four["pools"], four["distill"], four["analyses"]
     for spec in four["tasks"].values():
-        spec["max_items"] = 4
+        spec["max_items"], spec["languages"] = 4, spec["languages"][:1]
     (workdir / "four.yaml").write_text(yaml.safe_dump(four, sort_keys=False))
-    configs = [workdir / "four.yaml", study.workdir / "comet.yaml"]
+    configs = [workdir / "four.yaml"]
     probe = workdir / "results/forecast/probe-2"
     for results in (workdir / "results", probe / "results"):
         shutil.copytree(study.workdir / "results/cache", results / "cache")
@@ -762,11 +765,21 @@ def test_a_pool_is_a_sampler_at_test_time_too(tmp_path):
         assert f"results/{task}/de/scores/teachers/bon-loglik.jsonl" in result.stdout
 
 
-def test_paper_config_builds_the_whole_dag():
-    result = subprocess.run(
-        [SNAKEMAKE, "-n", "--configfile", "config/paper.yaml"], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+def slurm_dry_run(*args: str) -> str:
+    """The listing of a dry run of config/paper.yaml through the SLURM profile (`args`: targets, overrides)."""
+    command = [SNAKEMAKE, "-n", *args, "--profile", "profiles/slurm", "--configfile", "config/paper.yaml"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def paper_dag() -> str:
+    """The paper config's whole DAG, listed once for the tests that read it (a dry run of 6,000 jobs takes seconds)."""
+    return slurm_dry_run()
+
+
+def test_paper_config_builds_the_whole_dag(paper_dag):
     # Setting 1: 74 pools (2 samplers x 37 cells). Setting 2: 16 training cells (ufb 11, geofactx 5) answered by 11
     # pool members, fused 4 ways and BoN-selected on 2 pools; 8 students answer 26 test cells (11 of them judged).
     # Analyses: 21 cells (arena 11, wmt24pp 10) of the one-member pool command-a-x8, each with 39 derived pools
@@ -786,7 +799,7 @@ def test_paper_config_builds_the_whole_dag():
         "student_base": 1,
     }
     for rule, count in jobs.items():
-        assert re.search(rf"\n{rule}\s+{count}\n", result.stdout), rule
+        assert re.search(rf"\n{rule}\s+{count}\n", paper_dag), rule
 
 
 def job_resources(dry_run: str) -> list[tuple[str, dict[str, str]]]:
@@ -801,21 +814,10 @@ def job_resources(dry_run: str) -> list[tuple[str, dict[str, str]]]:
     return listed
 
 
-@pytest.mark.parametrize(
-    "override, cpu, gpu",
-    [((), "cpu", "gpu"), (("--config", "slurm={cpu_partition: short, gpu_partition: a100}"), "short", "a100")],
-)
-def test_slurm_partition_follows_each_jobs_gpu_need(override, cpu, gpu):
-    result = subprocess.run(
-        [SNAKEMAKE, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml", *override],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    jobs = [(rule, resources) for rule, resources in job_resources(result.stdout) if rule != "all"]
-    assert len(jobs) == int(re.search(r"\ntotal\s+(\d+)\n", result.stdout).group(1)) - 1  # every job but `all`
+def test_slurm_partition_follows_each_jobs_gpu_need(paper_dag):
+    cpu, gpu = "cpu", "gpu"
+    jobs = [(rule, resources) for rule, resources in job_resources(paper_dag) if rule != "all"]
+    assert len(jobs) == int(re.search(r"\ntotal\s+(\d+)\n", paper_dag).group(1)) - 1  # every job but `all`
     for rule, resources in jobs:
         expected = gpu if int(resources.get("gpu", 0)) else cpu
         assert resources["slurm_partition"] == expected, (rule, resources)
@@ -826,14 +828,32 @@ def test_slurm_partition_follows_each_jobs_gpu_need(override, cpu, gpu):
     scored_by = [r for rule, r in jobs if rule == "select" and "@" in r["selector"]]
     assert scored_by and {r["slurm_partition"] for r in scored_by} == {gpu}  # the 4B to 111B scorers, on GPUs
     fuse = re.findall(  # Command A fuses on four GPUs; DeepSeek-V3, a setting-2 fusor, is an API
-        r"rule fuse:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*fusor=command-a\n    resources: ([^\n]*)", result.stdout
+        r"rule fuse:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*fusor=command-a\n    resources: ([^\n]*)", paper_dag
     )
     assert fuse and all("gpu=4" in r and "mem_mb=256000" in r and f"slurm_partition={gpu}" in r for r in fuse)
     aya = re.findall(
         r"rule sample:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*model=aya-expanse-8b\n    resources: ([^\n]*)",
-        result.stdout,
+        paper_dag,
     )
     assert aya and all("gpu=1" in r and "runtime=240" in r for r in aya)
+
+
+def test_slurm_partitions_are_named_in_the_config():
+    """A site's partition names (`slurm`), on jobs of both kinds: a GPU fusion, its GPU sampling, a BoN selection
+    by a model judge, and the model-free reference and single selection."""
+    targets = [
+        "results/mgsm/en/outputs/aya-expanse-8b/fusion-command-a.jsonl",
+        "results/mgsm/en/outputs/aya-expanse-8b/single.jsonl",
+        "results/arena/ja/outputs/command-a-x8/bon-llm_judge_pointwise@gemma3-4b.jsonl",
+        "results/arena/ja/reference.jsonl",
+    ]
+    listed = job_resources(slurm_dry_run(*targets, "--config", "slurm={cpu_partition: short, gpu_partition: a100}"))
+    for rule, resources in listed:
+        assert resources["slurm_partition"] == ("a100" if int(resources.get("gpu", 0)) else "short"), (rule, resources)
+    partition = {(rule, resources.get("selector")): resources["slurm_partition"] for rule, resources in listed}
+    assert partition["sample", None] == partition["fuse", None] == "a100"
+    assert partition["select", "bon-llm_judge_pointwise@gemma3-4b"] == "a100"
+    assert partition["select", "single"] == partition["reference", None] == "short"
 
 
 @pytest.mark.parametrize(
