@@ -1,10 +1,12 @@
 """COMET and reward-model BoN for real, in the torch environment, through the rules' command line."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from polyfuse.io import read_jsonl, write_jsonl
+from tests.helpers.built import built_once
 from tests.helpers.torch_env import REPO, run_torch
 
 ITEMS = [
@@ -131,9 +133,15 @@ def test_comet_oracle_picks_the_best_candidate_by_comet(cell, checkpoint):
         assert record["output"] == CANDIDATES[item["id"]][record["chosen"]] and record["method"] == "oracle-comet"
 
 
-def test_reward_model_scores_feed_selection(cell, tmp_path):
-    model_dir = tmp_path / "rm"
-    run_torch(str(REPO / "tests/helpers/build_reward_model.py"), str(model_dir))
+def reward_model(factory: pytest.TempPathFactory, *, chat: bool) -> Path:
+    """A tiny local reward model (tests/helpers/build_reward_model.py), with or without a chat template: built once."""
+    flags = ["--chat-template"] if chat else []
+    build = lambda out: run_torch(str(REPO / "tests/helpers/build_reward_model.py"), str(out), *flags)  # noqa: E731
+    return built_once(factory, "rm-chat" if chat else "rm", build)
+
+
+def test_reward_model_scores_feed_selection(cell, tmp_path_factory):
+    model_dir = reward_model(tmp_path_factory, chat=False)
     settings = {"model": str(model_dir), "device": "cpu", "batch_size": 2, "max_length": 64}
     run_torch(
         "-m",
@@ -150,21 +158,20 @@ def test_reward_model_scores_feed_selection(cell, tmp_path):
         "--settings",
         json.dumps(settings),
     )
-    code = (
+    code = (  # each item's (prompt, candidates) scored in one batch, and the tokens the model read
         "import json, sys; from polyfuse.reward import RewardModel; "
         f"rm = RewardModel({str(model_dir)!r}, 'cpu', batch_size=3, max_length=64); "
-        "texts = json.loads(sys.argv[2]); "
-        "print(json.dumps({'scores': rm.score(sys.argv[1], texts).scores, "
-        "'tokens': sum(len(rm.tokenizer(sys.argv[1], text)['input_ids']) for text in texts)}))"
+        "print(json.dumps([{'scores': rm.score(prompt, texts).scores, "
+        "'tokens': sum(len(rm.tokenizer(prompt, text)['input_ids']) for text in texts)} "
+        "for prompt, texts in json.loads(sys.argv[1])]))"
     )
     from polyfuse.tasks import instruction_text, task_kind
 
+    prompts = [instruction_text(task_kind("translation"), item) for item in ITEMS]
+    asked = json.dumps([[prompt, CANDIDATES[item["id"]]] for prompt, item in zip(prompts, ITEMS, strict=True)])
+    probes = json.loads(run_torch("-c", code, asked).stdout.strip().splitlines()[-1])
     targets = {}
-    for record, item in zip(read_jsonl(cell / "rm.jsonl"), ITEMS, strict=True):
-        prompt = instruction_text(task_kind("translation"), item)
-        probe = json.loads(
-            run_torch("-c", code, prompt, json.dumps(CANDIDATES[item["id"]])).stdout.strip().splitlines()[-1]
-        )
+    for record, item, probe in zip(read_jsonl(cell / "rm.jsonl"), ITEMS, probes, strict=True):
         expected = probe["scores"]
         # what the model read, counted as it ran: two batches of at most 2 pairs, each pair as the tokenizer encodes it
         assert record["cost"]["calls"] == 2 and record["cost"]["tokens_in"] == probe["tokens"]
@@ -209,7 +216,7 @@ def test_reward_model_scores_feed_selection(cell, tmp_path):
         "--kind",
         "translation",
         "--settings",
-        json.dumps({**settings, "model": str(tmp_path / "missing")}),
+        json.dumps({**settings, "model": str(cell / "missing")}),
         check=False,
     )
     assert bad.returncode == 1 and "reward model" in bad.stderr and not (cell / "bad.jsonl").exists()
@@ -230,9 +237,8 @@ print(json.dumps({"scores": rewards.scores, "truncated": rewards.truncated,
 
 
 @pytest.mark.parametrize("chat", [False, True], ids=["text-pair", "chat-template"])
-def test_reward_model_truncates_the_prompt_so_the_whole_response_is_scored(tmp_path, chat):
-    model_dir = tmp_path / "rm"
-    run_torch(str(REPO / "tests/helpers/build_reward_model.py"), str(model_dir), *(["--chat-template"] if chat else []))
+def test_reward_model_truncates_the_prompt_so_the_whole_response_is_scored(tmp_path_factory, chat):
+    model_dir = reward_model(tmp_path_factory, chat=chat)
     probe = json.loads(run_torch("-c", TRUNCATION_PROBE, str(model_dir)).stdout.strip().splitlines()[-1])
     assert probe["truncated"] == [True, True, True] and probe["short"] == [False]
     assert probe["length"] == 64
