@@ -81,9 +81,11 @@ def student(tmp_path_factory, sft_file, student_cache):
 
 
 @pytest.fixture(scope="module")
-def base_student(tmp_path_factory):
+def base_student(tmp_path_factory, student, student_cache):
+    """The untrained base, exported from the dequantized weights the student's training keeps in the student cache, as
+    the workflow's jobs share them (the base named the same either way: see test_the_base_is_named_by_its_gguf...)."""
     out = tmp_path_factory.mktemp("distill") / "base"
-    cli("export-base", "--out", str(out), "--settings", json.dumps(settings()))
+    cli("export-base", "--out", str(out), "--settings", json.dumps(settings()), "--cache", str(student_cache))
     return out
 
 
