@@ -486,7 +486,7 @@ def scale_job(kind: str, count: int, directory: Path) -> dict:
             str(directory / "outputs.jsonl"),
             str(directory / "scores.jsonl"),
             str(directory / "summary.json"),
-            kind_of,
+            kind=kind_of,
         )
         peak, calls = tracemalloc.get_traced_memory()[1], 0
         tracemalloc.stop()

@@ -209,7 +209,7 @@ def nscaling_quality(scores: list[str], pools: list[str], fusions: list[str], se
 
 
 @ANALYSES.register("nscaling")
-def run_nscaling(scores: list[str], pools: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
+def run_nscaling(scores: list[str], pools: list[str], fusions: list[str], *, outputs: dict, settings: dict) -> None:
     _, table = nscaling_quality(scores, pools, fusions, settings)
     table = table.sort_values(["task", "lang", "sampler", "method", "n"], key=sort_key)
     write_table(
@@ -283,7 +283,7 @@ def cost_points(pool_paths: list[str], fusion_paths: list[str], compared: list[s
 
 
 @ANALYSES.register("compute")
-def run_compute(scores: list[str], pools: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
+def run_compute(scores: list[str], pools: list[str], fusions: list[str], *, outputs: dict, settings: dict) -> None:
     """Quality against the model tokens spent per item, for BoN and FusioN at every N of the N-scaling."""
     points, quality = nscaling_quality(scores, pools, fusions, settings)
     costs = cost_points(pools, fusions, sorted(points["method"].unique()), settings)
@@ -304,7 +304,7 @@ def run_compute(scores: list[str], pools: list[str], fusions: list[str], outputs
 
 
 @ANALYSES.register("robustness")
-def run_robustness(scores: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
+def run_robustness(scores: list[str], fusions: list[str], *, outputs: dict, settings: dict) -> None:
     points = injection_points(primary_scores(scores, settings["tasks"]))
     table = interval_rows(points, ["task", "lang", "sampler", "kind", "method", "k"], settings)
     fused = fused_items(fusions)
@@ -371,7 +371,7 @@ def credit(positions: tuple[int, ...], position: int) -> float:
 
 
 @ANALYSES.register("position")
-def run_position(scores: list[str], fusions: list[str], pools: list[str], outputs: dict, settings: dict) -> None:
+def run_position(scores: list[str], fusions: list[str], pools: list[str], *, outputs: dict, settings: dict) -> None:
     """Per order shown: FusioN's quality, and the share of fused answers taking most from each shown position."""
     items = primary_scores(scores, settings["tasks"])
     shown = items[items["family"] == "order"].assign(
@@ -441,7 +441,7 @@ def position_figure(table: pd.DataFrame, columns: list[str], settings: dict, pat
 
 
 @ANALYSES.register("diagnostics")
-def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], outputs: dict, settings: dict) -> None:
+def run_diagnostics(scores: list[str], fusions: list[str], pools: list[str], *, outputs: dict, settings: dict) -> None:
     """Each fusor's copy rate, and its per-item wins, ties and losses against every other method of the cell."""
     items = primary_scores(scores, settings["tasks"])
     by_item = items.pivot_table(index=[*CELL, "id"], columns="method", values="value", aggfunc="first")
@@ -545,7 +545,7 @@ def fusor_choice_roles(choice: dict) -> dict[str, tuple[str, int, str]]:
 
 
 @ANALYSES.register("fusors")
-def run_fusors(scores: list[str], fusions: list[str], outputs: dict, settings: dict) -> None:
+def run_fusors(scores: list[str], fusions: list[str], *, outputs: dict, settings: dict) -> None:
     """Each listed model as the fusor and as the BoN scorer of the same pools, and the trend from smallest up."""
     roles = fusor_choice_roles(settings["fusors"])
     items = primary_scores(scores, settings["tasks"])

@@ -551,7 +551,7 @@ def claims_table(
 
 
 @ANALYSES.register("claims")
-def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, outputs: dict, settings: dict) -> None:
+def run_claims(scores, nscaling_scores, pools, diagnostics, fusors, fusions, *, outputs: dict, settings: dict) -> None:
     """`nscaling_scores` and `pools`: the N-scaling's item scores and base pools (empty when it did not run);
     `fusions`: the fusion outputs the claims test (the study's, and the N-scaling subsets')."""
     sizes = pool_sizes(pools)

@@ -53,14 +53,14 @@ def main(argv: list[str] | None = None) -> None:
 def _comet(args, settings) -> None:
     from polyfuse.comet_score import run_comet
 
-    run_comet(args.items, args.inputs, args.out, args.summary, settings)
+    run_comet(args.items, args.inputs, args.out, args.summary, settings=settings)
 
 
 @STEPS.register("comet-oracle")
 def _comet_oracle(args, settings) -> None:
     from polyfuse.comet_score import run_comet_oracle
 
-    run_comet_oracle(args.items, args.inputs[0], args.out, settings)
+    run_comet_oracle(args.items, args.inputs[0], args.out, settings=settings)
 
 
 def _reward_scorer(args, settings):

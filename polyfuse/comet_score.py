@@ -72,7 +72,9 @@ class Comet:
         return [100.0 * float(score) for score in output.scores]
 
 
-def run_comet(items_path: str, outputs_paths: list[str], scores_path: str, summary_path: str, settings: dict) -> None:
+def run_comet(
+    items_path: str, outputs_paths: list[str], scores_path: str, summary_path: str, *, settings: dict
+) -> None:
     """Score every method's outputs of one cell in a single pass, so the model loads once."""
     pairs = [pair for path in outputs_paths for pair in read_paired(items_path, path)]
     triples = [{"src": item["input"], "mt": output["output"], "ref": item["reference"]} for item, output in pairs]
@@ -127,7 +129,7 @@ def oracle_records(items_path: str, pools_path: str, metric: Comet) -> Iterator[
         }
 
 
-def run_comet_oracle(items_path: str, pools_path: str, out_path: str, settings: dict) -> None:
+def run_comet_oracle(items_path: str, pools_path: str, out_path: str, *, settings: dict) -> None:
     """The selection ceiling by COMET against the reference (the paper's WMT24++ oracle)."""
     try:
         metric = Comet(settings["model"], int(settings["batch_size"]), int(settings["gpus"]))

@@ -41,7 +41,7 @@ from polyfuse.tasks import task_kind
 log = logging.getLogger(__name__)
 
 
-def run_report(scores, summaries, fusions, outputs: dict, settings: dict, cards=(), trainings=()) -> None:
+def run_report(scores, summaries, fusions, *, outputs: dict, settings: dict, cards=(), trainings=()) -> None:
     """Write the declared outputs: ``<task>_csv``, ``<task>_md``, ``<task>_figure``, ``parse`` and ``report``; with
     ``settings["distill"]`` also ``distill_csv``, ``distill_md`` and ``distill_figure`` (PNG, the PDF beside it)
     from the students' scores, the sets' data cards (``cards``) and their students' train.json (``trainings``)."""

@@ -390,7 +390,7 @@ def score_records(kind: TaskKind, pairs: Iterable[tuple[dict, dict]], corpus: Co
         }
 
 
-def run_score(items_path: str, outputs_path: str, scores_path: str, summary_path: str, kind: TaskKind) -> None:
+def run_score(items_path: str, outputs_path: str, scores_path: str, summary_path: str, *, kind: TaskKind) -> None:
     corpus = CorpusScores(kind, next(read_jsonl(items_path))["lang"])
     count = write_jsonl(scores_path, score_records(kind, read_paired(items_path, outputs_path), corpus))
     write_json(summary_path, {"items": count, "corpus": corpus.summary()})

@@ -210,7 +210,7 @@ def fusion(smk) -> None:
 @step
 def score_outputs(smk) -> None:
     score.run_score(
-        smk.input.items_file, smk.input.outputs, smk.output.scores, smk.output.summary, task_kind(smk.params.kind)
+        smk.input.items_file, smk.input.outputs, smk.output.scores, smk.output.summary, kind=task_kind(smk.params.kind)
     )
 
 

@@ -137,7 +137,7 @@ def test_nscaling_starts_at_the_single_sample_averages_subsets_and_ends_at_the_p
         write_fusions(tmp_path, "g~n2s1", [0, 1], ["x"] * 4),
     ]
     outputs = outputs_of(tmp_path, "nscaling")
-    analysis_report.run_nscaling(scores, [str(pools)], fusions, outputs, SETTINGS)
+    analysis_report.run_nscaling(scores, [str(pools)], fusions, outputs=outputs, settings=SETTINGS)
     table = pd.read_csv(outputs["table"]).set_index(["method", "n"])
     assert table.loc[("fusion-smol", 2), "parsed_share"] == 0.75 and table.loc[("fusion-smol", 3), "parsed_share"] == 1
     assert table.loc["bon-loglik", "parsed_share"].isna().all() and pd.isna(
@@ -164,7 +164,7 @@ def test_robustness_puts_the_sampled_pool_at_k_zero_of_every_kind(tmp_path):
         write_fusions(tmp_path, "g~fluent1", [0, 1, 2], ["x"] * 4, parsed=(False, False, True, True)),
     ]
     outputs = outputs_of(tmp_path, "robustness")
-    analysis_report.run_robustness(scores, fusions, outputs, SETTINGS)
+    analysis_report.run_robustness(scores, fusions, outputs=outputs, settings=SETTINGS)
     table = pd.read_csv(outputs["table"]).set_index(["kind", "k"])
     assert table["mean"].to_dict() == {("fluent", 0): 100, ("fluent", 1): 50, ("garbage", 0): 100, ("garbage", 1): 75}
     shares = {("fluent", 0): 1, ("fluent", 1): 0.5, ("garbage", 0): 1, ("garbage", 1): 0.75}
@@ -211,7 +211,7 @@ def test_position_bias_counts_the_shown_position_each_fused_answer_draws_from(tm
         write_scores(tmp_path, "g~order-worst-first", "fusion-smol", [100, 100, 0, 0]),
     ]
     outputs = outputs_of(tmp_path, "position")
-    analysis_report.run_position(scores, fusions, pool_paths, outputs, SETTINGS)
+    analysis_report.run_position(scores, fusions, pool_paths, outputs=outputs, settings=SETTINGS)
     table = pd.read_csv(outputs["table"]).set_index("order")
     # best-first: the right answer is shown first (3 items), the wrong one second; worst-first: right is third.
     assert table.loc["best-first", ["from_1", "from_2", "from_3"]].tolist() == [0.75, 0.25, 0]
@@ -244,7 +244,7 @@ def test_position_credit_of_a_copy_of_duplicates_is_shared_among_their_positions
         write_scores(tmp_path, f"g~order-{how}", "fusion-smol", [100] * 4) for how in ("best-first", "worst-first")
     ]
     outputs = outputs_of(tmp_path, "position")
-    analysis_report.run_position(scores, fusions, pool_paths, outputs, SETTINGS)
+    analysis_report.run_position(scores, fusions, pool_paths, outputs=outputs, settings=SETTINGS)
     table = pd.read_csv(outputs["table"]).set_index("order")
     assert table.loc["best-first", ["from_1", "from_2", "from_3"]].tolist() == [0.5, 0.5, 0]
     assert table.loc["worst-first", ["from_1", "from_2", "from_3"]].tolist() == [0, 0.5, 0.5]
@@ -259,7 +259,7 @@ def test_diagnostics_count_wins_and_losses_and_the_copy_rate(tmp_path):
         write_scores(tmp_path, "g", "fusion-smol", [100, 100, 100, 0]),
     ]
     outputs = outputs_of(tmp_path, "diagnostics")
-    analysis_report.run_diagnostics(scores, fusions, [str(pools)], outputs, SETTINGS)
+    analysis_report.run_diagnostics(scores, fusions, [str(pools)], outputs=outputs, settings=SETTINGS)
     table = pd.read_csv(outputs["table"]).set_index("versus")
     assert table.loc["single", ["wins", "ties", "losses"]].tolist() == [2, 1, 1]
     assert table.loc["single", "mean_delta"] == 25 and table.loc["single", "loss_max"] == 100
@@ -274,7 +274,7 @@ def test_a_fallback_is_not_the_fusors_text_so_it_counts_for_no_copying(tmp_path)
     fusions = [write_fusions(tmp_path, "g", [0, 1, 2], [first, first, first, "Sieben."], (False, False, False, True))]
     scores = [write_scores(tmp_path, "g", m, [0, 0, 0, 0]) for m in ("single", "fusion-smol")]
     outputs = outputs_of(tmp_path, "diagnostics")
-    analysis_report.run_diagnostics(scores, fusions, [str(pools)], outputs, SETTINGS)
+    analysis_report.run_diagnostics(scores, fusions, [str(pools)], outputs=outputs, settings=SETTINGS)
     row = pd.read_csv(outputs["table"]).iloc[0]
     assert row["parsed"] == 0.25 and row["copied_whole"] == 0 and row["copy_ratio"] < 0.5
 
@@ -290,7 +290,7 @@ def test_diagnostics_leave_fallbacks_out_of_wins_ties_and_losses_and_count_them(
         write_scores(tmp_path, "g", "fusion-smol", [0, 0, 100, 0]),
     ]
     outputs = outputs_of(tmp_path, "diagnostics")
-    analysis_report.run_diagnostics(scores, fusions, [str(pools)], outputs, SETTINGS)
+    analysis_report.run_diagnostics(scores, fusions, [str(pools)], outputs=outputs, settings=SETTINGS)
     row = pd.read_csv(outputs["table"]).set_index("versus").loc["single"]
     assert [row["items"], row["wins"], row["ties"], row["losses"], row["fallbacks"]] == [2, 1, 0, 1, 2]
     assert row["mean_delta"] == 0 and row["parsed_items"] == 2
@@ -402,7 +402,7 @@ def test_claims_read_reproduced_not_reproduced_inconclusive_and_not_measurable(t
     ]
     fusions = [write_fusions_of(scores[0]), write_fusions_of(scores[3], unparsed={"de7"})]  # maths: 7 of 8 parsed
     outputs = {"claims": str(tmp_path / "README.md")}
-    claims.run_claims(scores, [], [], [], [], fusions, outputs, settings)
+    claims.run_claims(scores, [], [], [], [], fusions, outputs=outputs, settings=settings)
     text = open(outputs["claims"]).read()
     verdicts = dict(
         re.findall(
@@ -647,7 +647,7 @@ def test_compute_counts_sampling_the_scorers_reading_and_the_fusors_call(tmp_pat
     ] + [write_scores(tmp_path, "g", "single", [0, 0, 0, 0])]
     outputs = outputs_of(tmp_path, "compute")
     settings = SETTINGS | {"methods": [*SETTINGS["methods"], "bon-reward_model"]}
-    analysis_report.run_compute(scores, [str(pools), str(subset)], fusions, outputs, settings)
+    analysis_report.run_compute(scores, [str(pools), str(subset)], fusions, outputs=outputs, settings=settings)
     table = pd.read_csv(outputs["table"]).set_index(["method", "n"])
     sampled = 3 * 10 + 5 + 6 + 7  # every candidate's prompt and output tokens
     assert table.loc[("bon-loglik", 1), "tokens"] == table.loc[("fusion-smol", 1), "tokens"] == 15  # the single sample
@@ -687,7 +687,7 @@ def test_the_fusor_analysis_finds_fusion_rising_with_size_and_selection_flat(tmp
         write_cell(tmp_path, "single", flat),  # another method of the cell: not in the analysis
     ]
     outputs = outputs_of(tmp_path, "fusors")
-    analysis_report.run_fusors(scores, scores[:2], outputs, settings)
+    analysis_report.run_fusors(scores, scores[:2], outputs=outputs, settings=settings)
     table = pd.read_csv(outputs["table"]).set_index(["role", "model"])
     assert list(table.index) == [("BoN scorer", "small"), ("BoN scorer", "big"), ("fusor", "small"), ("fusor", "big")]
     assert table.loc[("fusor", "big"), "gain"] == pytest.approx(100.0) and table.loc[("fusor", "big"), "p"] < 0.01
@@ -712,7 +712,7 @@ def test_the_fusor_claim_tests_the_fusors_gain_against_the_scorers_item_by_item(
         write_cell(tmp_path, "bon-loglik@big", [80.0, 30.0] * 6),
     ]
     outputs = outputs_of(tmp_path, "fusors")
-    analysis_report.run_fusors(scores, scores[:2], outputs, settings)
+    analysis_report.run_fusors(scores, scores[:2], outputs=outputs, settings=settings)
     table = pd.read_csv(outputs["table"]).set_index(["role", "model"])
     assert table.loc[("fusor", "big"), "p"] < 0.05 and table.loc[("BoN scorer", "big"), "p"] > 0.05
     (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
@@ -728,13 +728,13 @@ def test_the_fusor_claim_needs_the_fusors_own_answers_and_the_analysis(tmp_path)
         write_cell(tmp_path, "bon-loglik@big", [50.0] * 12),
     ]
     outputs = outputs_of(tmp_path, "fusors")
-    analysis_report.run_fusors(scores, scores[:2], outputs, settings)
+    analysis_report.run_fusors(scores, scores[:2], outputs=outputs, settings=settings)
     (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
     assert row["verdict"] == "inconclusive" and "parsed 0% → 0%" in row["found"]
     assert claims.fusor_claim(None, settings)[0]["verdict"] == claims.NOT_MEASURABLE
     # The smallest fusor's answers all fallbacks: its "gain" compares the largest with the fallback's text.
     write_cell(tmp_path, "fusion-big", [100.0] * 12, parse_status="ok")
-    analysis_report.run_fusors(scores, scores[:2], outputs, settings)
+    analysis_report.run_fusors(scores, scores[:2], outputs=outputs, settings=settings)
     (row,) = claims.fusor_claim(pd.read_csv(outputs["table"]), settings)
     assert row["verdict"] == "inconclusive" and "parsed 0% → 100%" in row["found"]
 

@@ -71,8 +71,8 @@ def report(
         [scores for scores, _ in cells],
         [summary for _, summary in cells],
         list(fusions),
-        outputs,
-        settings,
+        outputs=outputs,
+        settings=settings,
         cards=cards,
         trainings=trainings,
     )

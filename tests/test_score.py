@@ -142,7 +142,7 @@ def test_an_item_without_the_reference_its_metric_needs_is_one_line_and_no_score
     write_jsonl(tmp_path / "outputs.jsonl", [{"id": "q1", "method": "single", "sampler": "m", "output": "y"}])
     paths = [str(tmp_path / name) for name in ("items.jsonl", "outputs.jsonl", "scores.jsonl", "summary.json")]
     with pytest.raises(PolyfuseError, match=f"^item 'q1': metric '{metric}' needs a reference$"):
-        run_score(*paths, task_kind(kind))
+        run_score(*paths, kind=task_kind(kind))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["items.jsonl", "outputs.jsonl"]
 
 
