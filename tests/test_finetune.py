@@ -72,7 +72,10 @@ def finetune(sft_file, out, cache, train: dict):
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory, sft_file, student_cache):
+def student(tmp_path_factory, sft_file, student_cache, base_student):
+    """Trained on the dequantized base that exporting base_student left in the student cache, as the workflow's
+    fine-tuning jobs read the one the base student's job cached (the base is named the same either way: see
+    test_the_base_is_named_by_its_gguf...)."""
     out = tmp_path_factory.mktemp("distill") / "student"
     out.mkdir()
     (out / "stale.txt").write_text("from an earlier run")  # Snakemake leaves the output directory in place
@@ -81,9 +84,8 @@ def student(tmp_path_factory, sft_file, student_cache):
 
 
 @pytest.fixture(scope="module")
-def base_student(tmp_path_factory, student, student_cache):
-    """The untrained base, exported from the dequantized weights the student's training keeps in the student cache, as
-    the workflow's jobs share them (the base named the same either way: see test_the_base_is_named_by_its_gguf...)."""
+def base_student(tmp_path_factory, student_cache):
+    """The untrained base, dequantized from its GGUF into an empty student cache and exported."""
     out = tmp_path_factory.mktemp("distill") / "base"
     cli("export-base", "--out", str(out), "--settings", json.dumps(settings()), "--cache", str(student_cache))
     return out

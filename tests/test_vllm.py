@@ -123,6 +123,8 @@ def test_vllm_identity_covers_weights_tokenizer_and_chat_template(tmp_path):
     (tmp_path / "m" / "tokenizer.json").write_text('{"model": {"vocab": {"b": 0}}}')
     assert vllm_identity(tmp_path / "m") != vllm_identity(write_model_dir(tmp_path / "m"))
     assert vllm_identity(tmp_path / "m", dtype="bfloat16") != vllm_identity(tmp_path / "m", dtype="float32")
+    # how vLLM executes the model (eager or compiled, on how many GPUs) is no part of what it computes
+    assert vllm_identity(tmp_path / "m", enforce_eager=True, tensor_parallel_size=2) == vllm_identity(tmp_path / "m")
 
 
 def test_vllm_identity_names_hub_cache_files_by_their_blob_without_reading(tmp_path):

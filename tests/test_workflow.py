@@ -432,13 +432,14 @@ def test_a_two_item_probe_forecasts_a_four_item_study_within_the_issues_bounds_p
     """Forecast the .test study at four items per cell from a probe of two (`--probe 2`), run it, and compare with
     the costs its records hold: per rule family, tokens within 20% and the models' seconds within 50%.
 
-    The study is the .test study's test cells, one language each: every family whose records carry a cost (sample,
-    fuse, select, judge) and no more, as setting 2 and the analyses add jobs of the same families. The probe's two
-    items are the .test study's own, and the run's first two are too: a copy of that study's cache lets both skip
-    those calls, and a cached call's record keeps the cost it had when it ran."""
+    The study is the .test study's test cells, one language each, without COMET: every family whose records carry a
+    cost (sample, fuse, select, judge) and no more, as setting 2 and the analyses add jobs of the same families. The
+    probe's two items are the .test study's own, and the run's first two are too: a copy of that study's cache lets
+    both skip those calls, and a cached call's record keeps the cost it had when it ran."""
     workdir = demo_workdir(tmp_path)
     four = yaml.safe_load(TEST_CONFIG.read_text())
     del four["tasks"]["ufb"], four["pools"], four["distill"], four["analyses"]
+    four["comet"]["model"] = None  # COMET records no cost to compare, and its default model is on the hub
     for spec in four["tasks"].values():
         spec["max_items"], spec["languages"] = 4, spec["languages"][:1]
     (workdir / "four.yaml").write_text(yaml.safe_dump(four, sort_keys=False))
@@ -511,6 +512,17 @@ def cache_rows(workdir: Path) -> dict[str, tuple[int, set[str]]]:
     return counts
 
 
+def cache_close_lines(workdir: Path) -> dict[tuple[str, str], int]:
+    """Each cache-close line of the logs, (log, line) -> its puts. Read after every kill: Snakemake deletes the log of a
+    job it re-runs as incomplete (one killed after it finished, before Snakemake recorded it), lines and all."""
+    return {
+        (str(log), line): int(found.group(1))
+        for log in (workdir / "results/logs").rglob("*.log")
+        for line in log.read_text().splitlines()
+        if (found := re.search(r" writer=\S+ puts=(\d+)", line))
+    }
+
+
 def timing_free_bytes(path: Path) -> bytes:
     """The file's bytes, less the wall-clock seconds it records: measured, not computed, so they may differ."""
     if path.suffix == ".csv":
@@ -545,7 +557,7 @@ def test_killed_at_every_stage_the_study_resumes_to_the_same_records_and_generat
     (workdir / "trimmed.yaml").write_text(yaml.safe_dump(trimmed, sort_keys=False))  # keeps the sets' order
     config_args = ("--configfile", str(workdir / "trimmed.yaml"), str(workdir / "comet.yaml"))
     args = ["-s", str(REPO / "Snakefile"), "--directory", str(workdir), *config_args]
-    killed_at, killed_rows, accounted = [], 0, {}
+    killed_at, killed_rows, accounted, logged = [], 0, {}, {}
     while True:
         if killed_at:  # a SIGKILLed Snakemake leaves its lock behind
             snakemake(workdir, "--unlock", *config_args)
@@ -568,6 +580,7 @@ def test_killed_at_every_stage_the_study_resumes_to_the_same_records_and_generat
                     rows = killed_shard_rows(shard, tmp_path / "copies")
                     killed_rows += rows - accounted.get(shard.name, 0)
                     accounted[shard.name] = rows
+                logged.update(cache_close_lines(workdir))
                 break
             time.sleep(0.05)
         else:
@@ -578,12 +591,8 @@ def test_killed_at_every_stage_the_study_resumes_to_the_same_records_and_generat
     # Nothing generated twice by a resumed job: each attempt's puts (logged, or found in a killed job's shard) added
     # a row of their own. Two jobs running at once may both make an output they both need; that is no resume's doing.
     stored = cache_rows(workdir)
-    logged_puts = sum(
-        int(puts)
-        for log in (workdir / "results/logs").rglob("*.log")
-        for puts in re.findall(r" puts=(\d+)", log.read_text())
-    )
-    assert sum(rows for rows, _ in stored.values()) == logged_puts + killed_rows
+    logged.update(cache_close_lines(workdir))
+    assert sum(rows for rows, _ in stored.values()) == sum(logged.values()) + killed_rows
     # Nothing extra: each model's cache holds only entries the uninterrupted study made; nothing lost: the same records.
     full = {model: keys for model, (_, keys) in cache_rows(study.workdir).items()}
     assert all(keys <= full[model] for model, (_, keys) in stored.items()), "an entry the full study never made"
@@ -773,10 +782,15 @@ def slurm_dry_run(*args: str) -> str:
     return result.stdout
 
 
+# A site's partition names: the whole-DAG listing below carries them, and a dry run without them the defaults.
+SITE_PARTITIONS = ("--config", "slurm={cpu_partition: short, gpu_partition: a100}")
+
+
 @pytest.fixture(scope="module")
 def paper_dag() -> str:
-    """The paper config's whole DAG, listed once for the tests that read it (a dry run of 6,000 jobs takes seconds)."""
-    return slurm_dry_run()
+    """The paper config's whole DAG through the SLURM profile with a site's partition names, listed once for the tests
+    that read it (a dry run of 6,000 jobs takes seconds; the names change no job count)."""
+    return slurm_dry_run(*SITE_PARTITIONS)
 
 
 def test_paper_config_builds_the_whole_dag(paper_dag):
@@ -815,7 +829,7 @@ def job_resources(dry_run: str) -> list[tuple[str, dict[str, str]]]:
 
 
 def test_slurm_partition_follows_each_jobs_gpu_need(paper_dag):
-    cpu, gpu = "cpu", "gpu"
+    cpu, gpu = "short", "a100"  # the site's names paper_dag was listed with
     jobs = [(rule, resources) for rule, resources in job_resources(paper_dag) if rule != "all"]
     assert len(jobs) == int(re.search(r"\ntotal\s+(\d+)\n", paper_dag).group(1)) - 1  # every job but `all`
     for rule, resources in jobs:
@@ -838,22 +852,22 @@ def test_slurm_partition_follows_each_jobs_gpu_need(paper_dag):
     assert aya and all("gpu=1" in r and "runtime=240" in r for r in aya)
 
 
-def test_slurm_partitions_are_named_in_the_config():
-    """A site's partition names (`slurm`), on jobs of both kinds: a GPU fusion, its GPU sampling, a BoN selection
-    by a model judge, and the model-free reference and single selection."""
+def test_slurm_partitions_default_to_cpu_and_gpu():
+    """Without a site's names (`slurm`), the profile's defaults, on jobs of both kinds: a GPU fusion, its GPU sampling,
+    a BoN selection by a model judge, and the model-free reference and single selection."""
     targets = [
         "results/mgsm/en/outputs/aya-expanse-8b/fusion-command-a.jsonl",
         "results/mgsm/en/outputs/aya-expanse-8b/single.jsonl",
         "results/arena/ja/outputs/command-a-x8/bon-llm_judge_pointwise@gemma3-4b.jsonl",
         "results/arena/ja/reference.jsonl",
     ]
-    listed = job_resources(slurm_dry_run(*targets, "--config", "slurm={cpu_partition: short, gpu_partition: a100}"))
+    listed = job_resources(slurm_dry_run(*targets))
     for rule, resources in listed:
-        assert resources["slurm_partition"] == ("a100" if int(resources.get("gpu", 0)) else "short"), (rule, resources)
+        assert resources["slurm_partition"] == ("gpu" if int(resources.get("gpu", 0)) else "cpu"), (rule, resources)
     partition = {(rule, resources.get("selector")): resources["slurm_partition"] for rule, resources in listed}
-    assert partition["sample", None] == partition["fuse", None] == "a100"
-    assert partition["select", "bon-llm_judge_pointwise@gemma3-4b"] == "a100"
-    assert partition["select", "single"] == partition["reference", None] == "short"
+    assert partition["sample", None] == partition["fuse", None] == "gpu"
+    assert partition["select", "bon-llm_judge_pointwise@gemma3-4b"] == "gpu"
+    assert partition["select", "single"] == partition["reference", None] == "cpu"
 
 
 @pytest.mark.parametrize(
