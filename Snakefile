@@ -28,4 +28,5 @@ rule all:
     input:
         report_outputs(),
         analysis_outputs(),
+        zoo_outputs(),
         "results/README.md",

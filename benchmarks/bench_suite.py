@@ -15,6 +15,12 @@ Parts:
                                     three-rule chains (a -> b -> c per item) with as many jobs (target <= 1.3x),
                                     and against one rule (printed); profiled, the dry run against its part
                                     outside the suite's own code (target <= 1.2x)
+  zoo                               every selection and aggregation method of the zoo on the same real pools (SmolLM2,
+                                    N = 5, two items): model calls per item against each method's analytical floor
+                                    (USC, CHOPS and GenSelect within its window 1; knockout 2(N - 1) verdicts; round
+                                    robin N(N - 1); self-certainty N passes; Self-MoA-Seq ceil((N - w) / s) + 1; RSA
+                                    population x rounds; the one-call aggregators 1; majority 0), target: at the
+                                    floor; and a re-run (target 0 calls)
   scale                             the suite's own peak Python heap (tracemalloc) of a sampling job (all from
                                     the cache, the real engine making no call) and a scoring job at N = 5,
                                     100 vs 10,000 items (target <= 1.2x), and their seconds
@@ -522,12 +528,70 @@ def scale(directory: Path) -> None:
         target(f"scale-{kind}: peak heap ratio <= 1.2", ratio <= 1.2 and high["calls"] == 0)
 
 
+def zoo_settings(**changes) -> dict:
+    """The zoo's settings as the typed config fills them in (polyfuse.settings.Zoo), with the benchmark's changes."""
+    from polyfuse.settings import Zoo
+
+    return Zoo(model="smol", max_tokens=24, rsa={"population": 2, "subset": 3, "rounds": 2}, **changes).model_dump()
+
+
+def zoo(directory: Path) -> None:
+    """Model calls per item of every zoo method on one real pool, against its floor; then a re-run from the cache."""
+    from polyfuse import aggregators, methods, selectors
+    from polyfuse.cache import OutputCache
+    from polyfuse.engines import SamplingParams, create_engine
+    from polyfuse.fuse import FusionJob, fuse_pools
+    from polyfuse.judge import Judge
+    from polyfuse.sample import SamplingJob, run_sample
+    from polyfuse.select import make_scorer, select_pools
+    from polyfuse.tasks import task_kind
+
+    kind, n, count = task_kind("translation"), 5, 2
+    engine = create_engine("smol", SMOL, threads=2)
+    items, shots = write_items(directory, count)
+    pools = str(directory / "pools.jsonl")
+    fusion = {"temperature": 0.3, "top_p": 0.95, "max_tokens": 48}
+    passes = []
+    for run in range(2):
+        calls = {}
+        with OutputCache(directory / "zoo-pool", writer=f"run{run}") as cache:
+            run_sample(items, shots, pools, job=SamplingJob(engine, "chat", cache, kind, n, SAMPLING, 1))
+        # each method its own cache, so one method's calls (a knockout's matches) are not another's cache hits;
+        # GenSelect twice: one window holds the pool, and windows of two meet in a knockout
+        for label in [*selectors.ZOO_SELECTORS, "genselect-window-2", *aggregators.AGGREGATORS]:
+            name, settings = label.split("-")[0], zoo_settings(genselect={"window": 2 if "window" in label else 8})
+            before = engine.calls
+            with OutputCache(directory / f"zoo-{label}", writer=f"run{run}") as cache:
+                if name in aggregators.AGGREGATORS:
+                    job = FusionJob(engine, "chat", cache, kind, "paper", fusion, 1, aggregator=name, settings=settings)
+                    list(fuse_pools(items, shots, pools, job=job, stats={}))
+                    floor = aggregators.calls_floor(name, n, settings)
+                else:
+                    judge = Judge(engine, "chat", "arena", cache, SamplingParams(0.0, 1.0, 24), 0)  # generate: 1 call
+                    context = {
+                        "knockout": {"judge": judge, "settings": settings},
+                        "round_robin": {"judge": judge, "settings": settings},
+                        "self_certainty": {"engine": engine, "style": "chat", "shots": [], "cache": cache},
+                        "majority": {},
+                    }.get(name, {"engine": engine, "style": "chat", "cache": cache, "settings": settings})
+                    selection_kind = task_kind("math") if name == "majority" else kind  # a vote needs an answer
+                    list(select_pools(items, pools, make_scorer(name, selection_kind, **context), methods.bon(name)))
+                    floor = selectors.calls_floor(name, n, settings)
+            calls[label] = ((engine.calls - before) / count, floor)
+        passes.append(calls)
+    for name, (made, floor) in passes[0].items():
+        rerun_calls = passes[1][name][0] * count
+        print(f"zoo: {name}: {made:g} model calls per item at N = {n} (floor {floor}); re-run {rerun_calls:g} calls")
+        target(f"zoo: {name} calls per item <= {floor}", made <= floor)
+        target(f"zoo: {name} re-run calls 0", rerun_calls == 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--parts",
         nargs="+",
-        default=["overhead-llamacpp", "overhead-vllm", "n-scaling-vllm", "rerun", "analyses", "dag", "scale"],
+        default=["overhead-llamacpp", "overhead-vllm", "n-scaling-vllm", "rerun", "analyses", "dag", "scale", "zoo"],
     )
     parser.add_argument(
         "--vllm-model", help="an HF-format model directory for the vLLM parts (made from SmolLM2 if absent)"
@@ -575,6 +639,8 @@ def main() -> None:
                 dag(sub)
             elif part == "scale":
                 scale(sub)
+            elif part == "zoo":
+                zoo(sub)
     if MISSED:
         print(f"missed: {'; '.join(MISSED)}")
     if args.check and MISSED:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 
 from polyfuse import methods
+from polyfuse.aggregators import aggregator
 from polyfuse.engines import SUMMED_LOGLIK_ENGINES
 from polyfuse.engines.spec import CONTEXT_KEYS, ENGINE_MODELS
 from polyfuse.errors import PolyfuseError
 from polyfuse.pools import pool_members
 from polyfuse.select import MODEL_SCORERS, SCORERS
+from polyfuse.selectors import ZOO_SELECTORS
 from polyfuse.tasks import load_template, task_kind
 
 
@@ -49,6 +51,8 @@ def check_config(config: dict) -> None:
             for model in task.get(role, []):
                 _known(model, known, f"tasks.{name}.{role}")
     for selector in study["selectors"]:
+        if selector in ZOO_SELECTORS:
+            raise PolyfuseError(f"study.selectors: {selector!r} is a method of the zoo: list it in zoo.selectors")
         _known(selector, set(SCORERS) - {"single", "oracle"}, "study.selectors")
         if selector in MODEL_SCORERS:
             _known(study["scorer_models"].get(selector), models, f"study.scorer_models.{selector}")
@@ -76,6 +80,8 @@ def check_config(config: dict) -> None:
         check_distill(config)
     if "analyses" in config:
         check_analyses(config)
+    if config.get("zoo"):
+        check_zoo(config)
     fusion = config["fusion"]
     check_fusor_context(config)
     fusors = set(study["fusors"]).union(*(task.get("fusors", []) for task in config["tasks"].values()))
@@ -222,6 +228,47 @@ def check_analyses(config: dict) -> None:
                     raise PolyfuseError(
                         f"analyses.injections.k: {k} of {sampler!r}'s {size} candidates would leave none to find"
                     )
+
+
+def zoo_tasks(config: dict) -> list[str]:
+    """The test tasks the zoo runs on: zoo.tasks, else every test task."""
+    zoo = config.get("zoo") or {}
+    test = [name for name, spec in config["tasks"].items() if spec["role"] == "test"]
+    return (zoo.get("tasks") or test) if zoo else []
+
+
+def zoo_model(zoo: dict, method: str) -> str:
+    """The model a zoo method runs: zoo.models' entry for it, else zoo.model."""
+    return zoo.get("models", {}).get(method, zoo["model"])
+
+
+def check_zoo(config: dict) -> None:
+    """The zoo's models exist and can run their methods, its tasks are test tasks, and its prompts exist."""
+    zoo, models = config["zoo"], config["models"]
+    _known(zoo["model"], models, "zoo.model")
+    for method, model in zoo.get("models", {}).items():
+        _known(
+            method,
+            [*zoo["selectors"], *zoo["aggregators"]],
+            "zoo.models (a method zoo.selectors or zoo.aggregators lists)",
+        )
+        _known(model, models, f"zoo.models.{method}")
+    for task in zoo.get("tasks") or []:
+        _known(task, [name for name, spec in config["tasks"].items() if spec["role"] == "test"], "zoo.tasks")
+    for method in [*zoo["selectors"], *zoo["aggregators"]]:
+        model = zoo_model(zoo, method)
+        style, engine = models[model]["prompt_style"], models[model]["engine"]
+        if method == "self_certainty" and engine != "llamacpp":
+            raise PolyfuseError(
+                f"zoo: self_certainty needs full-vocabulary log-probabilities, which model {model!r} on the {engine} "
+                "engine does not give (only llamacpp does); name a llamacpp model in zoo.models.self_certainty"
+            )
+        if method in ("knockout", "round_robin") and config["judge"]["mode"] != "generate":
+            _needs_summed_loglik(models, model, f"zoo: {method} with judge.mode {config['judge']['mode']}")
+        if method in ("usc", "genselect", "chops"):
+            load_template(method, "select", style)
+        if method in zoo["aggregators"]:
+            load_template(aggregator(method).template or config["fusion"]["template"], "fusion", style)
 
 
 def student_gguf(set_name: str) -> str:

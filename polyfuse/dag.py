@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from polyfuse import methods
-from polyfuse.config import analysed_samplers, analysis_variants, student_models
+from polyfuse import aggregators, methods
+from polyfuse.config import analysed_samplers, analysis_variants, student_models, zoo_model, zoo_tasks
 from polyfuse.pools import pool_members
+from polyfuse.selectors import ANSWER_KINDS, MODEL_SELECTORS
 from polyfuse.tasks import task_kind
 
 
@@ -43,6 +44,8 @@ class StudyDag:
         # The analyses' derived pools (subsets, injections, orders) of every analysed cell's samplers.
         self.analyses = config.get("analyses")
         self.variants = analysis_variants(config)
+        self.zoo = config.get("zoo")
+        self.zoo_tasks = zoo_tasks(config)
 
     def max_tokens(self, task: str) -> int:
         return self.tasks[task].get("max_tokens", task_kind(self.tasks[task]["kind"]).max_tokens)
@@ -75,7 +78,7 @@ class StudyDag:
         environment and the cost forecast follow. The torch group's models are named as their sections name them."""
         if rule in ("sample", "sample_member"):
             return self.sampling_job(wildcards)[0]
-        if rule == "fuse":
+        if rule in ("fuse", "aggregate"):
             return wildcards["fusor"]
         if rule in ("select", "target_scores"):
             return self.scorer_model(wildcards["selector"])
@@ -209,6 +212,46 @@ class StudyDag:
             + ["results/tables/fusion_parse.csv", "results/report.md"]
             + (distill if self.distill else [])
         )
+
+    def zoo_methods(self, task: str) -> list[str]:
+        """The zoo's methods on `task`: each selector and aggregator that applies to its kind (majority votes on
+        extractable answers, USI fuses translations), the model-run ones under their model (zoo.models, zoo.model)."""
+        if task not in self.zoo_tasks:
+            return []
+        kind = self.tasks[task]["kind"]
+        selection = [
+            methods.bon(
+                methods.scored_by(selector, zoo_model(self.zoo, selector)) if selector in MODEL_SELECTORS else selector
+            )
+            for selector in self.zoo["selectors"]
+            if selector != "majority" or kind in ANSWER_KINDS
+        ]
+        aggregation = [
+            methods.fusion(zoo_model(self.zoo, name), name)
+            for name in self.zoo["aggregators"]
+            if aggregators.applies(name, kind)
+        ]
+        return selection + aggregation
+
+    def zoo_files(self, folder: str, suffix: str = ".jsonl") -> list[str]:
+        """The `folder` (outputs or scores) file of every method the zoo table compares, the study's own included,
+        on the study samplers' pools of each zoo task."""
+        return [
+            f"results/{task}/{lang}/{folder}/{sampler}/{method}{suffix}"
+            for task in self.zoo_tasks
+            for lang in self.tasks[task]["languages"]
+            for sampler in self.samplers(task)
+            for method in [*self.methods_of(task, sampler), *self.zoo_methods(task)]
+        ]
+
+    def zoo_outputs(self) -> list[str]:
+        """The zoo's table (CSV and Markdown) and quality-against-cost figure per task."""
+        return [
+            f"results/{folder}/zoo_{task}.{ext}"
+            for task in self.zoo_tasks
+            for folder, exts in (("tables", ("csv", "md")), ("figures", ("png", "pdf")))
+            for ext in exts
+        ]
 
     def analysed_pools(self, families=()) -> list[tuple[str, str, str]]:
         """(task, language, sampler) of every analysed cell: its samplers and their derived pools of `families`."""

@@ -35,13 +35,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from polyfuse import methods
+from polyfuse import aggregators, methods, selectors
 from polyfuse.cache import generation_cost, no_cost
 from polyfuse.config import pool_size
 from polyfuse.dag import StudyDag
 from polyfuse.data import choose_items
 from polyfuse.errors import PolyfuseError
 from polyfuse.io import count_records, read_jsonl_numbered, write_text
+from polyfuse.selectors import ZOO_SELECTORS
 from polyfuse.settings import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +57,9 @@ FAMILIES = {
     "comet_oracle": "comet",
 }
 # Rules whose records carry what each item's model calls cost.
-RECORDED_RULES = frozenset({"sample", "sample_member", "fuse", "select", "target_scores", "judge", "head_to_head"})
+RECORDED_RULES = frozenset(
+    {"sample", "sample_member", "fuse", "aggregate", "select", "target_scores", "judge", "head_to_head"}
+)
 RECORDED_RULES |= {"reference", "select_reward_model", "target_scores_reward_model"}
 # Rules whose wall time grows with the items they read through a model, though their records keep no cost.
 ITEM_BOUND_RULES = frozenset({"comet", "comet_oracle", "finetune"})
@@ -313,6 +316,25 @@ def budget_cost(job: Job, dag: StudyDag, cells: dict) -> dict:
         calls, read, written = 1, prompt, dag.tasks[task]["reference"].get("max_tokens", budget)
     elif job.rule == "fuse":
         calls, read, written = 1, prompt + pool * budget, dag.config["fusion"]["max_tokens"]
+    elif job.rule == "aggregate":  # the zoo's aggregation methods: their calls, each shown a window or subset
+        zoo, name = dag.zoo, wildcards["aggregator"]
+        shown = {"self_moa_seq": zoo["self_moa_seq"]["window"], "rsa": zoo["rsa"]["subset"]}.get(name, pool)
+        calls = aggregators.calls_floor(name, pool, zoo)
+        fused = dag.config["fusion"]["max_tokens"]
+        read, written = calls * (prompt + min(shown, pool) * max(budget, fused)), calls * fused
+    elif methods.scorer_of(wildcards.get("selector", "single"))[0] in ZOO_SELECTORS:
+        zoo, name = dag.zoo, methods.scorer_of(wildcards["selector"])[0]
+        calls = selectors.calls_floor(name, pool, zoo)
+        if name in ("knockout", "round_robin"):  # each verdict reads two answers; generating writes a judgement
+            read, written = (
+                calls * (prompt + 2 * budget),
+                (calls * judge["max_tokens"] if judge["mode"] == "generate" else 0),
+            )
+        elif name == "self_certainty":  # one teacher-forced pass per candidate, after one shared prompt
+            read, written = prompt + pool * budget, 0
+        else:  # one call per window of the pool
+            window = zoo["genselect"]["window"] if name == "genselect" else pool
+            read, written = calls * (prompt + min(window, pool) * budget), calls * zoo["max_tokens"]
     elif job.rule in ("judge", "head_to_head"):
         # both orders of the pair; generating writes a verdict, the other modes read each label's log-probability
         answers = prompt + 2 * budget

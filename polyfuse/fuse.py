@@ -28,13 +28,13 @@ import logging
 import random
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from polyfuse import methods
-from polyfuse.cache import OutputCache, generate_many, generation_cost
+from polyfuse import aggregators, methods
+from polyfuse.cache import OutputCache, generate_many, generation_cost, sum_costs
 from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
-from polyfuse.io import in_batches, read_jsonl, read_paired, with_progress, write_jsonl
+from polyfuse.io import content_hash, in_batches, read_jsonl, read_paired, with_progress, write_jsonl
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed, prompt_hash
 from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, load_template, reference_text
@@ -177,7 +177,8 @@ def fusion_prompt(
 @dataclass(frozen=True)
 class FusionJob:
     """What a fusion job runs: a fusor (its engine, prompt style and cache) on a task kind, its prompt template,
-    the sampling settings (temperature, top_p, max_tokens), the study seed and what an unparsed output becomes."""
+    the sampling settings (temperature, top_p, max_tokens), the study seed and what an unparsed output becomes; and
+    the aggregation method (polyfuse.aggregators) with its settings (zoo.self_moa_seq, zoo.rsa)."""
 
     engine: Engine
     style: str
@@ -187,12 +188,34 @@ class FusionJob:
     sampling: dict
     seed: int
     fallback: str = "first"
+    aggregator: str = methods.PAPER_AGGREGATOR
+    settings: dict = field(default_factory=dict)
+
+
+def prompt_primer(prompt, style: str) -> str:
+    """What a few-shot prompt's last line already wrote of the answer (``Answer: [[``), read before its output; ""
+    when that line does not open the answer (the paper's prompt ends at ``Comparison:``)."""
+    last = prompt.rsplit("\n", 1)[-1] if style == "fewshot" else ""
+    return last if ANSWER_LINE.match(last) else ""
+
+
+@dataclass
+class FusionCalls:
+    """One item's fusion calls so far: what each cost, how each parsed, and the prompts' hashes."""
+
+    costs: list = field(default_factory=list)
+    statuses: list = field(default_factory=list)
+    raws: list = field(default_factory=list)
+    prompt_hashes: list = field(default_factory=list)
+    template_hash: str = ""
 
 
 def fuse_pools(items_path: str, shots_path: str, pools_path: str, *, job: FusionJob, stats: dict) -> Iterator[dict]:
     kind, engine, style, seed, fallback = job.kind, job.engine, job.style, job.seed, job.fallback
     if fallback not in FALLBACKS:
         raise PolyfuseError(f"fusion.fallback: {fallback!r} is not one of {', '.join(FALLBACKS)}")
+    method = aggregators.aggregator(job.aggregator)
+    template = method.template or job.template
     params = SamplingParams(
         temperature=float(job.sampling["temperature"]),
         top_p=float(job.sampling["top_p"]),
@@ -203,45 +226,74 @@ def fuse_pools(items_path: str, shots_path: str, pools_path: str, *, job: Fusion
     exemplars = fusion_exemplars(kind, list(read_jsonl(shots_path)), seed) if style == "fewshot" else []
     leak_texts = exemplar_texts(exemplars)
     stats["exemplars"] = len(exemplars)
+    single = method.procedure is aggregators.one_call
     # Items go to the fusor a batch at a time, so batching engines (vLLM, servers) fuse many prompts at once.
     for batch in in_batches(read_paired(items_path, pools_path), engine.batch_items):
-        shown, requests = [], []
+        shown, calls, procedures = [], [], []
         for item, pool in batch:
             texts = [candidate["text"].strip() for candidate in pool["candidates"]]
             # A position-bias pool fixes the order shown; any other is shown in a seeded shuffle.
             order = pool["shown_order"] if "shown_order" in pool else shown_order(seed, item["id"], len(texts))
-            prompt, template_hash = fusion_prompt(job.template, style, kind, item, [texts[i] for i in order], exemplars)
-            shown.append((texts, order, prompt, template_hash))
-            requests.append((prompt, params, [derive_seed(seed, "fuse", item["id"])]))
-        for (item, pool), (texts, order, prompt, template_hash), (generation,) in zip(
-            batch, shown, generate_many(engine, job.cache, requests), strict=True
-        ):
-            parsed = parse_fused(generation["text"])
-            stats[parsed.status] = stats.get(parsed.status, 0) + 1
-            output = parsed.text
-            if output is None:
-                output = {"first": texts[first_original(pool)], "raw": generation["text"].strip(), "empty": ""}[
+            shown.append((texts, order))
+            calls.append(FusionCalls())
+            rng = random.Random(derive_seed(seed, "aggregate", job.aggregator, item["id"]))
+            procedures.append(method.procedure([texts[i] for i in order], **job.settings.get(method.name, {}), rng=rng))
+
+        def fuse_round(requests: list[list[list[str]]], batch=batch, calls=calls) -> list[list[aggregators.Fused]]:
+            flat = []
+            for (item, _), item_calls, item_requests in zip(batch, calls, requests, strict=True):
+                for member, candidates in enumerate(item_requests):
+                    prompt, template_hash = fusion_prompt(template, style, kind, item, candidates, exemplars)
+                    # The paper's one call keeps the seed it always had, so earlier caches stay valid.
+                    key = (item["id"],) if single else (item["id"], job.aggregator, len(item_calls.statuses), member)
+                    item_calls.template_hash = template_hash
+                    item_calls.prompt_hashes.append(prompt_hash(prompt))
+                    flat.append((item_calls, prompt, (prompt, params, [derive_seed(seed, "fuse", *key)])))
+            generations = generate_many(engine, job.cache, [request for *_, request in flat])
+            answers = []
+            for (item_calls, prompt, _), (generation,) in zip(flat, generations, strict=True):
+                parsed = parse_fused(prompt_primer(prompt, style) + generation["text"])
+                stats[parsed.status] = stats.get(parsed.status, 0) + 1
+                item_calls.costs.append(generation_cost(generation))
+                item_calls.statuses.append(parsed.status)
+                item_calls.raws.append(generation["text"])
+                answers.append(aggregators.Fused(parsed.text, parsed.status))
+            grouped, position = [], 0
+            for item_requests in requests:
+                grouped.append(answers[position : position + len(item_requests)])
+                position += len(item_requests)
+            return grouped
+
+        outcomes = aggregators.run_procedure(procedures, fuse_round)
+        for (item, pool), (texts, order), item_calls, outcome in zip(batch, shown, calls, outcomes, strict=True):
+            own = outcome.fallback is None
+            output = outcome.text
+            if single and not own:  # the configured fallback for the one-call methods, as it always was
+                output = {"first": texts[first_original(pool)], "raw": item_calls.raws[-1].strip(), "empty": ""}[
                     fallback
                 ]
             # Only the fusor's own answer can leak; a fallback's text is not one (None: no answer to check).
-            leak = None if parsed.text is None else leaks_exemplar(parsed.text, leak_texts, item.get("reference"))
+            leak = leaks_exemplar(output, leak_texts, item.get("reference")) if own else None
             stats["exemplar_leaks"] = stats.get("exemplar_leaks", 0) + bool(leak)
+            stats["fallbacks"] = stats.get("fallbacks", 0) + (not own)
             yield {
                 "id": item["id"],
                 "task": item["task"],
                 "lang": item["lang"],
-                "method": methods.fusion(engine.model_name),
+                "method": methods.fusion(engine.model_name, job.aggregator),
                 "sampler": pool["sampler"],
                 "output": output,
-                "parse_status": parsed.status,
-                "fallback": None if parsed.text is not None else fallback,
-                "raw": generation["text"],
+                "parse_status": item_calls.statuses[outcome.answer_call],
+                "fallback": None if own else fallback if single else outcome.fallback,
+                "raw": item_calls.raws[outcome.answer_call],
                 "order": order,
                 "exemplar_leak": leak,
                 "fusor": engine.model_name,
-                "template_hash": template_hash,
-                "prompt_hash": prompt_hash(prompt),
-                "cost": generation_cost(generation),
+                "aggregator": job.aggregator,
+                **({} if single else {"call_statuses": item_calls.statuses, "failed_calls": outcome.failed_calls}),
+                "template_hash": item_calls.template_hash,
+                "prompt_hash": item_calls.prompt_hashes[0] if single else content_hash(item_calls.prompt_hashes),
+                "cost": sum_costs(item_calls.costs),
             }
 
 
@@ -252,9 +304,10 @@ def run_fuse(items_path: str, shots_path: str, pools_path: str, out_path: str, *
     count = write_jsonl(out_path, with_progress(records, items_path, f"fuse {engine.model_name}"))
     statuses = {status: stats.get(status, 0) for status in ("ok", "missing", "unclosed", "empty")}
     log.info(
-        "fused=%d parse_failures=%d statuses=%s exemplars=%d exemplar_leaks=%d model_calls=%d",
+        "fused=%d aggregator=%s parse_failures=%d statuses=%s exemplars=%d exemplar_leaks=%d model_calls=%d",
         count,
-        count - statuses["ok"],
+        job.aggregator,
+        stats.get("fallbacks", 0),
         statuses,
         stats["exemplars"],
         stats.get("exemplar_leaks", 0),

@@ -1,8 +1,10 @@
 """Method names, built and parsed in one place.
 
 A method is what turns a pool into one output: ``single`` (the first candidate), ``oracle`` (the best by the task
-metric), ``bon-<selector>`` (Best-of-N under a scorer, ``<scorer>`` or ``<scorer>@<model>``) or ``fusion-<fusor>``
-(a fusor model's answer). A judged head-to-head pairs two methods as ``<method>__vs__<method>``.
+metric), ``bon-<selector>`` (a selection method: Best-of-N under a scorer, ``<scorer>`` or ``<scorer>@<model>``, such
+as ``bon-usc@smol``), ``fusion-<fusor>`` (the paper's FusioN by a fusor model) or ``fusion-<aggregator>@<fusor>``
+(another aggregation method run by that model, such as ``fusion-moa@smol``). A judged head-to-head pairs two methods
+as ``<method>__vs__<method>``.
 
 The analyses derive pools from a sampler's pool without sampling again; a derived pool is a sampler named
 ``<sampler>~<variant>``: ``n<size>s<index>`` (a random subset of the candidates, for N-scaling), ``<kind><k>``
@@ -32,8 +34,21 @@ def bon(selector: str) -> str:
     return f"{BON_PREFIX}{selector}"
 
 
-def fusion(fusor: str) -> str:
-    return f"{FUSION_PREFIX}{fusor}"
+PAPER_AGGREGATOR = "paper"  # the paper's FusioN prompt: its methods keep the plain name fusion-<fusor>
+
+
+def fusion(fusor: str, aggregator: str = PAPER_AGGREGATOR) -> str:
+    """``fusion-<fusor>`` for the paper's FusioN, ``fusion-<aggregator>@<fusor>`` for another aggregation method."""
+    return f"{FUSION_PREFIX}{fusor}" if aggregator == PAPER_AGGREGATOR else f"{FUSION_PREFIX}{aggregator}@{fusor}"
+
+
+def fusor_of(method: str) -> tuple[str, str]:
+    """``(aggregator, fusor)`` of a fusion method: ``fusion-<fusor>`` is the paper's aggregator."""
+    family, payload = parse(method)
+    if family != "fusion":
+        raise PolyfuseError(f"{method!r} is not a fusion method (expected fusion-[<aggregator>@]<fusor>)")
+    aggregator, fusor = split_selector(payload)
+    return (PAPER_AGGREGATOR, aggregator) if fusor is None else (aggregator, fusor)
 
 
 # A selector may name the model it scores with, ``<scorer>@<model>``, overriding study.scorer_models: the fusor

@@ -19,12 +19,14 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from polyfuse import methods
+from polyfuse.aggregators import AGGREGATORS
 from polyfuse.data import LOADERS
 from polyfuse.engines.spec import ENGINE_KEYS, ENGINE_MODELS, HubFile, LlamaCppModel, Model, OpenAIModel, VllmModel
 from polyfuse.errors import PolyfuseError
 from polyfuse.finetune import FinetuneSettings, LoraSettings
 from polyfuse.fuse import FALLBACKS
 from polyfuse.languages import LANGUAGE_NAMES
+from polyfuse.selectors import TOURNAMENT_SCORINGS, ZOO_SELECTORS
 from polyfuse.tasks import TASK_KINDS
 from polyfuse.typed import NULL_KEY, Distinct, Number, Positive, Section, one_of
 
@@ -193,6 +195,42 @@ class Fusion(Section):
     fallback: one_of(FALLBACKS) = "first"
 
 
+class GenSelectSettings(Section):
+    window: int = Field(8, ge=2)
+
+
+class SelfMoaSeq(Section):
+    window: int = Field(3, ge=2)
+    step: Positive = 2
+
+
+class Rsa(Section):
+    population: Positive = 4
+    subset: int = Field(2, ge=2)
+    rounds: Positive = 2
+
+
+class RoundRobin(Section):
+    scoring: one_of(TOURNAMENT_SCORINGS) = "wins"
+
+
+class Zoo(Section):
+    """The method zoo: more selection and aggregation methods on the study samplers' pools of `tasks`."""
+
+    tasks: list[str] | None = None
+    model: str
+    models: dict[str, str] = Field({})
+    selectors: Distinct[list[one_of(ZOO_SELECTORS)]] = []
+    aggregators: Distinct[list[one_of([name for name in AGGREGATORS if name != methods.PAPER_AGGREGATOR])]] = []
+    temperature: Number = Field(0.0, ge=0)
+    max_tokens: Positive = 256
+    seed: int = 0
+    genselect: GenSelectSettings = GenSelectSettings()
+    self_moa_seq: SelfMoaSeq = SelfMoaSeq()
+    rsa: Rsa = Rsa()
+    round_robin: RoundRobin = RoundRobin()
+
+
 class Slurm(Section):
     """The SLURM partitions of jobs (profiles/slurm): a job that asks for a GPU goes to gpu_partition, any other to
     cpu_partition."""
@@ -282,6 +320,7 @@ class StudyConfig(Section):
         ".venv-train/bin/python",
     )
     fusion: Fusion = Fusion()
+    zoo: Zoo | None = None
     slurm: Slurm = Slurm()
     torch_python: str = Field(
         ".venv-comet/bin/python",
@@ -459,6 +498,7 @@ TABLES = {
     "distill": Distill,
     "analyses": Analyses,
     "fusion": Fusion,
+    "zoo": Zoo,
     "judge": Judge,
     "comet": Comet,
     "reward_model": RewardModel,

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from polyfuse import data, distill, fuse, methods, pools, score
+from polyfuse import data, distill, fuse, methods, pools, score, selectors
 from polyfuse import judge as judging
 from polyfuse import sample as sampling
 from polyfuse import select as bon
@@ -163,16 +163,21 @@ def _scorer(smk, cache: OutputCache) -> bon.Scorer:
     scorer_name = methods.scorer_of(smk.wildcards.selector)[0]
     model = smk.params.scorer_model
     context: dict = {}
-    if scorer_name == "loglik":
+    if scorer_name in ("loglik", "self_certainty"):  # a teacher-forced pass after the task prompt
         context = dict(
             engine=_engine(smk, model),
             style=smk.params.models[model]["prompt_style"],
             shots=list(read_jsonl(smk.input.shots)),
             cache=cache,
-            normalization=smk.params.loglik_normalization,
+            **({"normalization": smk.params.loglik_normalization} if scorer_name == "loglik" else {}),
         )
     elif scorer_name == "llm_judge_pointwise":
         context = dict(judge=_judge(smk, model, cache, "pointwise_template"))
+    elif scorer_name in ("knockout", "round_robin"):
+        context = dict(judge=_judge(smk, model, cache, "template"), settings=smk.params.zoo)
+    elif scorer_name in selectors.MODEL_SELECTORS:
+        style = smk.params.models[model]["prompt_style"]
+        context = dict(engine=_engine(smk, model), style=style, cache=cache, settings=smk.params.zoo)
     return bon.make_scorer(scorer_name, task_kind(smk.params.kind), **context)
 
 
@@ -203,6 +208,9 @@ def fusion(smk) -> None:
             sampling=settings,
             seed=int(smk.params.seed),
             fallback=settings["fallback"],
+            # the zoo's aggregation methods run as fusion-<aggregator>@<fusor>; fusion-<fusor> is the paper's
+            aggregator=getattr(smk.wildcards, "aggregator", methods.PAPER_AGGREGATOR),
+            settings=smk.params.zoo,
         )
         fuse.run_fuse(smk.input.items_file, smk.input.shots, smk.input.pools, smk.output.outputs, job=job)
 
@@ -242,7 +250,7 @@ def aggregate(smk) -> None:
 def analysis(smk) -> None:
     """The analysis the rule is named after, on the rule's named inputs (see polyfuse.analysis_report)."""
     # pandas and matplotlib live in the report environment only; importing claims registers it beside the others
-    from polyfuse import claims  # noqa: F401
+    from polyfuse import claims, zoo_report  # noqa: F401
     from polyfuse.analysis_report import ANALYSES
 
     run = ANALYSES[smk.rule]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -317,6 +318,7 @@ def test_the_html_report_holds_every_table_and_figure_with_its_caption(study):
     expected = {f"results/analyses/{name}.{ext}" for name in ANALYSIS_NAMES for ext in ("png", "csv")}
     expected |= {f"results/figures/{task}.png" for task in reported_tasks(study.config)}
     expected |= {"results/figures/distill.png", "results/tables/distill.csv", "results/README.md"}
+    expected |= {f"results/{kind}/zoo_{task}.{ext}" for task in study.config["zoo"]["tasks"] for kind, ext in ZOO_SHOWN}
     assert expected <= listed, expected - listed
     for caption in (
         "N-scaling: quality against the number of candidates",
@@ -327,8 +329,50 @@ def test_the_html_report_holds_every_table_and_figure_with_its_caption(study):
         "Setting 2, the downstream figure",
         "The claims table",
         "judge's win rate against a reference system",
+        "Method zoo. Every selection method",
     ):
         assert caption in text, caption
+
+
+ZOO_SHOWN = (("tables", "csv"), ("figures", "png"))  # the zoo's files in the HTML report
+
+
+def test_the_zoo_runs_every_method_for_real_on_the_study_pools_and_reports_it(study):
+    """Every zoo method, run by the embedded chat model, on the very pool files BoN and FusioN read: a selection keeps
+    one of its item's candidates, an aggregation says how each answer came about, every record has its cost, and the
+    table and figure list every method beside the study's own."""
+    results, zoo = study.workdir / "results", study.config["zoo"]
+    kinds = {"mgsm": "math", "wmt24pp": "translation"}
+    for task in zoo["tasks"]:
+        selectors = [s for s in zoo["selectors"] if s != "majority" or kinds[task] == "math"]
+        aggregators = [a for a in zoo["aggregators"] if a != "usi" or kinds[task] == "translation"]
+        zoo_methods = [f"bon-{s}@{zoo['model']}" if s != "majority" else "bon-majority" for s in selectors]
+        zoo_methods += [f"fusion-{a}@{zoo['model']}" for a in aggregators]
+        for lang in study.config["tasks"][task]["languages"]:
+            items = [item["id"] for item in read_jsonl(results / task / lang / "items.jsonl")]
+            pools = {
+                p["id"]: [c["text"].strip() for c in p["candidates"]]
+                for p in read_jsonl(results / task / lang / "pools/gemma270m.jsonl")
+            }
+            for method in zoo_methods:
+                records = list(read_jsonl(results / task / lang / "outputs/gemma270m" / f"{method}.jsonl"))
+                assert [r["id"] for r in records] == items, method
+                for record in records:
+                    assert record["cost"]["calls"] >= (0 if method == "bon-majority" else 1), (method, record["cost"])
+                    if method.startswith("bon-"):
+                        assert record["output"] == pools[record["id"]][record["chosen"]]
+                    else:
+                        assert record["aggregator"] == method.split("-", 1)[1].split("@")[0]
+                        assert (record["fallback"] is None) == (record["parse_status"] == "ok")
+                    if method == f"bon-self_certainty@{zoo['model']}":  # a real teacher-forced pass per candidate
+                        assert all(score > 0 and math.isfinite(score) for score in record["scores"])
+        table = pd.read_csv(results / f"tables/zoo_{task}.csv")
+        assert set(zoo_methods) | {"single", "bon-loglik", "fusion-smol"} <= set(table["method"])
+        avg = table[table["lang"] == "avg"]
+        assert avg["own_share"].between(0, 1).all() and (avg["calls"] >= 0).all()
+        assert avg.loc[avg["method"] != "fusion-smol", "p_holm_vs_FusioN"].between(0, 1).all()
+        assert "| bon-usc@smol |" in (results / f"tables/zoo_{task}.md").read_text()
+        assert (results / f"figures/zoo_{task}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_setting_two_builds_sets_trains_students_and_reports_them(study):
@@ -433,12 +477,13 @@ def test_a_two_item_probe_forecasts_a_four_item_study_within_the_issues_bounds_p
     the costs its records hold: per rule family, tokens within 20% and the models' seconds within 50%.
 
     The study is the .test study's test cells, one language each, without COMET: every family whose records carry a
-    cost (sample, fuse, select, judge) and no more, as setting 2 and the analyses add jobs of the same families. The
+    cost (sample, fuse, select, judge) and no more, as setting 2, the analyses and the zoo add jobs of the same
+    families (the zoo's aggregation jobs are fusions under another prompt). The
     probe's two items are the .test study's own, and the run's first two are too: a copy of that study's cache lets
     both skip those calls, and a cached call's record keeps the cost it had when it ran."""
     workdir = demo_workdir(tmp_path)
     four = yaml.safe_load(TEST_CONFIG.read_text())
-    del four["tasks"]["ufb"], four["pools"], four["distill"], four["analyses"]
+    del four["tasks"]["ufb"], four["pools"], four["distill"], four["analyses"], four["zoo"]
     four["comet"]["model"] = None  # COMET records no cost to compare, and its default model is on the hub
     for spec in four["tasks"].values():
         spec["max_items"], spec["languages"] = 4, spec["languages"][:1]
@@ -552,7 +597,7 @@ def test_killed_at_every_stage_the_study_resumes_to_the_same_records_and_generat
     workdir = demo_workdir(tmp_path)
     (workdir / "comet.yaml").write_bytes((study.workdir / "comet.yaml").read_bytes())
     trimmed = yaml.safe_load(TEST_CONFIG.read_text())
-    del trimmed["tasks"]["mgsm"], trimmed["analyses"]
+    del trimmed["tasks"]["mgsm"], trimmed["analyses"], trimmed["zoo"]
     trimmed["tasks"]["wmt24pp"]["languages"] = ["de"]
     (workdir / "trimmed.yaml").write_text(yaml.safe_dump(trimmed, sort_keys=False))  # keeps the sets' order
     config_args = ("--configfile", str(workdir / "trimmed.yaml"), str(workdir / "comet.yaml"))
@@ -800,14 +845,18 @@ def test_paper_config_builds_the_whole_dag(paper_dag):
     # (6 sizes x 5 subsets, 2 kinds x 4 k, 1 order), fused; all but the order's BoN-selected; arena's judged.
     # The fusor analysis: the 21 cells fused by 2 more fusors (4B, 27B; Command A is the study's) and
     # BoN-selected by all 3 as pointwise judges; arena's 5 new methods judged.
+    # The zoo, on the 74 study pools: 6 model-run selectors each, the vote on the 16 math and factqa cells' 32, four
+    # aggregators each and USI on the 20 translation pools; the 22 arena pools' 10 zoo methods judged.
     jobs = {
+        "select": 444 + 74 * 6 + 32,
+        "aggregate": 74 * 4 + 20,
         "sample": 74 + 8 * 26,
         "sample_member": 16 * 11 + 21,
         "derive_pool": 21 * 39,
         "fuse": 74 + 16 * 4 + 21 + 21 * 39 + 21 * 2,
         "select_reward_model": 74 + 16 * 2 + 21 + 21 * 38,
         "comet": 20 + 8 * 10,
-        "judge": 66 + 8 * 11 + 11 * 3 + 11 * (38 * 2 + 1) + 11 * 5,
+        "judge": 66 + 8 * 11 + 11 * 3 + 11 * (38 * 2 + 1) + 11 * 5 + 22 * 10,
         "sft_set": 16 * 7,
         "finetune": 7,
         "student_base": 1,
@@ -840,7 +889,10 @@ def test_slurm_partition_follows_each_jobs_gpu_need(paper_dag):
     model_free = [r for rule, r in jobs if rule == "reference" or (rule == "select" and "@" not in r["selector"])]
     assert {resources["slurm_partition"] for resources in model_free} == {cpu}
     scored_by = [r for rule, r in jobs if rule == "select" and "@" in r["selector"]]
-    assert scored_by and {r["slurm_partition"] for r in scored_by} == {gpu}  # the 4B to 111B scorers, on GPUs
+    off_gpu = ("@gpt-4o", "@llama31-8b")  # the zoo's API judge and its llama.cpp self-certainty scorer
+    on_gpu = [r for r in scored_by if not r["selector"].endswith(off_gpu)]
+    assert on_gpu and {r["slurm_partition"] for r in on_gpu} == {gpu}  # the 4B to 111B scorers, on GPUs
+    assert {r["slurm_partition"] for r in scored_by if r["selector"].endswith(off_gpu)} == {cpu}
     fuse = re.findall(  # Command A fuses on four GPUs; DeepSeek-V3, a setting-2 fusor, is an API
         r"rule fuse:\n(?:    [^\n]*\n)*?    wildcards: [^\n]*fusor=command-a\n    resources: ([^\n]*)", paper_dag
     )

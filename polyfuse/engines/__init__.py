@@ -108,6 +108,14 @@ class Engine(ABC):
             "log-probabilities; use study.loglik_normalization: mean"
         )
 
+    def certainty_terms(self, prompt: Prompt, continuations: Sequence[str]) -> list[tuple[float, int]]:
+        """(summed KL(uniform || p) over the tokens, token count) of each continuation after `prompt`: self-certainty
+        needs the full next-token distribution at every position."""
+        raise PolyfuseError(
+            f"model {self.model_name!r}: the {self.engine_name} engine does not give full-vocabulary "
+            "log-probabilities, which self_certainty needs; run it with a llamacpp model"
+        )
+
     def require_room(
         self, prompt_tokens: int, added_tokens: int, context: int, key: str, added: str = "max_tokens"
     ) -> None:

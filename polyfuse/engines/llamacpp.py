@@ -32,6 +32,22 @@ from polyfuse.io import file_hash, published_path
 FINE_BLOCK, COARSE_BLOCK = 16, 128
 
 
+def log_normaliser(logits: np.ndarray) -> np.ndarray:
+    """log sum_j exp(logits[:, j]) per row, computed stably."""
+    peak = logits.max(axis=1, keepdims=True)
+    return peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
+
+
+def picked_logprobs(logits: np.ndarray, tokens: Sequence[int]) -> np.ndarray:
+    """log p of each row's own token."""
+    return logits[np.arange(len(tokens)), tokens] - log_normaliser(logits)
+
+
+def uniform_kl(logits: np.ndarray, tokens: Sequence[int] = ()) -> np.ndarray:
+    """KL(uniform || p) of each row's next-token distribution: -log V - mean_j log p_j (0 when p is uniform)."""
+    return -np.log(logits.shape[1]) - (logits.mean(axis=1) - log_normaliser(logits))
+
+
 def block_bounds(length: int) -> list[int]:
     """Where the prompt blocks of a prompt body of `length` tokens end: a function of position alone."""
     fine = list(range(FINE_BLOCK, min(length, COARSE_BLOCK), FINE_BLOCK))
@@ -291,6 +307,13 @@ class LlamaCppEngine(Engine):
         return llm.tokenize(self.render(prompt, llm).encode("utf-8"), add_bos=isinstance(prompt, str), special=True)
 
     def loglik_terms(self, prompt: Prompt, continuations: Sequence[str]) -> list[tuple[float, int]]:
+        return self._continuation_terms(prompt, continuations, picked_logprobs)
+
+    def certainty_terms(self, prompt: Prompt, continuations: Sequence[str]) -> list[tuple[float, int]]:
+        return self._continuation_terms(prompt, continuations, uniform_kl)
+
+    def _continuation_terms(self, prompt: Prompt, continuations: Sequence[str], per_token) -> list[tuple[float, int]]:
+        """(sum of `per_token(logits, tokens)` over each continuation's tokens, its token count) after `prompt`."""
         llm = self.scorer
         context = self.prompt_tokens(llm, prompt)
         # Tokenized apart from the prompt, as generated: a leading space stays the continuation's first token.
@@ -320,10 +343,7 @@ class LlamaCppEngine(Engine):
             llm.eval([context[-1], *tokens])  # the prompt's last row predicts the continuation's first token
             # logits at position p predict token p+1: the continuation is predicted from len(context)-1 on
             logits = np.asarray(llm.scores[len(context) - 1 : len(context) + len(tokens) - 1], dtype=np.float64)
-            peak = logits.max(axis=1, keepdims=True)
-            log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
-            picked = logits[np.arange(len(tokens)), tokens]
-            terms.append((float(np.sum(picked - log_norm)), len(tokens)))
+            terms.append((float(np.sum(per_token(logits, tokens))), len(tokens)))
         return terms
 
     def close(self) -> None:

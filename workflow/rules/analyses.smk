@@ -110,6 +110,21 @@ use rule nscaling as fusors with:
         "results/benchmarks/analyses/fusors.tsv"
 
 
+# The method zoo: every selection and aggregation method beside BoN and FusioN on the same pools, per task.
+if ZOO:
+
+    use rule nscaling as zoo with:
+        input:
+            scores=zoo_files("scores"),
+            records=zoo_files("outputs"),
+        output:
+            **zoo_report_outputs(),
+        log:
+            "results/logs/analyses/zoo.log",
+        benchmark:
+            "results/benchmarks/analyses/zoo.tsv"
+
+
 # Each claim of the paper beside this run's finding: reads the study's scores and the analyses' tables.
 use rule nscaling as claims with:
     input:

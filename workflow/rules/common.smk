@@ -16,6 +16,7 @@ from polyfuse import methods
 from polyfuse.config import finetune_settings, student_gguf
 from polyfuse.dag import StudyDag
 from polyfuse.settings import load_config
+from polyfuse.aggregators import AGGREGATORS
 from polyfuse.errors import PolyfuseError
 from polyfuse.tasks import task_kind
 
@@ -89,7 +90,8 @@ wildcard_constraints:
     set=alternatives(SETS),
     fusor=alternatives(config["models"]),
     selector=rf"single|oracle|bon-(?!reward_model)[a-z_]+{SCORED_BY}",
-    method=rf"{'|'.join(methods.PLAIN_METHODS)}|bon-[a-z_]+{SCORED_BY}|fusion-[A-Za-z0-9_.-]+",
+    method=rf"{'|'.join(methods.PLAIN_METHODS)}|bon-[a-z_]+{SCORED_BY}|fusion-([a-z_]+@)?[A-Za-z0-9_.-]+",
+    aggregator=alternatives(AGGREGATORS),
     pair=rf"fusion-[A-Za-z0-9_.-]+__vs__bon-[a-z_]+{SCORED_BY}",
 
 
@@ -141,6 +143,18 @@ def analysis_report_outputs(name, subcategory):
     }
 
 
+def zoo_report_outputs():
+    """The zoo rule's outputs per task: its table and figure in the report, the Markdown table and the PDF."""
+    outputs = {}
+    for task in STUDY_DAG.zoo_tasks:
+        shown = dict(caption="../report/zoo.rst", category="Method zoo", subcategory=task)
+        outputs[f"{task}_table"] = report(f"results/tables/zoo_{task}.csv", **shown)
+        outputs[f"{task}_markdown"] = f"results/tables/zoo_{task}.md"
+        outputs[f"{task}_figure"] = report(f"results/figures/zoo_{task}.png", **shown)
+        outputs[f"{task}_pdf"] = f"results/figures/zoo_{task}.pdf"
+    return outputs
+
+
 STUDY_METHODS = STUDY_DAG.study_methods()  # in display order: each figure colours a method the same way
 ANALYSIS_SETTINGS = {
     **config["report"],
@@ -151,7 +165,13 @@ ANALYSIS_SETTINGS = {
     "fusors": ANALYSES.get("fusors") if ANALYSES else None,
     "comet_model": COMET["model"],  # the claims name the COMET model whose scores they read
     "distill": DISTILL,  # the claims compare the students of distill.compare
+    # the method zoo's tasks, and the study's FusioN and BoN methods each zoo method is compared with
+    "zoo_tasks": STUDY_DAG.zoo_tasks,
+    "zoo_fusion": {task: STUDY_DAG.fusion_methods(task)[0] for task in STUDY_DAG.zoo_tasks},
+    "zoo_bon": BON,
 }
+ZOO = config.get("zoo") or {}
+zoo_files, zoo_outputs = STUDY_DAG.zoo_files, STUDY_DAG.zoo_outputs
 
 
 def dataset_file(wildcards):

@@ -18,7 +18,18 @@ rule fuse:
         kind=lambda w: TASKS[w.task]["kind"],
         models=lambda w: model_params(w.fusor),
         fusion=config["fusion"],
+        zoo=ZOO,
         seed=STUDY["seed"],
         cache=lambda w: cache_file(w.fusor),
     script:
         "../scripts/fuse.py"
+
+
+# Another aggregation method (polyfuse/aggregators.py) run by a fusor model on the same pools: the method zoo.
+use rule fuse as aggregate with:
+    output:
+        outputs="results/{task}/{lang}/outputs/{model}/fusion-{aggregator}@{fusor}.jsonl",
+    log:
+        "results/logs/aggregate/{task}/{lang}/{model}/{aggregator}@{fusor}.log",
+    benchmark:
+        "results/benchmarks/aggregate/{task}/{lang}/{model}/{aggregator}@{fusor}.tsv"
