@@ -17,10 +17,11 @@ Parts:
                                     outside the suite's own code (target <= 1.2x)
   zoo                               every selection and aggregation method of the zoo on the same real pools (SmolLM2,
                                     N = 5, two items): model calls per item against each method's analytical floor
-                                    (USC, CHOPS and GenSelect within its window 1; knockout 2(N - 1) verdicts; round
-                                    robin N(N - 1); self-certainty N passes; Self-MoA-Seq ceil((N - w) / s) + 1; RSA
-                                    population x rounds; the one-call aggregators 1; majority 0), target: at the
-                                    floor; and a re-run (target 0 calls)
+                                    (USC, CHOPS and GenSelect within its window 1, beyond it a knockout over windows;
+                                    knockout 2(N - 1) verdicts; round robin N(N - 1); MBR with a pointwise judge
+                                    N(N - 1); self-certainty N passes; Self-MoA-Seq ceil((N - w) / s) + 1; RSA
+                                    population x rounds; the one-call aggregators 1; majority 0), target: at most
+                                    the floor; and a re-run (target 0 calls)
   scale                             the suite's own peak Python heap (tracemalloc) of a sampling job (all from
                                     the cache, the real engine making no call) and a scoring job at N = 5,
                                     100 vs 10,000 items (target <= 1.2x), and their seconds
@@ -567,10 +568,13 @@ def zoo(directory: Path) -> None:
                     list(fuse_pools(items, shots, pools, job=job, stats={}))
                     floor = aggregators.calls_floor(name, n, settings)
                 else:
-                    judge = Judge(engine, "chat", "arena", cache, SamplingParams(0.0, 1.0, 24), 0)  # generate: 1 call
+                    verdicts = SamplingParams(0.0, 1.0, 24)
+                    judge = Judge(engine, "chat", "arena", cache, verdicts, 0)  # generate: one call a verdict
+                    judge_pointwise = Judge(engine, "chat", "pointwise_reference", cache, verdicts, 0)
                     context = {
                         "knockout": {"judge": judge, "settings": settings},
                         "round_robin": {"judge": judge, "settings": settings},
+                        "mbr_judge": {"judge": judge_pointwise, "settings": settings},
                         "self_certainty": {"engine": engine, "style": "chat", "shots": [], "cache": cache},
                         "majority": {},
                     }.get(name, {"engine": engine, "style": "chat", "cache": cache, "settings": settings})

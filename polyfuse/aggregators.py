@@ -16,10 +16,12 @@ requests across items, so a batching engine sees them together.
   previous population; after `rounds` rounds the answer is the last population's first member
   (population x rounds calls, no extra final fusion).
 
-A call whose output does not parse is counted. Its stand-in is stated: in a chain the previous synthesis is carried
-on (``carried``), or the first candidate the call was shown when there is none yet (``first``); an RSA member that
-fails becomes the first text of its subset. A record's answer counts as the method's own only when the call that
-made it parsed.
+A call whose output does not parse is counted (each record keeps every call's status). Its stand-in is stated in the
+record: a one-call method takes the study's ``fusion.fallback``, as FusioN does (``first``: the pool's first
+original candidate); in a chain the previous synthesis is carried on (``carried``), or the first candidate of the
+first window when there is none yet (``first``); an RSA member that fails becomes the first text of its subset, and
+when the answering member failed the record says ``first``. A record's answer counts as the method's own only when
+the call that made it parsed.
 """
 
 from __future__ import annotations
@@ -145,16 +147,17 @@ def calls_floor(name: str, n: int, settings: dict) -> int:
     return 1
 
 
-def run_procedure(procedures: list[Procedure], fuse_round: Callable[[list[list[list[str]]]], list[list[Fused]]]):
-    """Drive several items' procedures a round at a time; `fuse_round` answers every item's requests of a round
-    together. Returns each procedure's Outcome."""
+def run_procedure(
+    procedures: list[Procedure], fuse_round: Callable[[list[int], list[list[list[str]]]], list[list[Fused]]]
+) -> list[Outcome]:
+    """Drive several items' procedures a round at a time: `fuse_round(indices, requests)` answers together the
+    requests of the items (by their index in `procedures`) still running, which may be fewer each round when items
+    need different numbers of calls. Returns each procedure's Outcome."""
     outcomes: list[Outcome | None] = [None] * len(procedures)
-    pending = {}
-    for index, procedure in enumerate(procedures):
-        pending[index] = next(procedure)
+    pending = {index: next(procedure) for index, procedure in enumerate(procedures)}
     while pending:
         indices = list(pending)
-        answers = fuse_round([pending[index] for index in indices])
+        answers = fuse_round(indices, [pending[index] for index in indices])
         pending = {}
         for index, answered in zip(indices, answers, strict=True):
             try:

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> None:
         "--inputs",
         required=True,
         nargs="+",
-        help="outputs (comet), a pool (comet-oracle, select-rm), or a pool and a method's outputs (target-scores-rm)",
+        help="outputs (comet), a pool (comet-oracle, mbr-comet, select-rm), or a pool and a method's outputs "
+        "(target-scores-rm)",
     )
     scoring.add_argument("--summary", help="comet: corpus-level summary JSON")
     scoring.add_argument("--kind", help="select-rm, target-scores-rm: the task kind")
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m polyfuse.cli")
     steps = parser.add_subparsers(dest="step", required=True)
-    for name in ("comet", "comet-oracle", "select-rm", "target-scores-rm"):
+    for name in ("comet", "comet-oracle", "mbr-comet", "select-rm", "target-scores-rm"):
         steps.add_parser(name, parents=[scoring])
     finetune = steps.add_parser("finetune", parents=[training], help="fine-tune a student on a distill set")
     finetune.add_argument("--inputs", required=True, nargs="+", help="the set's sft.jsonl files")
@@ -61,6 +62,13 @@ def _comet_oracle(args, settings) -> None:
     from polyfuse.comet_score import run_comet_oracle
 
     run_comet_oracle(args.items, args.inputs[0], args.out, settings=settings)
+
+
+@STEPS.register("mbr-comet")
+def _mbr_comet(args, settings) -> None:
+    from polyfuse.comet_score import run_mbr_comet
+
+    run_mbr_comet(args.items, args.inputs[0], args.out, settings=settings)
 
 
 def _reward_scorer(args, settings):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from polyfuse.io import paired_exactly, read_paired, write_json, write_jsonl
 from polyfuse.select import best_index
 
 log = logging.getLogger(__name__)
+MBR_COMET = "mbr_comet"  # the zoo's COMET-MBR selector: bon-mbr_comet
 
 
 class CometUnavailable(Exception):
@@ -136,3 +138,61 @@ def run_comet_oracle(items_path: str, pools_path: str, out_path: str, *, setting
     except CometUnavailable as exc:
         raise PolyfuseError(f"comet.oracle needs a COMET model: {exc}") from None
     log.info("%s items=%d", methods.COMET_ORACLE, write_jsonl(out_path, oracle_records(items_path, pools_path, metric)))
+
+
+def mbr_scores(texts: list[str], source: str, metric, *, self_pair: bool) -> tuple[list[float], int]:
+    """Each candidate's expected COMET against the others as pseudo-references (against all N with the self-pair, as
+    mbrs does), and the number of segments scored."""
+    pairs = [(i, j) for i in range(len(texts)) for j in range(len(texts)) if self_pair or i != j]
+    values = metric.segment_scores([{"src": source, "mt": texts[i], "ref": texts[j]} for i, j in pairs])
+    totals, counts = [0.0] * len(texts), [0] * len(texts)
+    for (i, _), value in zip(pairs, values, strict=True):
+        totals[i] += value
+        counts[i] += 1
+    return [total / count if count else 0.0 for total, count in zip(totals, counts, strict=True)], len(pairs)
+
+
+def mbr_records(items_path: str, pools_path: str, metric, *, self_pair: bool, status: str) -> Iterator[dict]:
+    """COMET-MBR selection records; with no model (`metric` None), the first candidate, stated as a fallback."""
+    for item, pool in read_paired(items_path, pools_path):
+        texts = [candidate["text"].strip() for candidate in pool["candidates"]]
+        start = time.perf_counter()
+        if metric is None:
+            scores, segments = [None] * len(texts), 0
+        else:
+            scores, segments = mbr_scores(texts, item["input"], metric, self_pair=self_pair)
+        chosen = best_index(scores)
+        yield {
+            "id": item["id"],
+            "task": item["task"],
+            "lang": item["lang"],
+            "method": methods.bon(MBR_COMET),
+            "sampler": pool["sampler"],
+            "output": texts[chosen],
+            "chosen": chosen,
+            "scores": [None if score is None else round(score, 6) for score in scores],
+            "scorer": MBR_COMET,
+            "utility": None if metric is None else f"comet:{metric.name}",
+            "self_pair": self_pair,
+            "parse_status": status,
+            "fallback": None if metric is not None else "first",
+            # COMET segments scored stand for calls; COMET reads and writes no generated token
+            "cost": {
+                "calls": segments,
+                "tokens_in": 0,
+                "tokens_out": 0,
+                "seconds": round(time.perf_counter() - start, 6),
+            },
+            "prompt_hash": pool["prompt_hash"],
+        }
+
+
+def run_mbr_comet(items_path: str, pools_path: str, out_path: str, *, settings: dict) -> None:
+    """MBR selection with COMET as the utility: each candidate's mean COMET against the other candidates."""
+    try:
+        metric, status = Comet(settings["model"], int(settings["batch_size"]), int(settings["gpus"])), "ok"
+    except CometUnavailable as exc:
+        log.warning("COMET unavailable, every item falls back to its first candidate: %s", exc)
+        metric, status = None, f"unavailable: {exc}"
+    records = mbr_records(items_path, pools_path, metric, self_pair=bool(settings["self_pair"]), status=status)
+    log.info("%s items=%d status=%s", methods.bon(MBR_COMET), write_jsonl(out_path, records), status)

@@ -263,10 +263,12 @@ def check_zoo(config: dict) -> None:
                 f"zoo: self_certainty needs full-vocabulary log-probabilities, which model {model!r} on the {engine} "
                 "engine does not give (only llamacpp does); name a llamacpp model in zoo.models.self_certainty"
             )
-        if method in ("knockout", "round_robin") and config["judge"]["mode"] != "generate":
+        if method in ("knockout", "round_robin", "mbr_judge") and config["judge"]["mode"] != "generate":
             _needs_summed_loglik(models, model, f"zoo: {method} with judge.mode {config['judge']['mode']}")
         if method in ("usc", "genselect", "chops"):
             load_template(method, "select", style)
+        if method == "mbr_judge" and zoo["mbr_judge"]["utility"] == "pointwise":
+            load_template(zoo["mbr_judge"]["template"], "judge", style)
         if method in zoo["aggregators"]:
             load_template(aggregator(method).template or config["fusion"]["template"], "fusion", style)
 

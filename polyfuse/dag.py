@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from polyfuse import aggregators, methods
 from polyfuse.config import analysed_samplers, analysis_variants, student_models, zoo_model, zoo_tasks
 from polyfuse.pools import pool_members
-from polyfuse.selectors import ANSWER_KINDS, MODEL_SELECTORS
+from polyfuse.selectors import ANSWER_KINDS, MBR_COMET, MODEL_SELECTORS
 from polyfuse.tasks import task_kind
 
 
@@ -88,7 +88,7 @@ class StudyDag:
             return self.tasks[wildcards["task"]]["reference"].get("model")
         if rule in ("select_reward_model", "target_scores_reward_model"):
             return self.config["reward_model"]["model"]
-        if rule in ("comet", "comet_oracle"):
+        if rule in ("comet", "comet_oracle", "mbr_comet"):
             return self.comet["model"]
         if rule == "finetune":
             return methods.student(wildcards["set"])
@@ -215,16 +215,18 @@ class StudyDag:
 
     def zoo_methods(self, task: str) -> list[str]:
         """The zoo's methods on `task`: each selector and aggregator that applies to its kind (majority votes on
-        extractable answers, USI fuses translations), the model-run ones under their model (zoo.models, zoo.model)."""
+        extractable answers, COMET-MBR and USI work on translations, COMET-MBR with a COMET model), the model-run ones
+        under their model (zoo.models, zoo.model)."""
         if task not in self.zoo_tasks:
             return []
         kind = self.tasks[task]["kind"]
+        applies = {"majority": kind in ANSWER_KINDS, MBR_COMET: task in self.translation_tasks and self.comet["model"]}
         selection = [
             methods.bon(
                 methods.scored_by(selector, zoo_model(self.zoo, selector)) if selector in MODEL_SELECTORS else selector
             )
             for selector in self.zoo["selectors"]
-            if selector != "majority" or kind in ANSWER_KINDS
+            if applies.get(selector, True)
         ]
         aggregation = [
             methods.fusion(zoo_model(self.zoo, name), name)

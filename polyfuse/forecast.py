@@ -62,7 +62,7 @@ RECORDED_RULES = frozenset(
 )
 RECORDED_RULES |= {"reference", "select_reward_model", "target_scores_reward_model"}
 # Rules whose wall time grows with the items they read through a model, though their records keep no cost.
-ITEM_BOUND_RULES = frozenset({"comet", "comet_oracle", "finetune"})
+ITEM_BOUND_RULES = frozenset({"comet", "comet_oracle", "mbr_comet", "finetune"})
 # Bytes of text per token when no probe measured them: English BPE averages about 4 characters a token; text in other
 # scripts packs more bytes into a token, so this over-counts their tokens.
 BYTES_PER_TOKEN = 4
@@ -325,11 +325,11 @@ def budget_cost(job: Job, dag: StudyDag, cells: dict) -> dict:
     elif methods.scorer_of(wildcards.get("selector", "single"))[0] in ZOO_SELECTORS:
         zoo, name = dag.zoo, methods.scorer_of(wildcards["selector"])[0]
         calls = selectors.calls_floor(name, pool, zoo)
-        if name in ("knockout", "round_robin"):  # each verdict reads two answers; generating writes a judgement
-            read, written = (
-                calls * (prompt + 2 * budget),
-                (calls * judge["max_tokens"] if judge["mode"] == "generate" else 0),
-            )
+        if name in ("knockout", "round_robin", "mbr_judge"):  # a verdict or rating reads two answers, may write
+            pointwise = name == "mbr_judge" and zoo["mbr_judge"]["utility"] == "pointwise"
+            passes = selectors.judge_passes("mbr_judge_pointwise" if pointwise else name, judge["mode"])
+            generated = judge["max_tokens"] if judge["mode"] == "generate" else 0
+            calls, read, written = calls * passes, calls * passes * (prompt + 2 * budget), calls * generated
         elif name == "self_certainty":  # one teacher-forced pass per candidate, after one shared prompt
             read, written = prompt + pool * budget, 0
         else:  # one call per window of the pool

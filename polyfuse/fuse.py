@@ -239,9 +239,12 @@ def fuse_pools(items_path: str, shots_path: str, pools_path: str, *, job: Fusion
             rng = random.Random(derive_seed(seed, "aggregate", job.aggregator, item["id"]))
             procedures.append(method.procedure([texts[i] for i in order], **job.settings.get(method.name, {}), rng=rng))
 
-        def fuse_round(requests: list[list[list[str]]], batch=batch, calls=calls) -> list[list[aggregators.Fused]]:
+        def fuse_round(
+            indices: list[int], requests: list[list[list[str]]], batch=batch, calls=calls
+        ) -> list[list[aggregators.Fused]]:
             flat = []
-            for (item, _), item_calls, item_requests in zip(batch, calls, requests, strict=True):
+            for index, item_requests in zip(indices, requests, strict=True):
+                (item, _), item_calls = batch[index], calls[index]
                 for member, candidates in enumerate(item_requests):
                     prompt, template_hash = fusion_prompt(template, style, kind, item, candidates, exemplars)
                     # The paper's one call keeps the seed it always had, so earlier caches stay valid.

@@ -294,10 +294,14 @@ class Judge:
         both = None not in outcomes  # else dropped: the one order that parsed is not position-corrected
         return {"value": 100.0 * sum(outcomes) / len(outcomes) if both else None, "orders": orders, "cost": cost}
 
-    def rate(self, kind: TaskKind, item: dict, answer: str) -> Rating:
-        prompt = self._prompt(kind, item, {"answer": answer})
+    def rate(self, kind: TaskKind, item: dict, answer: str, reference: str | None = None) -> Rating:
+        """A 1-10 rating of `answer`; against `reference` (another answer standing in for one) when given, with a
+        template that shows it (MBR's judge utility)."""
+        shown = {"answer": answer} if reference is None else {"answer": answer, "reference": reference}
+        prompt = self._prompt(kind, item, shown)
         if self.mode == "generate":
-            generated = self._generate(prompt, f"{item['id']}:rate:{answer}")
+            key = f"{item['id']}:rate:{answer}" + ("" if reference is None else f":against:{reference}")
+            generated = self._generate(prompt, key)
             return Rating(parse_rating(generated["text"]), generated["text"], generation_cost(generated))
         _, probs, cost = self._label_scores(prompt, "Rating: ", RATINGS)
         best = max(probs, key=probs.get)

@@ -15,15 +15,28 @@ rank the pool (the chosen candidate highest, ties to the lowest index) and its r
   candidates in shown order, 1-2, 3-4, ..., an odd one out passes to the next round without a match: N - 1 matches,
   2(N - 1) verdicts. Round robin judges every pair, N(N - 1) verdicts, and ranks by wins (a tie is half a win) or
   by Bradley-Terry strengths (``zoo.round_robin.scoring``). A match whose verdict is a tie or was dropped (an
-  unparsed order) goes to the candidate shown first in it, and is counted.
+  unparsed order) goes to the candidate shown first in it, and is counted; when the final's verdict was dropped, or
+  a round robin got no verdict at all, the record states the first shown candidate as a stand-in.
+- ``mbr_judge``: minimum Bayes risk with an LLM-judge utility (Wu et al., ICLR 2025), the candidates themselves as
+  pseudo-references (as mbrs does). ``zoo.mbr_judge.utility`` ``pointwise``: u(i, j) is the judge's 1-10 rating of
+  candidate i with candidate j shown as the reference (template ``pointwise_reference``); ``pairwise``: u(i, j) is
+  i's win rate against j over both orders (0-1), so u(j, i) = 1 - u(i, j). The self-pair rule
+  (``zoo.mbr_judge.self_pair``): excluded by default, each candidate's expected utility is its mean over the N - 1
+  others, N(N - 1) calls; included, over all N, N^2 calls for pointwise (a pairwise self-pair is a tie by definition,
+  0.5 for every candidate, and is never asked). A rating or verdict the judge did not give is left out of the mean
+  and counted; a candidate with none scores None and ranks last.
+- ``mbr_comet``: MBR with COMET as the utility on translation tasks (the study's ``comet.model``), run in the torch
+  environment (polyfuse.comet_score); each candidate's mean COMET with each other candidate as the reference (and
+  itself with ``zoo.mbr_comet.self_pair``). Without the model every item falls back to its first candidate, stated.
 - ``majority``: for tasks with an extractable answer (math, factqa): the most frequent extracted answer; its first
   candidate in pool order is chosen (ties between answers go to the lowest index too).
 - ``self_certainty`` (Kang et al. 2025, arXiv 2502.18581): the mean over the answer's tokens of KL(uniform || p),
   from one teacher-forced pass per candidate after the task prompt; it needs full-vocabulary log-probabilities,
   which only the llama.cpp engine gives.
 
-Every model call goes through the cached calls. The models see the candidates in the seeded order the fusor sees
-them (polyfuse.fuse.shown_order), numbered from 1, and a named number is mapped back to its pool index. The answer
+Every model call goes through the cached calls. The models see the candidates in the order the fusor sees them
+(polyfuse.fuse.shown_order under the study's seed, ``order_seed`` in their settings), numbered from 1, and a named
+number is mapped back to its pool index; the tournaments pair them in that order too. The answer
 is read by one rule (`parse_choice`): the last line that starts with ``Judgment:``; it must hold exactly one number,
 from 1 to the number shown. Anything else is a parse failure, counted under its status (``missing``, ``no_index``,
 ``several``, ``out_of_range``), and the candidate shown first in that call stands in, stated as ``fallback:
@@ -40,9 +53,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from polyfuse.cache import OutputCache, cache_key, generate_cached, generation_cost, sum_costs
+from polyfuse.comet_score import MBR_COMET
 from polyfuse.engines import Engine, SamplingParams
 from polyfuse.errors import PolyfuseError
 from polyfuse.fuse import shown_order
+from polyfuse.judge import PAIRWISE_LABELS, RATINGS
 from polyfuse.languages import language_name
 from polyfuse.sample import derive_seed
 from polyfuse.score import extract_answer, final_answer_text, normalize_answer
@@ -51,10 +66,11 @@ from polyfuse.tasks import EXAMPLE_SEPARATOR_STOP, TaskKind, instruction_text, l
 
 # The selectors that run a generative model (named as bon-<selector>@<model>), those without one, and the task kinds
 # majority voting can read an answer from.
-MODEL_SELECTORS = ("usc", "genselect", "chops", "knockout", "round_robin", "self_certainty")
+MODEL_SELECTORS = ("usc", "genselect", "chops", "knockout", "round_robin", "mbr_judge", "self_certainty")
 ANSWER_KINDS = ("math", "factqa")
-ZOO_SELECTORS = (*MODEL_SELECTORS, "majority")
+ZOO_SELECTORS = (*MODEL_SELECTORS, "majority", MBR_COMET)  # mbr_comet runs in the torch group (comet_score)
 TOURNAMENT_SCORINGS = ("wins", "bradley_terry")
+MBR_UTILITIES = ("pointwise", "pairwise")
 
 JUDGMENT_LINE = re.compile(r"^[ \t>#*_]*judg(?:e)?ment[ \t*_]*[:\uff1a](?P<rest>.*)$", re.IGNORECASE | re.MULTILINE)
 INTEGER = re.compile(r"(?<![\d.])\d+(?![\d.]*\d)")
@@ -103,10 +119,11 @@ def knockout_calls(n: int, size: int) -> int:
 
 
 def calls_floor(name: str, n: int, settings: dict) -> int:
-    """The model calls a selector makes on `n` candidates (the benchmark's floor): one per window of a
-    knockout over windows (USC and CHOPS: the whole pool, one call), one per verdict of a tournament (both orders of
-    every match; a judge in a log-likelihood mode makes one call per label of each verdict instead), one
-    teacher-forced pass per candidate for self-certainty, none for a vote."""
+    """The model calls a selector makes on `n` candidates (the benchmark's floor): one per window of a knockout over
+    windows (USC and CHOPS: the whole pool, one call); one per verdict or rating of a tournament or an MBR judge,
+    with the judge generating (in a log-likelihood mode each verdict takes one pass per label instead, see
+    `judge_passes`); one teacher-forced pass per candidate for self-certainty; COMET segments for COMET-MBR; none for
+    a vote."""
     if name in ("usc", "chops"):
         return knockout_calls(n, max(n, 1))
     if name == "genselect":
@@ -115,11 +132,24 @@ def calls_floor(name: str, n: int, settings: dict) -> int:
         return 2 * knockout_calls(n, 2)
     if name == "round_robin":
         return n * (n - 1)
+    if name == "mbr_judge":
+        mbr = settings["mbr_judge"]
+        return n * n if mbr["utility"] == "pointwise" and mbr["self_pair"] else n * (n - 1)
     if name == "self_certainty":
         return n
+    if name == MBR_COMET:  # COMET segments: each candidate against each other one (and itself with the self-pair)
+        return n * n if settings["mbr_comet"]["self_pair"] else n * (n - 1)
     if name == "majority":
         return 0
     raise PolyfuseError(f"unknown zoo selector {name!r}; known: {', '.join(ZOO_SELECTORS)}")
+
+
+def judge_passes(name: str, mode: str) -> int:
+    """A judge's model calls per verdict (tournaments, pairwise MBR) or rating (pointwise MBR): one when it
+    generates, one per label when it reads the labels' log-probabilities."""
+    if mode == "generate":
+        return 1
+    return len(RATINGS) if name == "mbr_judge_pointwise" else len(PAIRWISE_LABELS)
 
 
 class ModelChoice(Scorer):
@@ -131,7 +161,8 @@ class ModelChoice(Scorer):
     def __init__(self, kind: TaskKind, engine: Engine, style: str, cache: OutputCache, settings: dict, **context):
         super().__init__(kind, **context)
         self.engine, self.style, self.cache, self.settings = engine, style, cache, settings
-        self.seed = int(settings["seed"])
+        self.seed = int(settings["seed"])  # the selection calls' seeds
+        self.order_seed = int(settings["order_seed"])  # the study's seed: the fusor's shown order, item by item
         self.params = SamplingParams(
             temperature=float(settings["temperature"]),
             top_p=1.0,
@@ -167,7 +198,7 @@ class ModelChoice(Scorer):
         }
 
     def score_item(self, item, texts):
-        entrants = shown_order(self.seed, item["id"], len(texts))
+        entrants = shown_order(self.order_seed, item["id"], len(texts))
         wins, calls = [0.0] * len(texts), []
         size = self.window or len(texts)
         while len(entrants) > 1:
@@ -227,7 +258,8 @@ class Tournament(Scorer):
     def __init__(self, kind: TaskKind, judge, settings: dict, **context):
         super().__init__(kind, **context)
         self.judge, self.engine, self.settings = judge, judge.engine, settings
-        self.seed = int(settings["seed"])
+        self.seed = int(settings["seed"])  # the selection calls' seeds
+        self.order_seed = int(settings["order_seed"])  # the study's seed: the fusor's shown order, item by item
         self.failures = 0
 
     def score(self, item, texts):
@@ -245,17 +277,16 @@ class Tournament(Scorer):
             "matches": matches,
             "ties": ties,
             "dropped": dropped,
-            "parse_status": "ok" if not dropped else "dropped",
             "fallback": None,
             "cost": sum_costs(match["cost"] for match in matches),
             **(extra or {}),
-        }
+        } | {"parse_status": "dropped" if (extra or {}).get("fallback") else "ok"}
 
 
 @register_scorer("knockout")
 class Knockout(Tournament):
     def score_item(self, item, texts):
-        entrants = shown_order(self.seed, item["id"], len(texts))
+        entrants = shown_order(self.order_seed, item["id"], len(texts))
         wins, matches = [0.0] * len(texts), []
         while len(entrants) > 1:
             winners = []
@@ -269,7 +300,9 @@ class Knockout(Tournament):
                 wins[winner] += 1
                 winners.append(winner)
             entrants = winners
-        return self.outcome(matches, wins)
+        # the final's verdict was dropped: the candidate shown first in it stands in for the judge's pick
+        dropped_final = bool(matches) and matches[-1]["how"] == "dropped"
+        return self.outcome(matches, wins, {"fallback": "first" if dropped_final else None})
 
 
 def bradley_terry(wins: np.ndarray, iterations: int = 200) -> np.ndarray:
@@ -288,7 +321,7 @@ def bradley_terry(wins: np.ndarray, iterations: int = 200) -> np.ndarray:
 @register_scorer("round_robin")
 class RoundRobin(Tournament):
     def score_item(self, item, texts):
-        shown = shown_order(self.seed, item["id"], len(texts))
+        shown = shown_order(self.order_seed, item["id"], len(texts))
         wins = np.zeros((len(texts), len(texts)))
         matches = []
         for a in range(len(shown)):
@@ -300,15 +333,58 @@ class RoundRobin(Tournament):
                     wins[first, second] += value / 100.0
                     wins[second, first] += 1.0 - value / 100.0
         scoring = self.settings["round_robin"]["scoring"]
+        if all(match["value"] is None for match in matches):  # no verdict at all: the first shown stands in
+            scores = [None] * len(texts)
+            scores[shown[0]] = 0.0
+            return self.outcome(matches, scores, {"scoring": scoring, "fallback": "first"})
         scores = wins.sum(axis=1) if scoring == "wins" else bradley_terry(wins)
         return self.outcome(matches, [round(float(score), 6) for score in scores], {"scoring": scoring})
+
+
+@register_scorer("mbr_judge")
+class MbrJudge(Tournament):
+    """Minimum Bayes risk with an LLM-judge utility: each candidate's mean utility against the others."""
+
+    def score_item(self, item, texts):
+        mbr = self.settings["mbr_judge"]
+        n = len(texts)
+        utility = np.full((n, n), np.nan)
+        calls = []
+        if mbr["utility"] == "pairwise":
+            for i in range(n):
+                for j in range(i + 1, n):
+                    calls.append(self.match(item, texts, i, j))
+                    if calls[-1]["value"] is not None:
+                        utility[i, j] = calls[-1]["value"] / 100.0
+                        utility[j, i] = 1.0 - utility[i, j]
+        else:
+            for i in range(n):
+                for j in range(n):
+                    if i == j and not mbr["self_pair"]:
+                        continue
+                    rating = self.judge.rate(self.kind, item, texts[i], reference=texts[j])
+                    self.failures += rating.value is None
+                    calls.append({"pair": [i, j], "value": rating.value, "cost": rating.cost})
+                    utility[i, j] = np.nan if rating.value is None else rating.value
+        if not mbr["self_pair"] or mbr["utility"] == "pairwise":
+            np.fill_diagonal(utility, np.nan)  # the self-pair left out (a pairwise one is a tie by definition)
+        scores = [None if np.isnan(row).all() else round(float(np.nanmean(row)), 6) for row in utility]
+        unrated = sum(call["value"] is None for call in calls)
+        return scores, {
+            "utility": mbr["utility"],
+            "self_pair": mbr["self_pair"],
+            "unrated": unrated,
+            "parse_status": "ok" if any(score is not None for score in scores) else "no_utility",
+            "fallback": None if any(score is not None for score in scores) else "first",
+            "cost": sum_costs(call["cost"] for call in calls),
+        }
 
 
 def voted_answer(kind: TaskKind, text: str, lang: str) -> str | None:
     """The answer a vote counts: the number a math answer ends on, the normalised final answer of a short answer."""
     if kind.name == "math":
         number = extract_answer(text, lang)
-        return None if number is None else f"{number:g}"
+        return None if number is None else repr(round(number, 6))  # full precision, to the scorer's tolerance
     if kind.name == "factqa":
         return normalize_answer(final_answer_text(text)) or None
     raise PolyfuseError(f"majority: task kind {kind.name!r} has no extractable answer; it votes on {ANSWER_KINDS}")
@@ -375,4 +451,8 @@ class SelfCertainty(Scorer):
     def score_item(self, item, texts):
         prompt, _ = task_prompt(self.kind, item, self.style, self.shots)
         scores, cost = certainty_costed(self.engine, self.cache, prompt, texts)
-        return scores, {"cost": cost}
+        scored = any(score is not None for score in scores)  # an empty candidate has no token to be certain of
+        status = (
+            {"parse_status": "ok", "fallback": None} if scored else {"parse_status": "no_tokens", "fallback": "first"}
+        )
+        return scores, {**status, "cost": cost}

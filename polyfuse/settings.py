@@ -26,7 +26,7 @@ from polyfuse.errors import PolyfuseError
 from polyfuse.finetune import FinetuneSettings, LoraSettings
 from polyfuse.fuse import FALLBACKS
 from polyfuse.languages import LANGUAGE_NAMES
-from polyfuse.selectors import TOURNAMENT_SCORINGS, ZOO_SELECTORS
+from polyfuse.selectors import MBR_UTILITIES, TOURNAMENT_SCORINGS, ZOO_SELECTORS
 from polyfuse.tasks import TASK_KINDS
 from polyfuse.typed import NULL_KEY, Distinct, Number, Positive, Section, one_of
 
@@ -214,6 +214,16 @@ class RoundRobin(Section):
     scoring: one_of(TOURNAMENT_SCORINGS) = "wins"
 
 
+class MbrJudge(Section):
+    utility: one_of(MBR_UTILITIES) = "pointwise"
+    self_pair: bool = False
+    template: str = "pointwise_reference"
+
+
+class MbrComet(Section):
+    self_pair: bool = False
+
+
 class Zoo(Section):
     """The method zoo: more selection and aggregation methods on the study samplers' pools of `tasks`."""
 
@@ -229,6 +239,8 @@ class Zoo(Section):
     self_moa_seq: SelfMoaSeq = SelfMoaSeq()
     rsa: Rsa = Rsa()
     round_robin: RoundRobin = RoundRobin()
+    mbr_judge: MbrJudge = MbrJudge()
+    mbr_comet: MbrComet = MbrComet()
 
 
 class Slurm(Section):

@@ -134,12 +134,14 @@ def sft_set(smk) -> None:
     )
 
 
-def _judge(smk, model: str, cache: OutputCache, template_key: str) -> Judge:
+def _judge(smk, model: str, cache: OutputCache, template_key: str, template: str | None = None) -> Judge:
+    """The judge's settings run by `model` with the judge template under `template_key`, or `template`."""
     settings = smk.params.judge
     style = smk.params.models[model]["prompt_style"]
     # worked judgements for a few-shot judge, in the item's task and language
     shots = tuple(read_jsonl(smk.input.shots))
-    return Judge.from_settings(_engine(smk, model), style, settings, cache, settings[template_key], shots)
+    template = template or settings[template_key]
+    return Judge.from_settings(_engine(smk, model), style, settings, cache, template, shots)
 
 
 @step
@@ -173,8 +175,11 @@ def _scorer(smk, cache: OutputCache) -> bon.Scorer:
         )
     elif scorer_name == "llm_judge_pointwise":
         context = dict(judge=_judge(smk, model, cache, "pointwise_template"))
-    elif scorer_name in ("knockout", "round_robin"):
-        context = dict(judge=_judge(smk, model, cache, "template"), settings=smk.params.zoo)
+    elif scorer_name in ("knockout", "round_robin", "mbr_judge"):
+        mbr = smk.params.zoo.get("mbr_judge", {})
+        pointwise = scorer_name == "mbr_judge" and mbr["utility"] == "pointwise"  # rates against a reference
+        judge = _judge(smk, model, cache, "template", mbr["template"] if pointwise else None)
+        context = dict(judge=judge, settings=smk.params.zoo)
     elif scorer_name in selectors.MODEL_SELECTORS:
         style = smk.params.models[model]["prompt_style"]
         context = dict(engine=_engine(smk, model), style=style, cache=cache, settings=smk.params.zoo)

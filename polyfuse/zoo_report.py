@@ -3,10 +3,13 @@
 Rows are methods, columns languages and their average. A cell gives the method's mean on the task's primary metric
 with its BCa interval over items, n (scored items), the share of items whose answer is the method's own (a parse
 failure's stand-in is not), and on the row the cost per item of the method itself (model calls, tokens read and
-written, seconds; the pool's sampling, the same for every method, is not counted). Each method is compared with the
-study's FusioN and with the best BoN of the study's selectors (the one with the highest average, picked after the
-fact), paired over the items both scored in every language, by a sign-flip test; the p-values of one table are
-Holm-adjusted together, and each comparison states the smallest difference it could detect with 80% power.
+written, seconds; the pool's sampling, the same for every method, is not counted). The ``avg`` column is the mean
+over languages of each method's mean over the items every method scored (so all are compared on the same items),
+with a stratified interval, as in the task tables. Each method is compared with the study's FusioN and with the best
+BoN of the study's selectors (the one with the highest average, picked after the fact, which favours it), paired over
+those common items with each language weighted equally, by a sign-flip test; the p-values of one table (every
+method but the oracle ceilings, against both; FusioN against the best BoN once) are Holm-adjusted together, and each
+comparison states the smallest difference it could detect with 80% power at alpha / m, Holm's strictest level.
 
 The figure plots each method's average quality against its tokens per item (symmetric-log axis) and marks the
 Pareto front: the methods no other method beats on quality at lower or equal cost. The oracle, a ceiling no method
@@ -25,6 +28,7 @@ from polyfuse.analysis_report import ANALYSES, interval_rows, primary_scores
 from polyfuse.figures import method_colours, pyplot, save_figure
 from polyfuse.io import read_jsonl, write_text
 from polyfuse.statistics import alpha_of, detectable_effect, holm_adjust, paired_test
+from polyfuse.tables import common_item_averages
 
 COST_FIELDS = ("calls", "tokens_in", "tokens_out", "seconds")
 ROW = ["task", "sampler", "method"]
@@ -68,41 +72,65 @@ def pareto_front(points: pd.DataFrame) -> set[str]:
     return front
 
 
-def comparisons(items: pd.DataFrame, references: dict[str, str], settings: dict) -> pd.DataFrame:
-    """Each method against each reference method, paired over (language, item); Holm over the whole table."""
+def common_items(items: pd.DataFrame) -> pd.DataFrame:
+    """One sampler's items scored by every method that scored any: (language, id) by method."""
     wide = items.pivot_table(index=["lang", "id"], columns="method", values="value", aggfunc="first")
+    scored = [method for method in wide.columns if wide[method].notna().any()]
+    return wide[scored].dropna()
+
+
+def language_weights(common: pd.DataFrame) -> np.ndarray:
+    """Per item, 1 / (languages x its language's items) x items: a weighted mean is the mean of language means."""
+    languages = common.index.get_level_values("lang")
+    sizes = pd.Series(languages).map(pd.Series(languages).value_counts()).to_numpy()
+    return len(common) / (languages.nunique() * sizes)
+
+
+def comparisons(items: pd.DataFrame, references: dict[str, str], settings: dict) -> pd.DataFrame:
+    """Each method (not a ceiling) against each reference, paired over the items every method scored, each language
+    weighted equally; one FusioN-against-best-BoN test, not two. p-values are adjusted later, over the table."""
+    common = common_items(items)
+    weights = language_weights(common)
     rows = []
-    for method in wide.columns:
+    for sampler, method in dict.fromkeys(zip(items["sampler"], items["method"], strict=True)):
+        if is_ceiling(method) or method not in common.columns:
+            continue
         for label, reference in references.items():
-            if reference not in wide.columns or method == reference:
+            if reference not in common.columns or method == reference:
                 continue
-            both = wide[[method, reference]].dropna()
-            difference, p = paired_test(
-                both[method], both[reference], int(settings["bootstrap"]), int(settings["seed"])
-            )
-            detectable = detectable_effect(both[method] - both[reference], alpha_of(settings))
+            if label != "FusioN" and method == references["FusioN"]:
+                continue  # the same test as the best BoN's row against FusioN
+            first, second = common[method].to_numpy() * weights, common[reference].to_numpy() * weights
+            difference, p = paired_test(first, second, int(settings["bootstrap"]), int(settings["seed"]))
             rows.append(
-                {"method": method, "versus": label, "reference": reference, "paired_n": len(both)}
-                | {"difference": difference, "p": p, "detectable": detectable}
+                {"sampler": sampler, "method": method, "versus": label, "reference": reference}
+                | {"paired_n": len(common), "difference": difference, "p": p, "differences": first - second}
             )
-    table = pd.DataFrame(rows, columns=["method", "versus", "reference", "paired_n", "difference", "p", "detectable"])
-    tested = table["p"].notna()
-    table["p_holm"] = np.nan
-    table.loc[tested, "p_holm"] = holm_adjust(table.loc[tested, "p"].to_numpy())
-    return table
+    return pd.DataFrame(
+        rows, columns=["sampler", "method", "versus", "reference", "paired_n", "difference", "p", "differences"]
+    )
+
+
+def adjusted(tests: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """Holm over every test of one table; each test's detectable difference at alpha / m, Holm's strictest level."""
+    tests = tests.copy()
+    tested = tests["p"].notna()
+    tests["p_holm"] = np.nan
+    tests.loc[tested, "p_holm"] = holm_adjust(tests.loc[tested, "p"].to_numpy())
+    level = alpha_of(settings) / max(int(tested.sum()), 1)
+    tests["detectable"] = [detectable_effect(differences, level) for differences in tests["differences"]]
+    return tests.drop(columns="differences")
 
 
 def task_table(items: pd.DataFrame, records: pd.DataFrame, task: str, settings: dict) -> tuple[pd.DataFrame, dict]:
     """The long table of one task (a row per method and language, and its ``avg``), and its references."""
     cells = interval_rows(items, ["sampler", "method", "lang"], settings)
-    averages = interval_rows(
-        items.groupby(["sampler", "method", "id", "lang"], as_index=False)["value"].first(),
-        ["sampler", "method"],
-        settings,
-    )
-    # the average over languages is the mean of per-language means, with its interval from the items pooled
-    per_language = cells.groupby(["sampler", "method"])["mean"].mean().rename("language_mean").reset_index()
-    averages = averages.merge(per_language, on=["sampler", "method"]).assign(lang="avg")
+    averages = []
+    for sampler, frame in items.groupby("sampler"):
+        means, common_n = common_item_averages(frame, settings)
+        means = means.reset_index().assign(sampler=sampler, lang="avg", items=int(common_n.sum()))
+        averages.append(means)
+    averages = pd.concat(averages, ignore_index=True)
     shares = records.groupby(["sampler", "method", "lang"])["own"].mean().rename("own_share").reset_index()
     shares_all = records.groupby(["sampler", "method"])["own"].mean().rename("own_share").reset_index()
     costs = records.groupby(["sampler", "method"])[list(COST_FIELDS)].mean().reset_index()
@@ -112,12 +140,12 @@ def task_table(items: pd.DataFrame, records: pd.DataFrame, task: str, settings: 
     bon = [method for method in settings["zoo_bon"] if method in set(averages["method"])]
     best_bon = max(bon, key=lambda m: averages.loc[averages["method"] == m, "mean"].mean()) if bon else None
     references = {"FusioN": settings["zoo_fusion"][task]} | ({"best BoN": best_bon} if best_bon else {})
-    tests = []
-    for sampler, frame in items.groupby("sampler"):
-        tests.append(comparisons(frame, references, settings).assign(sampler=sampler))
-    if tests:
-        wide = pd.concat(tests).pivot_table(
-            index=["sampler", "method"], columns="versus", values=["difference", "p_holm", "detectable", "paired_n"]
+    tests = pd.concat([comparisons(frame, references, settings) for _, frame in items.groupby("sampler")])
+    if len(tests):
+        wide = adjusted(tests, settings).pivot_table(
+            index=["sampler", "method"],
+            columns="versus",
+            values=["difference", "p", "p_holm", "detectable", "paired_n"],
         )
         wide.columns = [f"{value}_vs_{versus.replace(' ', '_')}" for value, versus in wide.columns]
         table = table.merge(wide.reset_index(), how="left", on=["sampler", "method"])
@@ -168,7 +196,7 @@ def zoo_figure(table: pd.DataFrame, task: str, metric: str, path: Path) -> None:
     plt = pyplot()
     averages = table[table["lang"] == "avg"].copy()
     averages["cost"] = averages["tokens_in"].fillna(0) + averages["tokens_out"].fillna(0)
-    averages["quality"] = averages["language_mean"]
+    averages["quality"] = averages["mean"]
     samplers = list(dict.fromkeys(averages["sampler"]))
     fig, axes = plt.subplots(1, len(samplers), figsize=(6.5 * len(samplers), 4.5), squeeze=False)
     colours = method_colours(list(averages["method"].unique()))

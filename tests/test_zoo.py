@@ -20,10 +20,11 @@ from polyfuse.engines import Engine, Generation
 from polyfuse.engines.llamacpp import uniform_kl
 from polyfuse.errors import PolyfuseError
 from polyfuse.fuse import FusionJob, fuse_pools
-from polyfuse.io import write_jsonl
+from polyfuse.io import read_jsonl, write_jsonl
 from polyfuse.select import make_scorer, select_pools
 from polyfuse.selectors import (
     bradley_terry,
+    calls_floor,
     knockout_calls,
     match_winner,
     parse_choice,
@@ -35,12 +36,14 @@ from tests.test_fuse import DE_SHOTS
 
 ZOO_SETTINGS = {
     "seed": 0,
+    "order_seed": 7,
     "temperature": 0.0,
     "max_tokens": 32,
     "genselect": {"window": 2},
     "self_moa_seq": {"window": 2, "step": 1},
     "rsa": {"population": 3, "subset": 2, "rounds": 2},
     "round_robin": {"scoring": "wins"},
+    "mbr_judge": {"utility": "pointwise", "self_pair": False, "template": "pointwise_reference"},
 }
 
 
@@ -133,7 +136,8 @@ def vote(kind, texts, lang="en"):
 def test_majority_picks_the_most_frequent_answer_and_breaks_ties_to_the_lowest_index():
     chosen, scores, details = vote("math", ["So 17.", "The answer is 18.", "Answer: 18", "no idea"])
     assert chosen == 1 and scores == [1.0, 2.0, 2.0, None] and details["parse_status"] == "ok"
-    assert details["answers"] == ["17", "18", "18", None]
+    assert details["answers"] == ["17.0", "18.0", "18.0", None]
+    assert vote("math", ["1234567", "1234568"])[1] == [1.0, 1.0]  # numbers that differ in the 7th digit differ
     assert vote("math", ["Answer: 5", "Answer: 7"])[0] == 0  # a tie between answers: the lowest index
     assert vote("math", ["Antwort: 1.000", "1000"], lang="de")[1] == [2.0, 2.0]  # the language's number format
 
@@ -178,7 +182,7 @@ def drive(procedure_name, texts, settings, fail=()):
     `fail`; returns the outcome and every request."""
     requests, counter = [], itertools.count()
 
-    def fuse_round(rounds):
+    def fuse_round(indices, rounds):
         answers = []
         for item_requests in rounds:
             item_answers = []
@@ -360,15 +364,16 @@ def test_a_model_selector_that_names_no_valid_candidate_falls_back_to_the_first_
 
 
 class PreferenceJudge:
-    """A judge double: prefers the candidate with the higher number, ties when equal; counts its verdicts."""
+    """A judge double: prefers the candidate with the higher number, ties when equal, drops the verdicts of pairs
+    among `drop` (an unparsed order); counts its verdicts."""
 
-    def __init__(self, tie=()):
-        self.engine, self.calls, self.tie = ScriptedEngine(lambda p: ""), 0, set(tie)
+    def __init__(self, tie=(), drop=()):
+        self.engine, self.calls, self.tie, self.drop = ScriptedEngine(lambda p: ""), 0, set(tie), set(drop)
 
     def compare(self, kind, item, answer, opponent):
         self.calls += 2  # both orders
         a, b = (int(text.rsplit("cand", 1)[1]) for text in (answer, opponent))
-        value = 50.0 if {a, b} <= self.tie else 100.0 if a > b else 0.0
+        value = None if {a, b} <= self.drop else 50.0 if {a, b} <= self.tie else 100.0 if a > b else 0.0
         return {"value": value, "cost": {"calls": 2, "tokens_in": 0, "tokens_out": 0, "seconds": 0.0}}
 
 
@@ -402,7 +407,10 @@ def test_round_robin_judges_every_pair_and_ranks_by_wins_or_bradley_terry(tmp_pa
 DEFAULT = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
 EVERY_METHOD = {
     "model": "smol",
-    "selectors": ["usc", "genselect", "chops", "knockout", "round_robin", "majority", "self_certainty"],
+    "selectors": [
+        *("usc", "genselect", "chops", "knockout", "round_robin", "mbr_judge", "majority", "self_certainty"),
+        "mbr_comet",
+    ],
     "aggregators": ["moa", "self_moa_seq", "usi", "rsa", "nocompare"],
 }
 
@@ -410,7 +418,7 @@ EVERY_METHOD = {
 def test_the_dag_runs_each_zoo_method_where_its_kind_allows():
     config = copy.deepcopy(DEFAULT) | {"zoo": {**EVERY_METHOD, "tasks": ["mgsm", "wmt24pp"]}}
     dag = StudyDag(load_config(config))
-    model_run = ["usc", "genselect", "chops", "knockout", "round_robin"]
+    model_run = ["usc", "genselect", "chops", "knockout", "round_robin", "mbr_judge"]
     assert dag.zoo_methods("mgsm") == [
         *(f"bon-{name}@smol" for name in model_run),
         "bon-majority",
@@ -418,6 +426,8 @@ def test_the_dag_runs_each_zoo_method_where_its_kind_allows():
         *(f"fusion-{name}@smol" for name in ["moa", "self_moa_seq", "rsa", "nocompare"]),  # no USI: not translation
     ]
     assert "bon-majority" not in dag.zoo_methods("wmt24pp") and "fusion-usi@smol" in dag.zoo_methods("wmt24pp")
+    assert "bon-mbr_comet" in dag.zoo_methods("wmt24pp") and "bon-mbr_comet" not in dag.zoo_methods("mgsm")
+    assert dag.job_model("mbr_comet", {}) == config["comet"]["model"]
     assert dag.zoo_methods("arena") == []  # not a zoo task
     assert dag.job_model("select", {"selector": "bon-usc@smol"}) == "smol"
     assert dag.job_model("aggregate", {"fusor": "smol", "aggregator": "rsa"}) == "smol"
@@ -537,9 +547,243 @@ def test_the_zoo_table_pairs_each_method_with_fusion_and_the_best_bon(tmp_path):
     # the best BoN is loglik (mean 50 against 12.5); moa - fusion = 100 - 75 over 8 paired items
     assert avg.loc["fusion-moa@smol", "difference_vs_FusioN"] == pytest.approx(25.0)
     assert avg.loc["fusion-moa@smol", "difference_vs_best_BoN"] == pytest.approx(50.0)
-    # Holm: the adjusted p-values are at least the raw ones, and one table's tests are adjusted together
-    tested = avg["p_holm_vs_FusioN"].dropna()
-    assert len(tested) == 5 and (tested <= 1).all()
+    # Holm over one family: 5 methods against FusioN, 4 against the best BoN (FusioN against it once, not twice)
+    raw = pd.concat([avg["p_vs_FusioN"], avg["p_vs_best_BoN"]]).dropna()
+    holm = pd.concat([avg["p_holm_vs_FusioN"], avg["p_holm_vs_best_BoN"]]).dropna()
+    assert len(raw) == len(holm) == 9 and (holm >= raw - 1e-12).all()
+    assert holm.min() == pytest.approx(
+        min(1.0, 9 * raw.min()), rel=1e-3
+    )  # Holm's first step is Bonferroni's (CSV: 4 digits)
+    assert pd.isna(avg.loc["fusion-gemma270m", "p_vs_best_BoN"])
     markdown = Path(outputs["mgsm_markdown"]).read_text()
     assert "the best BoN is `bon-loglik`" in markdown and "| fusion-moa@smol |" in markdown
     assert Path(outputs["mgsm_figure"]).stat().st_size > 0 and Path(outputs["mgsm_pdf"]).stat().st_size > 0
+
+
+class ReferenceJudge(PreferenceJudge):
+    """Rates an answer 10 minus its distance to the reference's number; no rating for candidate 1 against 3."""
+
+    def rate(self, kind, item, answer, reference=None):
+        from polyfuse.judge import Rating
+
+        self.calls += 1
+        a, b = (int(text.rsplit("cand", 1)[1]) for text in (answer, reference))
+        value = None if (a, b) == (1, 3) else float(10 - abs(a - b) * (a + 1))
+        return Rating(value, "", {"calls": 1, "tokens_in": 0, "tokens_out": 0, "seconds": 0.0})
+
+
+@pytest.mark.parametrize("self_pair", [False, True])
+def test_mbr_with_a_pointwise_judge_utility_is_each_candidates_mean_rating_against_the_others(tmp_path, self_pair):
+    items, _, pools = write_pools(tmp_path, count=1, k=4)
+    judge = ReferenceJudge()
+    settings = {**ZOO_SETTINGS, "mbr_judge": {"utility": "pointwise", "self_pair": self_pair, "template": "x"}}
+    scorer = make_scorer("mbr_judge", task_kind("translation"), judge=judge, settings=settings)
+    (record,) = select_pools(items, pools, scorer, "bon-mbr_judge@scripted")
+    assert judge.calls == (16 if self_pair else 12) == calls_floor("mbr_judge", 4, settings)
+    expected = []
+    for i in range(4):  # by hand: the ratings the judge gave, the missing one left out
+        ratings = [10 - abs(i - j) * (i + 1) for j in range(4) if (i != j or self_pair) and (i, j) != (1, 3)]
+        expected.append(sum(ratings) / len(ratings))
+    assert record["scores"] == pytest.approx(expected) and record["unrated"] == 1
+    assert record["chosen"] == int(np.argmax(expected))
+
+
+def test_mbr_with_a_pairwise_judge_utility_never_asks_the_self_pair(tmp_path):
+    items, _, pools = write_pools(tmp_path, count=1, k=3)
+    judge = PreferenceJudge()
+    settings = {**ZOO_SETTINGS, "mbr_judge": {"utility": "pairwise", "self_pair": True, "template": "x"}}
+    scorer = make_scorer("mbr_judge", task_kind("translation"), judge=judge, settings=settings)
+    (record,) = select_pools(items, pools, scorer, "bon-mbr_judge@scripted")
+    assert judge.calls == 3 * 2 == calls_floor("mbr_judge", 3, settings)  # N(N - 1) verdicts, self-pair or not
+    assert record["scores"] == [0.0, 0.5, 1.0] and record["chosen"] == 2
+
+
+class ChrfMetric:
+    """A COMET stand-in with COMET's interface: sacrebleu's sentence chrF of mt against ref."""
+
+    name = "chrf-standin"
+
+    def __init__(self):
+        from sacrebleu.metrics import CHRF
+
+        self.chrf, self.segments = CHRF(), 0
+
+    def segment_scores(self, triples):
+        self.segments += len(triples)
+        return [self.chrf.sentence_score(t["mt"], [t["ref"]]).score for t in triples]
+
+
+@pytest.mark.parametrize("self_pair", [False, True])
+def test_comet_mbr_is_each_candidates_mean_utility_against_the_other_candidates(tmp_path, self_pair):
+    from sacrebleu.metrics import CHRF
+
+    from polyfuse.comet_score import mbr_records
+
+    items, _, pools = write_pools(tmp_path, count=1, k=4)
+    texts = ["the cat sat on the mat", "a cat sat on a mat", "the dog ran", "the cat sat on a mat"]
+    write_jsonl(
+        pools, [{"id": "i0", "sampler": "gemma", "prompt_hash": "h", "candidates": [{"text": t} for t in texts]}]
+    )
+    metric = ChrfMetric()
+    (record,) = mbr_records(items, pools, metric, self_pair=self_pair, status="ok")
+    chrf = CHRF()
+    expected = [  # by hand: sacrebleu's own sentence chrF, averaged over the pseudo-references
+        np.mean([chrf.sentence_score(h, [r]).score for j, r in enumerate(texts) if self_pair or j != i])
+        for i, h in enumerate(texts)
+    ]
+    assert record["scores"] == pytest.approx(expected, abs=1e-5) and record["chosen"] == int(np.argmax(expected))
+    assert (
+        metric.segments
+        == record["cost"]["calls"]
+        == calls_floor("mbr_comet", 4, {"mbr_comet": {"self_pair": self_pair}})
+    )
+    assert record["method"] == "bon-mbr_comet" and record["fallback"] is None
+
+
+def test_comet_mbr_without_a_model_falls_back_to_the_first_candidate_and_says_why(tmp_path):
+    from polyfuse.comet_score import mbr_records
+
+    items, _, pools = write_pools(tmp_path, count=2, k=3)
+    records = list(mbr_records(items, pools, None, self_pair=False, status="unavailable: offline"))
+    assert [r["chosen"] for r in records] == [0, 0] and {r["fallback"] for r in records} == {"first"}
+    assert {r["parse_status"] for r in records} == {"unavailable: offline"}
+
+
+def first_shown(item_id: str, n: int) -> list[int]:
+    """The fusor's shown order of an item, recomputed from its definition: a seeded shuffle of the pool indices."""
+    from polyfuse.sample import derive_seed
+
+    order = list(range(n))
+    random.Random(derive_seed(ZOO_SETTINGS["order_seed"], "order", item_id)).shuffle(order)
+    return order
+
+
+def test_selectors_show_the_candidates_in_the_fusors_order(tmp_path):
+    items, shots, pools = write_pools(tmp_path, count=3, k=5)
+    engine = ScriptedEngine(lambda prompt: "Judgment: 1")
+    with OutputCache(tmp_path / "cache") as cache:
+        scorer = make_scorer(
+            "usc", task_kind("translation"), engine=engine, style="chat", cache=cache, settings=ZOO_SETTINGS
+        )
+        records = list(select_pools(items, pools, scorer, "bon-usc@scripted"))
+        fusor = ScriptedEngine(lambda prompt: "Answer: [[x]]")
+        sampling = {"temperature": 0.3, "top_p": 0.95, "max_tokens": 32}
+        job = FusionJob(fusor, "chat", cache, task_kind("translation"), "paper", sampling, ZOO_SETTINGS["order_seed"])
+        fused = list(fuse_pools(items, shots, pools, job=job, stats={}))
+    for n, (record, prompt, fusion, fusion_prompt) in enumerate(
+        zip(records, engine.prompts, fused, fusor.prompts, strict=True)
+    ):
+        order = first_shown(f"i{n}", 5)
+        assert re.findall(r"item\d+-cand(\d+)", prompt) == [str(i) for i in order]
+        assert re.findall(r"item\d+-cand(\d+)", fusion_prompt) == [str(i) for i in order] and fusion["order"] == order
+        assert record["chosen"] == order[0]
+
+
+def test_a_knockout_whose_final_verdict_was_dropped_states_its_stand_in(tmp_path):
+    items, _, pools = write_pools(tmp_path, count=1, k=2)
+    judge = PreferenceJudge(drop={0, 1})
+    (record,) = select_pools(
+        items, pools, make_scorer("knockout", task_kind("translation"), judge=judge, settings=ZOO_SETTINGS), "k"
+    )
+    assert record["chosen"] == first_shown("i0", 2)[0]
+    assert (record["fallback"], record["parse_status"], record["dropped"]) == ("first", "dropped", 1)
+    tie = PreferenceJudge(tie={0, 1})  # a tie is the judge's verdict, broken to the first shown: no stand-in
+    (record,) = select_pools(
+        items, pools, make_scorer("knockout", task_kind("translation"), judge=tie, settings=ZOO_SETTINGS), "k"
+    )
+    assert record["chosen"] == first_shown("i0", 2)[0] and record["fallback"] is None and record["ties"] == 1
+
+
+def test_a_round_robin_without_any_verdict_states_the_first_shown_as_its_stand_in(tmp_path):
+    items, _, pools = write_pools(tmp_path, count=1, k=3)
+    judge = PreferenceJudge(drop={0, 1, 2})
+    scorer = make_scorer("round_robin", task_kind("translation"), judge=judge, settings=ZOO_SETTINGS)
+    (record,) = select_pools(items, pools, scorer, "bon-round_robin@scripted")
+    assert record["chosen"] == first_shown("i0", 3)[0] and record["fallback"] == "first" and record["dropped"] == 3
+
+
+def test_a_batch_of_items_that_need_different_numbers_of_calls_is_fused_round_by_round(tmp_path):
+    items, shots, pools = write_pools(tmp_path, count=3, k=5)
+    sizes = [3, 5, 4]  # Self-MoA-Seq with window 2, step 1: 2, 4 and 3 calls
+    write_jsonl(pools, [p | {"candidates": p["candidates"][:k]} for p, k in zip(read_jsonl(pools), sizes, strict=True)])
+    engine = ScriptedEngine(
+        lambda prompt: "Answer: [[" + "|".join(sorted(set(re.findall(r"item\d+-cand\d+", prompt)))) + "]]"
+    )
+    engine.batch_items = 3  # one batch: the items leave it after different rounds
+    sampling = {"temperature": 0.3, "top_p": 0.95, "max_tokens": 32}
+    with OutputCache(tmp_path / "cache") as cache:
+        job = FusionJob(
+            engine,
+            "chat",
+            cache,
+            task_kind("translation"),
+            "paper",
+            sampling,
+            7,
+            aggregator="self_moa_seq",
+            settings=ZOO_SETTINGS,
+        )
+        records = list(fuse_pools(items, shots, pools, job=job, stats={}))
+    assert [r["cost"]["calls"] for r in records] == [2, 4, 3] and engine.calls == 9
+    for n, (record, k) in enumerate(zip(records, sizes, strict=True)):
+        assert record["output"] == "|".join(f"item{n}-cand{c}" for c in sorted(range(k), key=str))
+
+
+@pytest.mark.parametrize(
+    "template, family, generation, expected",
+    [
+        ("usc", "select", " 2\n", (1, "ok")),
+        ("genselect", "select", " 3 is best", (2, "ok")),
+        ("usc", "select", " none", (None, "no_index")),
+    ],
+)
+def test_a_few_shot_selection_prompt_ends_at_its_marker_and_the_output_is_read_after_it(
+    template, family, generation, expected
+):
+    from polyfuse.selectors import choice_primer
+    from polyfuse.tasks import load_template
+
+    prompt = load_template(template, family, "fewshot").render(
+        instruction="Say hi.", language="German", candidates=["a", "b", "c"]
+    )
+    choice = parse_choice(choice_primer(prompt, "fewshot") + generation, 3)
+    assert (choice.position, choice.status) == expected
+
+
+@pytest.mark.parametrize("aggregator", ["moa", "nocompare", "usi", "rsa"])
+def test_a_few_shot_aggregation_prompt_opens_the_answer_and_the_output_closes_it(aggregator):
+    from polyfuse.fuse import fusion_prompt, parse_fused, prompt_primer
+
+    item = {"id": "x", "lang": "de", "input": "Good morning."}
+    prompt, _ = fusion_prompt(aggregator, "fewshot", task_kind("translation"), item, ["Guten Morgen.", "Morgen."])
+    assert prompt.endswith("Answer: [[")
+    assert parse_fused(prompt_primer(prompt, "fewshot") + "Guten Morgen!]]\n").text == "Guten Morgen!"
+    paper, _ = fusion_prompt("paper", "fewshot", task_kind("translation"), item, ["Guten Morgen.", "Morgen."])
+    assert prompt_primer(paper, "fewshot") == ""  # the paper's prompt ends at "Comparison:", which is not the answer
+
+
+def test_the_zoo_average_weighs_each_language_equally_over_the_common_items():
+    import pandas as pd
+
+    from polyfuse.zoo_report import task_table
+
+    rows = []
+    for method, by_lang in {  # de: 2 items, fr: 6; fusion scores item fr5 not at all
+        "fusion-f": {"de": [100, 100], "fr": [0, 0, 0, 0, 0, None]},
+        "bon-usc@m": {"de": [0, 0], "fr": [100, 100, 100, 100, 100, 100]},
+    }.items():
+        for lang, values in by_lang.items():
+            rows += [
+                {"task": "t", "lang": lang, "sampler": "s", "method": method, "id": f"{lang}{i}", "value": v}
+                for i, v in enumerate(values)
+            ]
+    items = pd.DataFrame(rows).astype({"value": float})
+    records = items.assign(own=True, calls=1.0, tokens_in=1.0, tokens_out=1.0, seconds=1.0)
+    settings = {"bootstrap": 200, "confidence": 0.95, "seed": 0, "zoo_fusion": {"t": "fusion-f"}, "zoo_bon": []}
+    table, _ = task_table(items, records, "t", settings)
+    avg = table[table["lang"] == "avg"].set_index("method")
+    # on the 7 common items: fusion (100 + 0) / 2 = 50 and USC (0 + 100) / 2 = 50, although USC wins 6 of 7 items
+    assert avg.loc["fusion-f", "mean"] == pytest.approx(50) and avg.loc["bon-usc@m", "mean"] == pytest.approx(50)
+    assert avg.loc["bon-usc@m", "items"] == 7 and avg.loc["bon-usc@m", "difference_vs_FusioN"] == pytest.approx(0)
+    fr = table[(table["lang"] == "fr")].set_index("method")
+    assert fr.loc["fusion-f", "items"] == 5  # a language's own cell keeps every item the method scored

@@ -123,6 +123,8 @@ if ZOO:
             "results/logs/analyses/zoo.log",
         benchmark:
             "results/benchmarks/analyses/zoo.tsv"
+        params:
+            settings=ZOO_ANALYSIS_SETTINGS,
 
 
 # Each claim of the paper beside this run's finding: reads the study's scores and the analyses' tables.

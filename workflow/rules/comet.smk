@@ -57,6 +57,33 @@ rule comet_oracle:
         " --out {output.outputs} --settings {params.settings:q} --log {log}"
 
 
+# The zoo's MBR with COMET as the utility: each candidate's mean COMET against the other candidates.
+rule mbr_comet:
+    input:
+        items_file="results/{task}/{lang}/items.jsonl",
+        pools="results/{task}/{lang}/pools/{model}.jsonl",
+    output:
+        outputs="results/{task}/{lang}/outputs/{model}/bon-mbr_comet.jsonl",
+    log:
+        "results/logs/mbr_comet/{task}/{lang}/{model}.log",
+    benchmark:
+        "results/benchmarks/mbr_comet/{task}/{lang}/{model}.tsv"
+    wildcard_constraints:
+        task=alternatives(TRANSLATION_TASKS),
+    conda:
+        "../../envs/comet.yaml"
+    resources:
+        gpu=COMET["gpus"],
+        mem_mb=COMET["mem_mb"],
+        slurm_partition=slurm_partition(COMET["gpus"]),
+    params:
+        python=TORCH_PYTHON,
+        settings=json.dumps({**COMET, **ZOO.get("mbr_comet", {})}),
+    shell:
+        "{params.python} -m polyfuse.cli mbr-comet --items {input.items_file} --inputs {input.pools}"
+        " --out {output.outputs} --settings {params.settings:q} --log {log}"
+
+
 rule select_reward_model:
     input:
         items_file="results/{task}/{lang}/items.jsonl",

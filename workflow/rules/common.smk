@@ -18,6 +18,7 @@ from polyfuse.dag import StudyDag
 from polyfuse.settings import load_config
 from polyfuse.aggregators import AGGREGATORS
 from polyfuse.errors import PolyfuseError
+from polyfuse.selectors import ZOO_SELECTORS
 from polyfuse.tasks import task_kind
 
 try:
@@ -89,7 +90,7 @@ wildcard_constraints:
     member=r"\d+",
     set=alternatives(SETS),
     fusor=alternatives(config["models"]),
-    selector=rf"single|oracle|bon-(?!reward_model)[a-z_]+{SCORED_BY}",
+    selector=rf"single|oracle|bon-(?!reward_model|mbr_comet)[a-z_]+{SCORED_BY}",
     method=rf"{'|'.join(methods.PLAIN_METHODS)}|bon-[a-z_]+{SCORED_BY}|fusion-([a-z_]+@)?[A-Za-z0-9_.-]+",
     aggregator=alternatives(AGGREGATORS),
     pair=rf"fusion-[A-Za-z0-9_.-]+__vs__bon-[a-z_]+{SCORED_BY}",
@@ -165,13 +166,24 @@ ANALYSIS_SETTINGS = {
     "fusors": ANALYSES.get("fusors") if ANALYSES else None,
     "comet_model": COMET["model"],  # the claims name the COMET model whose scores they read
     "distill": DISTILL,  # the claims compare the students of distill.compare
-    # the method zoo's tasks, and the study's FusioN and BoN methods each zoo method is compared with
+}
+# The zoo's table alone reads its tasks and the study's FusioN and BoN methods each zoo method is compared with.
+ZOO_ANALYSIS_SETTINGS = {
+    **ANALYSIS_SETTINGS,
     "zoo_tasks": STUDY_DAG.zoo_tasks,
     "zoo_fusion": {task: STUDY_DAG.fusion_methods(task)[0] for task in STUDY_DAG.zoo_tasks},
     "zoo_bon": BON,
 }
 ZOO = config.get("zoo") or {}
 zoo_files, zoo_outputs = STUDY_DAG.zoo_files, STUDY_DAG.zoo_outputs
+
+
+def zoo_params(wildcards):
+    """A zoo job's settings (an aggregator's, or a zoo selector's) with the study's seed, which orders the candidates
+    as the fusor sees them; nothing for any other job, so editing the zoo re-runs the zoo's jobs alone."""
+    selector = getattr(wildcards, "selector", None)
+    zoo_job = hasattr(wildcards, "aggregator") or (selector and methods.scorer_of(selector)[0] in ZOO_SELECTORS)
+    return {**ZOO, "order_seed": STUDY["seed"]} if zoo_job else {}
 
 
 def dataset_file(wildcards):

@@ -18,7 +18,7 @@ rule fuse:
         kind=lambda w: TASKS[w.task]["kind"],
         models=lambda w: model_params(w.fusor),
         fusion=config["fusion"],
-        zoo=ZOO,
+        zoo=zoo_params,
         seed=STUDY["seed"],
         cache=lambda w: cache_file(w.fusor),
     script:

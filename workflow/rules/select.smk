@@ -19,7 +19,7 @@ rule select:
         scorer_model=selector_model,
         models=lambda w: model_params(*filter(None, [selector_model(w)])),
         judge=config["judge"],
-        zoo=ZOO,
+        zoo=zoo_params,
         loglik_normalization=STUDY["loglik_normalization"],
         cache=lambda w: cache_file(selector_model(w) or "selection"),
     script:
