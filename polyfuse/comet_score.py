@@ -112,11 +112,18 @@ def run_comet(
     log.info("comet records=%d status=%s", count, status)
 
 
+def segment_cost(segments: int, start: float) -> dict:
+    """A COMET pass's cost: its segments stand for calls, as COMET reads and writes no generated token."""
+    return {"calls": segments, "tokens_in": 0, "tokens_out": 0, "seconds": round(time.perf_counter() - start, 6)}
+
+
 def oracle_records(items_path: str, pools_path: str, metric: Comet) -> Iterator[dict]:
     for item, pool in read_paired(items_path, pools_path):
         texts = [candidate["text"].strip() for candidate in pool["candidates"]]
+        start = time.perf_counter()
         scores = metric.segment_scores([{"src": item["input"], "mt": text, "ref": item["reference"]} for text in texts])
         chosen = best_index(scores)
+        cost = segment_cost(len(texts), start)
         yield {
             "id": item["id"],
             "task": item["task"],
@@ -127,6 +134,7 @@ def oracle_records(items_path: str, pools_path: str, metric: Comet) -> Iterator[
             "chosen": chosen,
             "scores": scores,
             "scorer": f"comet:{metric.name}",
+            "cost": cost,
             "prompt_hash": pool["prompt_hash"],
         }
 
@@ -176,13 +184,7 @@ def mbr_records(items_path: str, pools_path: str, metric, *, self_pair: bool, st
             "self_pair": self_pair,
             "parse_status": status,
             "fallback": None if metric is not None else "first",
-            # COMET segments scored stand for calls; COMET reads and writes no generated token
-            "cost": {
-                "calls": segments,
-                "tokens_in": 0,
-                "tokens_out": 0,
-                "seconds": round(time.perf_counter() - start, 6),
-            },
+            "cost": segment_cost(segments, start),
             "prompt_hash": pool["prompt_hash"],
         }
 

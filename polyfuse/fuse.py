@@ -306,6 +306,7 @@ def run_fuse(items_path: str, shots_path: str, pools_path: str, out_path: str, *
     engine = job.engine
     count = write_jsonl(out_path, with_progress(records, items_path, f"fuse {engine.model_name}"))
     statuses = {status: stats.get(status, 0) for status in ("ok", "missing", "unclosed", "empty")}
+    # parse_failures: records whose answer is a stand-in; statuses: every call's, a chain's earlier calls included
     log.info(
         "fused=%d aggregator=%s parse_failures=%d statuses=%s exemplars=%d exemplar_leaks=%d model_calls=%d",
         count,
