@@ -227,7 +227,7 @@ class MbrComet(Section):
 class Zoo(Section):
     """The method zoo: more selection and aggregation methods on the study samplers' pools of `tasks`."""
 
-    tasks: list[str] | None = None
+    tasks: Distinct[list[str]] | None = Field(None, min_length=1)
     model: str
     models: dict[str, str] = Field({})
     selectors: Distinct[list[one_of(ZOO_SELECTORS)]] = []

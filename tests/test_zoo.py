@@ -448,6 +448,8 @@ def test_the_dag_runs_each_zoo_method_where_its_kind_allows():
         ({"model": "smol", "selectors": ["best"]}, "zoo.selectors"),
         ({"model": "smol", "aggregators": ["paper"]}, "zoo.aggregators"),
         ({"model": "smol", "genselect": {"window": 1}}, "zoo.genselect.window"),
+        ({"model": "smol", "tasks": []}, "zoo.tasks: [] should be non-empty"),
+        ({"model": "smol", "models": {"usc": "smol"}}, "zoo.models (a method zoo.selectors or zoo.aggregators lists)"),
     ],
 )
 def test_a_bad_zoo_is_one_line_naming_its_key(zoo, message):

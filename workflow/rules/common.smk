@@ -91,7 +91,7 @@ wildcard_constraints:
     set=alternatives(SETS),
     fusor=alternatives(config["models"]),
     selector=rf"single|oracle|bon-(?!reward_model|mbr_comet)[a-z_]+{SCORED_BY}",
-    method=rf"{'|'.join(methods.PLAIN_METHODS)}|bon-[a-z_]+{SCORED_BY}|fusion-([a-z_]+@)?[A-Za-z0-9_.-]+",
+    method=rf"{'|'.join(methods.PLAIN_METHODS)}|bon-[a-z_]+{SCORED_BY}|fusion-(?:[a-z_]+@)?[A-Za-z0-9_.-]+",
     aggregator=alternatives(AGGREGATORS),
     pair=rf"fusion-[A-Za-z0-9_.-]+__vs__bon-[a-z_]+{SCORED_BY}",
 
