@@ -161,11 +161,13 @@ def interval_text(row) -> str:
     return f"{row['mean']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}] n={row['items']} own {row['own_share']:.0%}"
 
 
-def test_text(row, label: str) -> str:
+def comparison_text(row, label: str) -> str:
     key = label.replace(" ", "_")
     if f"difference_vs_{key}" not in row or pd.isna(row[f"difference_vs_{key}"]):
         return ""
     detectable = row[f"detectable_vs_{key}"]
+    if detectable == 0 and row[f"difference_vs_{key}"] == 0:  # no spread to power a test: say what was seen
+        return f"+0.0 (the same score on every item; p_holm {row[f'p_holm_vs_{key}']:.3f})"
     shown = "∞" if not np.isfinite(detectable) else f"{detectable:.1f}"
     return f"{row[f'difference_vs_{key}']:+.1f} (p_holm {row[f'p_holm_vs_{key}']:.3f}; detectable ±{shown})"
 
@@ -186,7 +188,7 @@ def markdown(table: pd.DataFrame, task: str, references: dict, metric: str) -> s
                 else "—"
             )
             cells = [interval_text(by_lang[lang]) if lang in by_lang else "—" for lang in languages]
-            tests = [test_text(avg, label) for label in references]
+            tests = [comparison_text(avg, label) for label in references]
             lines.append("| " + " | ".join([method, *cells, cost, *tests]) + " |")
         lines.append("")
     return "\n".join(lines)

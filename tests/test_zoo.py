@@ -789,3 +789,12 @@ def test_the_zoo_average_weighs_each_language_equally_over_the_common_items():
     assert avg.loc["bon-usc@m", "items"] == 7 and avg.loc["bon-usc@m", "difference_vs_FusioN"] == pytest.approx(0)
     fr = table[(table["lang"] == "fr")].set_index("method")
     assert fr.loc["fusion-f", "items"] == 5  # a language's own cell keeps every item the method scored
+
+
+def test_a_comparison_of_identical_scores_says_so_instead_of_a_detectable_difference_of_zero():
+    from polyfuse.zoo_report import comparison_text
+
+    same = {"difference_vs_FusioN": 0.0, "detectable_vs_FusioN": 0.0, "p_holm_vs_FusioN": 1.0}
+    assert comparison_text(same, "FusioN") == "+0.0 (the same score on every item; p_holm 1.000)"
+    shifted = {"difference_vs_FusioN": 100.0, "detectable_vs_FusioN": 0.0, "p_holm_vs_FusioN": 0.03}
+    assert comparison_text(shifted, "FusioN") == "+100.0 (p_holm 0.030; detectable ±0.0)"  # a constant difference
