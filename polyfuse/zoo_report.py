@@ -216,14 +216,21 @@ def zoo_figure(table: pd.DataFrame, task: str, metric: str, path: Path) -> None:
                 edgecolors="black" if on_front else "none",
                 zorder=3,
             )
-            ax.annotate(row.method, (row.cost, row.quality), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        # methods at one point share a label, a name a line; labels at one quality are stacked, so none overlaps
+        stacked: dict[float, float] = {}
+        for (cost, quality), together in points.groupby(["cost", "quality"], sort=True):
+            lift = stacked.get(round(quality, 6), 3.0)
+            ax.annotate(
+                "\n".join(together["method"]), (cost, quality), fontsize=7, xytext=(4, lift), textcoords="offset points"
+            )
+            stacked[round(quality, 6)] = lift + 9.0 * len(together)
         frontier = points[points["method"].isin(front)].sort_values("cost")
         ax.step(frontier["cost"], frontier["quality"], where="post", color="black", linewidth=0.8, label="Pareto front")
         ax.set_xscale("symlog", linthresh=10)
         ax.set_xlabel("model tokens per item, the method's own (read + written)")
         ax.set_ylabel(f"{metric}, mean over languages")
         ax.set_title(f"{task}: pools of {sampler}")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path, also=("pdf",))
     plt.close(fig)
