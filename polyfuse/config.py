@@ -230,11 +230,13 @@ def check_analyses(config: dict) -> None:
                     )
 
 
-def zoo_tasks(config: dict) -> list[str]:
-    """The test tasks the zoo runs on: zoo.tasks, else every test task."""
+def zoo_cells(config: dict) -> dict[str, list[str]]:
+    """The test cells the zoo runs on, {task: languages}: zoo.cells, else every language of every test task."""
     zoo = config.get("zoo") or {}
-    test = [name for name, spec in config["tasks"].items() if spec["role"] == "test"]
-    return (zoo.get("tasks") or test) if zoo else []
+    if not zoo:
+        return {}
+    every = {name: spec["languages"] for name, spec in config["tasks"].items() if spec["role"] == "test"}
+    return zoo.get("cells") or every
 
 
 def zoo_model(zoo: dict, method: str) -> str:
@@ -253,8 +255,10 @@ def check_zoo(config: dict) -> None:
             "zoo.models (a method zoo.selectors or zoo.aggregators lists)",
         )
         _known(model, models, f"zoo.models.{method}")
-    for task in zoo.get("tasks") or []:
-        _known(task, [name for name, spec in config["tasks"].items() if spec["role"] == "test"], "zoo.tasks")
+    for task, languages in (zoo.get("cells") or {}).items():
+        _known(task, [name for name, spec in config["tasks"].items() if spec["role"] == "test"], "zoo.cells")
+        for lang in languages:
+            _known(lang, config["tasks"][task]["languages"], f"zoo.cells.{task}")
     for method in [*zoo["selectors"], *zoo["aggregators"]]:
         model = zoo_model(zoo, method)
         style, engine = models[model]["prompt_style"], models[model]["engine"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from polyfuse import aggregators, methods
-from polyfuse.config import analysed_samplers, analysis_variants, student_models, zoo_model, zoo_tasks
+from polyfuse.config import analysed_samplers, analysis_variants, student_models, zoo_cells, zoo_model
 from polyfuse.pools import pool_members
 from polyfuse.selectors import ANSWER_KINDS, MBR_COMET, MODEL_SELECTORS
 from polyfuse.tasks import task_kind
@@ -45,7 +45,8 @@ class StudyDag:
         self.analyses = config.get("analyses")
         self.variants = analysis_variants(config)
         self.zoo = config.get("zoo")
-        self.zoo_tasks = zoo_tasks(config)
+        self.zoo_cells = zoo_cells(config)
+        self.zoo_tasks = list(self.zoo_cells)
 
     def max_tokens(self, task: str) -> int:
         return self.tasks[task].get("max_tokens", task_kind(self.tasks[task]["kind"]).max_tokens)
@@ -237,11 +238,11 @@ class StudyDag:
 
     def zoo_files(self, folder: str, suffix: str = ".jsonl") -> list[str]:
         """The `folder` (outputs or scores) file of every method the zoo table compares, the study's own included,
-        on the study samplers' pools of each zoo task."""
+        on the study samplers' pools of each zoo cell."""
         return [
             f"results/{task}/{lang}/{folder}/{sampler}/{method}{suffix}"
-            for task in self.zoo_tasks
-            for lang in self.tasks[task]["languages"]
+            for task, languages in self.zoo_cells.items()
+            for lang in languages
             for sampler in self.samplers(task)
             for method in [*self.methods_of(task, sampler), *self.zoo_methods(task)]
         ]

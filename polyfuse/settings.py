@@ -225,9 +225,9 @@ class MbrComet(Section):
 
 
 class Zoo(Section):
-    """The method zoo: more selection and aggregation methods on the study samplers' pools of `tasks`."""
+    """The method zoo: more selection and aggregation methods on the study samplers' pools of `cells`."""
 
-    tasks: Distinct[list[str]] | None = Field(None, min_length=1)
+    cells: dict[str, Annotated[Distinct[list[str]], Field(min_length=1)]] | None = Field(None, min_length=1)
     model: str
     models: dict[str, str] = Field({})
     selectors: Distinct[list[one_of(ZOO_SELECTORS)]] = []

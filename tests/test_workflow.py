@@ -318,7 +318,7 @@ def test_the_html_report_holds_every_table_and_figure_with_its_caption(study):
     expected = {f"results/analyses/{name}.{ext}" for name in ANALYSIS_NAMES for ext in ("png", "csv")}
     expected |= {f"results/figures/{task}.png" for task in reported_tasks(study.config)}
     expected |= {"results/figures/distill.png", "results/tables/distill.csv", "results/README.md"}
-    expected |= {f"results/{kind}/zoo_{task}.{ext}" for task in study.config["zoo"]["tasks"] for kind, ext in ZOO_SHOWN}
+    expected |= {f"results/{kind}/zoo_{task}.{ext}" for task in study.config["zoo"]["cells"] for kind, ext in ZOO_SHOWN}
     assert expected <= listed, expected - listed
     for caption in (
         "N-scaling: quality against the number of candidates",
@@ -343,13 +343,13 @@ def test_the_zoo_runs_every_method_for_real_on_the_study_pools_and_reports_it(st
     table and figure list every method beside the study's own."""
     results, zoo = study.workdir / "results", study.config["zoo"]
     kinds = {"mgsm": "math", "wmt24pp": "translation"}
-    for task in zoo["tasks"]:
+    for task, languages in zoo["cells"].items():
         only = {"majority": "math", "mbr_comet": "translation"}  # the methods that need an answer or a translation
         selectors = [s for s in zoo["selectors"] if only.get(s, kinds[task]) == kinds[task]]
         aggregators = [a for a in zoo["aggregators"] if a != "usi" or kinds[task] == "translation"]
         zoo_methods = [f"bon-{s}" if s in only else f"bon-{s}@{zoo['model']}" for s in selectors]
         zoo_methods += [f"fusion-{a}@{zoo['model']}" for a in aggregators]
-        for lang in study.config["tasks"][task]["languages"]:
+        for lang in languages:
             items = [item["id"] for item in read_jsonl(results / task / lang / "items.jsonl")]
             pools = {
                 p["id"]: [c["text"].strip() for c in p["candidates"]]
@@ -371,6 +371,7 @@ def test_the_zoo_runs_every_method_for_real_on_the_study_pools_and_reports_it(st
                         assert record["fallback"] is None and record["utility"].startswith("comet:")
         table = pd.read_csv(results / f"tables/zoo_{task}.csv")
         assert set(zoo_methods) | {"single", "bon-loglik", "fusion-smol"} <= set(table["method"])
+        assert set(table["lang"]) == {*languages, "avg"}  # the zoo's cells, not every language of the task
         avg = table[table["lang"] == "avg"]
         assert avg["own_share"].between(0, 1).all() and (avg["calls"] >= 0).all()
         tested = ~avg["method"].isin(["fusion-smol", "oracle", "oracle-comet"])  # the ceilings are not tested

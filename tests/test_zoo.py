@@ -416,7 +416,7 @@ EVERY_METHOD = {
 
 
 def test_the_dag_runs_each_zoo_method_where_its_kind_allows():
-    config = copy.deepcopy(DEFAULT) | {"zoo": {**EVERY_METHOD, "tasks": ["mgsm", "wmt24pp"]}}
+    config = copy.deepcopy(DEFAULT) | {"zoo": {**EVERY_METHOD, "cells": {"mgsm": ["de", "fr"], "wmt24pp": ["de"]}}}
     dag = StudyDag(load_config(config))
     model_run = ["usc", "genselect", "chops", "knockout", "round_robin", "mbr_judge"]
     assert dag.zoo_methods("mgsm") == [
@@ -444,11 +444,13 @@ def test_the_dag_runs_each_zoo_method_where_its_kind_allows():
     "zoo, message",
     [
         ({"model": "gpt9"}, "zoo.model: unknown 'gpt9'"),
-        ({"model": "smol", "tasks": ["ufb"]}, "zoo.tasks: unknown 'ufb'"),
+        ({"model": "smol", "cells": {"ufb": ["en"]}}, "zoo.cells: unknown 'ufb'"),
+        ({"model": "smol", "cells": {"mgsm": ["ja"]}}, "zoo.cells.mgsm: unknown 'ja'"),
         ({"model": "smol", "selectors": ["best"]}, "zoo.selectors"),
         ({"model": "smol", "aggregators": ["paper"]}, "zoo.aggregators"),
         ({"model": "smol", "genselect": {"window": 1}}, "zoo.genselect.window"),
-        ({"model": "smol", "tasks": []}, "zoo.tasks: [] should be non-empty"),
+        ({"model": "smol", "cells": {}}, "zoo.cells: {} should be non-empty"),
+        ({"model": "smol", "cells": {"mgsm": []}}, "zoo.cells.mgsm: [] should be non-empty"),
         ({"model": "smol", "models": {"usc": "smol"}}, "zoo.models (a method zoo.selectors or zoo.aggregators lists)"),
     ],
 )
