@@ -61,7 +61,7 @@ RECORDED_RULES = frozenset(
     {"sample", "sample_member", "fuse", "aggregate", "select", "target_scores", "judge", "head_to_head"}
 )
 RECORDED_RULES |= {"reference", "select_reward_model", "target_scores_reward_model"}
-# Rules whose wall time grows with the items they read through a model, though their records keep no cost.
+# Rules whose wall time grows with the items they read through a model, in no generated token (COMET, training).
 ITEM_BOUND_RULES = frozenset({"comet", "comet_oracle", "mbr_comet", "finetune"})
 # Bytes of text per token when no probe measured them: English BPE averages about 4 characters a token; text in other
 # scripts packs more bytes into a token, so this over-counts their tokens.

@@ -155,7 +155,11 @@ class PointwiseJudge(Scorer):
     def score_item(self, item, texts):
         ratings = [self.judge.rate(self.kind, item, text) for text in texts]
         self.failures += sum(rating.value is None for rating in ratings)
-        return [rating.value for rating in ratings], {"cost": sum_costs(rating.cost for rating in ratings)}
+        rated = any(rating.value is not None for rating in ratings)  # none rated: the first candidate stands in
+        return [rating.value for rating in ratings], {
+            **({} if rated else {"fallback": "first"}),
+            "cost": sum_costs(rating.cost for rating in ratings),
+        }
 
 
 @register_scorer("reward_model")

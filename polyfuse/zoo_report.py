@@ -13,7 +13,8 @@ comparison states the smallest difference it could detect with 80% power at alph
 
 The figure plots each method's average quality against its tokens per item (symmetric-log axis) and marks the
 Pareto front: the methods no other method beats on quality at lower or equal cost. The oracle, a ceiling no method
-can reach without the reference, is drawn but not on the front.
+can reach without the reference, is drawn but not on the front (a star), and so is a method whose model reads no
+generated token (COMET-MBR, a square: its cost is COMET passes, in the table, not tokens).
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def method_records(paths: list[str]) -> pd.DataFrame:
 
 def is_ceiling(method: str) -> bool:
     return method in (methods.ORACLE, methods.COMET_ORACLE)
+
+
+def off_the_token_axis(row) -> bool:
+    """A method whose model reads no generated token (COMET-MBR's COMET passes): its cost is not on the token axis."""
+    return row["calls"] > 0 and row["tokens_in"] + row["tokens_out"] == 0
 
 
 def pareto_front(points: pd.DataFrame) -> set[str]:
@@ -204,14 +210,15 @@ def zoo_figure(table: pd.DataFrame, task: str, metric: str, path: Path) -> None:
     colours = method_colours(list(averages["method"].unique()))
     for ax, sampler in zip(axes[0], samplers, strict=True):
         points = averages[averages["sampler"] == sampler]
-        front = pareto_front(points[~points["method"].map(is_ceiling)])
+        unplaced = points.apply(off_the_token_axis, axis=1) if len(points) else pd.Series(dtype=bool)
+        front = pareto_front(points[~points["method"].map(is_ceiling) & ~unplaced])
         for row in points.itertuples():
             on_front = row.method in front
             ax.scatter(
                 row.cost,
                 row.quality,
                 color=colours[row.method],
-                marker="*" if is_ceiling(row.method) else "o",
+                marker="*" if is_ceiling(row.method) else "s" if unplaced[row.Index] else "o",
                 s=90 if on_front else 40,
                 edgecolors="black" if on_front else "none",
                 zorder=3,

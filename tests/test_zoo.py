@@ -496,6 +496,14 @@ def test_the_pareto_front_is_every_method_no_other_beats_on_quality_at_no_more_c
     assert pareto_front(points) == {"single", "cheap-good", "dear-better", "tie"}  # equal points do not dominate
 
 
+def test_a_method_whose_model_reads_no_generated_token_is_off_the_token_axis():
+    from polyfuse.zoo_report import off_the_token_axis
+
+    assert off_the_token_axis({"calls": 20.0, "tokens_in": 0.0, "tokens_out": 0.0})  # COMET-MBR's passes
+    assert not off_the_token_axis({"calls": 0.0, "tokens_in": 0.0, "tokens_out": 0.0})  # a vote: free, on the axis
+    assert not off_the_token_axis({"calls": 1.0, "tokens_in": 150.0, "tokens_out": 8.0})
+
+
 def test_the_zoo_table_pairs_each_method_with_fusion_and_the_best_bon(tmp_path):
     from polyfuse.zoo_report import run_zoo
 

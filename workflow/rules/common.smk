@@ -179,11 +179,15 @@ zoo_files, zoo_outputs = STUDY_DAG.zoo_files, STUDY_DAG.zoo_outputs
 
 
 def zoo_params(wildcards):
-    """A zoo job's settings (an aggregator's, or a zoo selector's) with the study's seed, which orders the candidates
-    as the fusor sees them; nothing for any other job, so editing the zoo re-runs the zoo's jobs alone."""
+    """What a zoo job reads of the zoo (its calls' sampling and seed, and its own method's block) with the study's
+    seed, which orders the candidates as the fusor sees them; nothing for any other job. So editing the zoo re-runs
+    the jobs of the methods it changes, and no other."""
     selector = getattr(wildcards, "selector", None)
-    zoo_job = hasattr(wildcards, "aggregator") or (selector and methods.scorer_of(selector)[0] in ZOO_SELECTORS)
-    return {**ZOO, "order_seed": STUDY["seed"]} if zoo_job else {}
+    method = getattr(wildcards, "aggregator", None) or (selector and methods.scorer_of(selector)[0])
+    if method not in (*ZOO_SELECTORS, *AGGREGATORS):
+        return {}
+    shared = {key: ZOO[key] for key in ("temperature", "max_tokens", "seed")}
+    return {**shared, "order_seed": STUDY["seed"], **({method: ZOO[method]} if method in ZOO else {})}
 
 
 def dataset_file(wildcards):
