@@ -348,14 +348,19 @@ def test_model_selectors_see_only_their_items_pool_and_map_the_named_position_ba
         assert record["parse_status"] == "ok" and record["fallback"] is None and record["cost"]["calls"] == calls
 
 
+def usc_selection(items: str, pools: str, engine, cache):
+    """USC run by `engine` on the pools: the scorer (its failure count) and the records."""
+    scorer = make_scorer(
+        "usc", task_kind("translation"), engine=engine, style="chat", cache=cache, settings=ZOO_SETTINGS
+    )
+    return scorer, list(select_pools(items, pools, scorer, "bon-usc@scripted"))
+
+
 def test_a_model_selector_that_names_no_valid_candidate_falls_back_to_the_first_shown_and_counts_it(tmp_path):
     items, _, pools = write_pools(tmp_path, count=2, k=3)
     engine = ScriptedEngine(lambda prompt: "Judgment: 9")
     with OutputCache(tmp_path / "cache") as cache:
-        scorer = make_scorer(
-            "usc", task_kind("translation"), engine=engine, style="chat", cache=cache, settings=ZOO_SETTINGS
-        )
-        records = list(select_pools(items, pools, scorer, "bon-usc@scripted"))
+        scorer, records = usc_selection(items, pools, engine, cache)
     for record, prompt in zip(records, engine.prompts, strict=True):
         first_shown = re.search(r"Response 1:\n(\S+)", prompt)[1]
         assert record["output"] == first_shown
@@ -674,10 +679,7 @@ def test_selectors_show_the_candidates_in_the_fusors_order(tmp_path):
     items, shots, pools = write_pools(tmp_path, count=3, k=5)
     engine = ScriptedEngine(lambda prompt: "Judgment: 1")
     with OutputCache(tmp_path / "cache") as cache:
-        scorer = make_scorer(
-            "usc", task_kind("translation"), engine=engine, style="chat", cache=cache, settings=ZOO_SETTINGS
-        )
-        records = list(select_pools(items, pools, scorer, "bon-usc@scripted"))
+        scorer, records = usc_selection(items, pools, engine, cache)
         fusor = ScriptedEngine(lambda prompt: "Answer: [[x]]")
         sampling = {"temperature": 0.3, "top_p": 0.95, "max_tokens": 32}
         job = FusionJob(fusor, "chat", cache, task_kind("translation"), "paper", sampling, ZOO_SETTINGS["order_seed"])
